@@ -1,0 +1,111 @@
+/** Domain records of tasks, attempts and job types, independent of the wire format and the ORM. */
+import type { TaskState } from "./task-state.js";
+
+/** A typed payload: a protobuf Any without the generated types (type URL and encoded bytes). */
+export interface Payload {
+  typeUrl: string;
+  value: Uint8Array;
+}
+
+/** How one attempt ended; "running" while it runs. */
+export type AttemptOutcome = "running" | "succeeded" | "failed" | "cancelled" | "timed_out" | "lost";
+
+/** A task as stored. Ids are decimal strings of the bigint primary key. */
+export interface TaskRecord {
+  id: string;
+  namespace: string;
+  jobType: string;
+  state: TaskState;
+  input: Payload;
+  output: Payload | null;
+  priority: number;
+  attempt: number;
+  maxAttempts: number;
+  timeoutMs: number | null;
+  runAt: Date;
+  createdAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | null;
+  workerId: string | null;
+  lastError: string | null;
+}
+
+/** One row of a task's history. */
+export interface AttemptRecord {
+  number: number;
+  workerId: string;
+  outcome: AttemptOutcome;
+  error: string | null;
+  startedAt: Date;
+  endedAt: Date | null;
+}
+
+/** A task with what GetTask adds. */
+export interface TaskDetail extends TaskRecord {
+  attempts: AttemptRecord[];
+  /** Tasks of the same job type that run first; set only for pending tasks. */
+  queuePosition: number | null;
+}
+
+/** A validated task to insert, with every default already resolved. */
+export interface NewTask {
+  namespace: string;
+  jobType: string;
+  input: Payload;
+  priority: number;
+  maxAttempts: number;
+  timeoutMs: number | null;
+  /** Null: now, by the database clock. */
+  runAt: Date | null;
+}
+
+/** A job type as stored. */
+export interface JobTypeRecord {
+  namespace: string;
+  name: string;
+  /** Fully-qualified message name; "" for JSON. */
+  inputType: string;
+  outputType: string;
+  /** Serialized google.protobuf.FileDescriptorSet, or null. */
+  descriptors: Uint8Array | null;
+  defaultPriority: number;
+  defaultMaxAttempts: number;
+  defaultTimeoutMs: number | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** A task leased to a worker: only (taskId, attempt, leaseToken) may report on it. */
+export interface Assignment {
+  taskId: string;
+  namespace: string;
+  jobType: string;
+  input: Payload;
+  attempt: number;
+  maxAttempts: number;
+  leaseToken: string;
+  timeoutMs: number | null;
+  createdAt: Date;
+}
+
+/** The lease that a report must name. */
+export interface LeaseRef {
+  namespace: string;
+  taskId: string;
+  attempt: number;
+  leaseToken: string;
+}
+
+/** A worker's report of success. */
+export interface CompletionReport extends LeaseRef {
+  output: Payload | null;
+}
+
+/** A worker's report of failure, or the server's verdict on a lost attempt. */
+export interface FailureReport extends LeaseRef {
+  error: string;
+  /** Dead-letter at once instead of retrying. */
+  nonRetryable: boolean;
+  /** How the attempt is recorded: "failed" for a worker's report, "lost" when the worker went away. */
+  outcome: "failed" | "lost";
+}

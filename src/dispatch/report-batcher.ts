@@ -1,0 +1,85 @@
+/**
+ * Coalesces workers' reports: everything reported within one turn of the event loop is written by
+ * one statement per kind (task-complete-batch, task-fail-batch), then each caller learns whether
+ * its report was accepted.
+ */
+import { backoffDelayMs, DEFAULT_BACKOFF } from "../core/backoff.js";
+import type { CompletionReport, FailureReport } from "../core/task.js";
+import type { TaskState } from "../core/task-state.js";
+import type { Db } from "../store/db.js";
+import { reportKey, taskCompleteBatch } from "../store/sql/task-complete-batch.js";
+import { taskFailBatch } from "../store/sql/task-fail-batch.js";
+
+/** The largest batch one statement writes; more wait for the next flush. */
+const MAX_BATCH = 1_000;
+
+interface Pending<R, A> {
+  report: R;
+  resolve(answer: A): void;
+  reject(error: unknown): void;
+}
+
+/** Accepted: the state the task moved to. Rejected: undefined (the lease was not current). */
+export type ReportAnswer = TaskState | undefined;
+
+/** Batches completion and failure writes. */
+export class ReportBatcher {
+  private completions: Pending<CompletionReport, ReportAnswer>[] = [];
+  private failures: Pending<FailureReport, ReportAnswer>[] = [];
+  private scheduled = false;
+
+  constructor(private readonly db: Db) {}
+
+  /** Records a success; resolves to "succeeded", or undefined when the lease is not current. */
+  complete(report: CompletionReport): Promise<ReportAnswer> {
+    return new Promise((resolve, reject) => {
+      this.completions.push({ report, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Records a failure; resolves to "pending" (retry) or "dead", or undefined when the lease is not current. */
+  fail(report: FailureReport): Promise<ReportAnswer> {
+    return new Promise((resolve, reject) => {
+      this.failures.push({ report, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const completions = this.completions.splice(0, MAX_BATCH);
+    const failures = this.failures.splice(0, MAX_BATCH);
+    if (this.completions.length > 0 || this.failures.length > 0) this.schedule();
+    await Promise.all([this.flushCompletions(completions), this.flushFailures(failures)]);
+  }
+
+  private async flushCompletions(batch: Pending<CompletionReport, ReportAnswer>[]): Promise<void> {
+    if (batch.length === 0) return;
+    try {
+      const accepted = await taskCompleteBatch(this.db, batch.map((p) => p.report));
+      for (const p of batch) p.resolve(accepted.has(reportKey(p.report)) ? "succeeded" : undefined);
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+    }
+  }
+
+  private async flushFailures(batch: Pending<FailureReport, ReportAnswer>[]): Promise<void> {
+    if (batch.length === 0) return;
+    try {
+      const reports = batch.map((p) => ({ ...p.report, backoffMs: backoffDelayMs(DEFAULT_BACKOFF, p.report.attempt) }));
+      const accepted = await taskFailBatch(this.db, reports);
+      for (const p of batch) p.resolve(accepted.get(reportKey(p.report)));
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+    }
+  }
+}

@@ -1,0 +1,51 @@
+/** The engine of one replica: dispatch, reports, notifications, job types and task operations. */
+import type { Logger } from "pino";
+import { Dispatcher } from "../dispatch/dispatcher.js";
+import { startReadyListener, type ReadyListener } from "../dispatch/ready-listener.js";
+import { ReportBatcher } from "../dispatch/report-batcher.js";
+import type { Database } from "../store/orm.js";
+import { JobTypeRegistry } from "./job-type-registry.js";
+import { Tasks } from "./tasks.js";
+
+/** Engine settings. */
+export interface EngineOptions {
+  /** How often dispatch looks for work without a notification (ms). */
+  safetyPollMs: number;
+}
+
+/** A running engine. */
+export interface Engine {
+  database: Database;
+  dispatcher: Dispatcher;
+  jobTypes: JobTypeRegistry;
+  tasks: Tasks;
+  listener: ReadyListener;
+  /** Stops dispatch and notifications (streams must be closed first); does not close the database. */
+  stop(): Promise<void>;
+}
+
+/** Starts the engine on an open, migrated database. */
+export function createEngine(database: Database, logger: Logger, options: EngineOptions): Engine {
+  const batcher = new ReportBatcher(database.db);
+  const dispatcher = new Dispatcher({ db: database.db, batcher, logger, safetyPollMs: options.safetyPollMs });
+  const listener = startReadyListener(
+    database.url,
+    {
+      onReady: (notice) => dispatcher.onReady(notice),
+      onRevoke: (notice) => dispatcher.onRevoke(notice),
+      onResync: () => dispatcher.wakeAll(),
+    },
+    logger,
+  );
+  return {
+    database,
+    dispatcher,
+    jobTypes: new JobTypeRegistry(database.orm),
+    tasks: new Tasks(database.db, database.pool, batcher, logger),
+    listener,
+    async stop() {
+      dispatcher.stop();
+      await listener.close();
+    },
+  };
+}

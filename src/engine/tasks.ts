@@ -1,0 +1,115 @@
+/** Task operations behind the RPCs: submit, read, list, cancel, and the unary worker calls. */
+import type { Logger } from "pino";
+import { TaskwireError } from "../core/errors.js";
+import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import type { Assignment, CompletionReport, FailureReport, LeaseRef, NewTask, TaskDetail, TaskRecord } from "../core/task.js";
+import { illegalTransitionMessage } from "../core/task-state.js";
+import type { Db } from "../store/db.js";
+import { withTransaction } from "../store/orm.js";
+import type pg from "pg";
+import { taskCancel } from "../store/sql/task-cancel.js";
+import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
+import { taskAttempts, taskGet } from "../store/sql/task-get.js";
+import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
+import { taskLeaseState } from "../store/sql/task-lease-state.js";
+import { taskCount, taskListPage, type TaskFilter } from "../store/sql/task-list.js";
+import { taskQueuePosition } from "../store/sql/task-queue-position.js";
+import { REVOKE_CHANNEL, type RevokeNotice } from "../dispatch/ready-listener.js";
+import type { ReportAnswer, ReportBatcher } from "../dispatch/report-batcher.js";
+
+/** Task operations for one replica. */
+export class Tasks {
+  constructor(
+    private readonly db: Db,
+    private readonly pool: pg.Pool,
+    private readonly batcher: ReportBatcher,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Inserts validated tasks in one statement (all or none); returns them in order. */
+  submit(tasks: readonly NewTask[]): Promise<TaskRecord[]> {
+    return taskInsertBatch(this.db, tasks);
+  }
+
+  /** A task with its attempts and, when pending, its queue position; NOT_FOUND otherwise. */
+  async get(namespace: string, id: string): Promise<TaskDetail> {
+    const task = await taskGet(this.db, namespace, id);
+    if (task === undefined) throw taskNotFound(id);
+    const [attempts, queuePosition] = await Promise.all([
+      taskAttempts(this.db, id),
+      task.state === "pending" ? taskQueuePosition(this.db, { namespace, jobType: task.jobType, id }) : undefined,
+    ]);
+    return { ...task, attempts, queuePosition: queuePosition ?? null };
+  }
+
+  /** One page of tasks newest first, the token of the next page, and the exact total. */
+  async list(filter: TaskFilter, pageSize: number, pageToken: string): Promise<{ tasks: TaskRecord[]; nextPageToken: string; total: number }> {
+    const fingerprint = filterFingerprint(filter);
+    const afterId = pageToken === "" ? null : decodePageToken(pageToken, fingerprint);
+    const [page, total] = await Promise.all([
+      taskListPage(this.db, filter, { afterId, limit: pageSize + 1 }),
+      taskCount(this.db, filter),
+    ]);
+    const tasks = page.slice(0, pageSize);
+    const last = tasks.at(-1);
+    const nextPageToken = page.length > pageSize && last !== undefined ? encodePageToken(last.id, fingerprint) : "";
+    return { tasks, nextPageToken, total };
+  }
+
+  /**
+   * Cancels a waiting, pending or running task. A running task's holder is told through NOTIFY
+   * (sent at commit, to whichever replica holds its stream); its lease is gone at once.
+   */
+  async cancel(namespace: string, id: string, reason: string): Promise<TaskRecord> {
+    const message = reason === "" ? "cancelled by a client" : reason;
+    const result = await withTransaction(this.pool, async (db) => {
+      const cancelled = await taskCancel(db, { namespace, id, reason: message });
+      if (cancelled?.previousState === "running") {
+        const notice: RevokeNotice = { ns: namespace, id, attempt: cancelled.task.attempt, reason: "cancelled", message };
+        await db.query("SELECT pg_notify($1, $2)", [REVOKE_CHANNEL, JSON.stringify(notice)]);
+      }
+      return cancelled;
+    });
+    if (result !== undefined) return result.task;
+    const current = await taskGet(this.db, namespace, id);
+    if (current === undefined) throw taskNotFound(id);
+    throw new TaskwireError("ILLEGAL_TRANSITION", `task ${id}: ${illegalTransitionMessage(current.state, "cancel")}`);
+  }
+
+  /** Unary claim for workers without streams. */
+  claim(params: { namespace: string; workerId: string; jobTypes: readonly string[]; limit: number }): Promise<Assignment[]> {
+    return taskClaimAvailable(this.db, params);
+  }
+
+  /** Unary completion: resolves when accepted, throws STALE_LEASE / NOT_FOUND when not. */
+  async complete(report: CompletionReport): Promise<void> {
+    if ((await this.batcher.complete(report)) === undefined) throw await this.explainRejection(report);
+  }
+
+  /** Unary failure: resolves when accepted, throws STALE_LEASE / NOT_FOUND when not. */
+  async fail(report: FailureReport): Promise<ReportAnswer> {
+    const answer = await this.batcher.fail(report);
+    if (answer === undefined) throw await this.explainRejection(report);
+    return answer;
+  }
+
+  /** Why a report was not accepted: the task is unknown, finished, or held by another lease. */
+  async explainRejection(report: LeaseRef): Promise<TaskwireError> {
+    const current = (await taskLeaseState(this.db, report.namespace, [report.taskId])).get(report.taskId);
+    if (current === undefined) return taskNotFound(report.taskId);
+    const base = `report for task ${report.taskId} attempt ${report.attempt} rejected`;
+    if (current.state !== "running") {
+      return new TaskwireError("STALE_LEASE", `${base}: the task is ${current.state.toUpperCase()}, so no attempt may report on it`);
+    }
+    if (current.attempt !== report.attempt) {
+      return new TaskwireError("STALE_LEASE", `${base}: attempt ${current.attempt} is the current one`);
+    }
+    this.logger.debug({ taskId: report.taskId }, "report with a wrong lease token");
+    return new TaskwireError("STALE_LEASE", `${base}: the lease token is not the one issued for this attempt`);
+  }
+}
+
+/** NOT_FOUND for a task id (also for another namespace's task, which must look the same). */
+export function taskNotFound(id: string): TaskwireError {
+  return new TaskwireError("NOT_FOUND", `task ${JSON.stringify(id)} does not exist`);
+}

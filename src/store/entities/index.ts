@@ -1,0 +1,9 @@
+/** Every entity, for MikroORM's configuration. */
+import { JobType } from "./job-type.js";
+import { Namespace } from "./namespace.js";
+import { Task } from "./task.js";
+import { TaskAttempt } from "./task-attempt.js";
+import { Worker } from "./worker.js";
+
+export { JobType, Namespace, Task, TaskAttempt, Worker };
+export const ENTITIES = [Namespace, JobType, Task, TaskAttempt, Worker];

@@ -1,0 +1,23 @@
+import { defineEntity, p } from "@mikro-orm/postgresql";
+
+const JobTypeSchema = defineEntity({
+  name: "JobType",
+  tableName: "job_type",
+  properties: {
+    namespace: p.text().primary(),
+    name: p.text().primary(),
+    inputType: p.text().default(""),
+    outputType: p.text().default(""),
+    descriptors: p.blob().nullable(),
+    defaultPriority: p.integer().default(0),
+    defaultMaxAttempts: p.integer().default(3),
+    defaultTimeoutMs: p.integer().nullable(),
+    createdAt: p.datetime().defaultRaw("now()"),
+    updatedAt: p.datetime().defaultRaw("now()"),
+  },
+  primaryKeys: ["namespace", "name"],
+});
+
+/** A kind of work, with its payload types and task defaults (one row per namespace and name). */
+export class JobType extends JobTypeSchema.class {}
+JobTypeSchema.setClass(JobType);

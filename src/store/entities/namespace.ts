@@ -1,0 +1,14 @@
+import { defineEntity, p } from "@mikro-orm/postgresql";
+
+const NamespaceSchema = defineEntity({
+  name: "Namespace",
+  tableName: "namespace",
+  properties: {
+    name: p.text().primary(),
+    createdAt: p.datetime().defaultRaw("now()"),
+  },
+});
+
+/** A tenant: every job type, task and worker belongs to exactly one. */
+export class Namespace extends NamespaceSchema.class {}
+NamespaceSchema.setClass(Namespace);

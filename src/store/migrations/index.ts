@@ -1,0 +1,4 @@
+/** Every migration, in order. Listed in code so that they run the same under tsx and compiled JS. */
+import { Migration0001Initial } from "./migration-0001-initial.js";
+
+export const MIGRATIONS = [{ name: "0001_initial", class: Migration0001Initial }];

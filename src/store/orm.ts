@@ -1,0 +1,84 @@
+/** Opens the database: MikroORM for entities and migrations, its pg pool for the hot-path SQL. */
+import { Migrator } from "@mikro-orm/migrations";
+import { MikroORM } from "@mikro-orm/postgresql";
+import type pg from "pg";
+import { TaskwireError } from "../core/errors.js";
+import type { Db } from "./db.js";
+import { ENTITIES } from "./entities/index.js";
+import { MIGRATIONS } from "./migrations/index.js";
+
+/** An open database: the ORM, and the same connection pool as a plain `Db` for explicit SQL. */
+export interface Database {
+  orm: MikroORM;
+  pool: pg.Pool;
+  db: Db;
+  /** The connection URL (for LISTEN, which needs a dedicated connection). */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Opens a pool on `url`; connects lazily. */
+export async function openDatabase(url: string, options: { poolSize?: number } = {}): Promise<Database> {
+  const orm = await MikroORM.init({
+    clientUrl: url,
+    entities: ENTITIES,
+    extensions: [Migrator],
+    pool: { min: 0, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000 },
+    driverOptions: { connectionTimeoutMillis: 5_000 },
+    debug: false,
+    ensureDatabase: false,
+    migrations: { migrationsList: MIGRATIONS, snapshot: false, silent: true },
+  });
+  const pool = (await orm.em.getConnection().getNativeClient()) as pg.Pool;
+  return {
+    orm,
+    pool,
+    db: poolDb(pool),
+    url,
+    close: () => orm.close(),
+  };
+}
+
+/** A Db running each query on any pooled connection (single statements commit on their own). */
+export function poolDb(pool: pg.Pool | pg.PoolClient): Db {
+  return {
+    async query<Row>(text: string, values?: readonly unknown[]) {
+      const result = await pool.query(text, values as unknown[] | undefined);
+      return result.rows as Row[];
+    },
+  };
+}
+
+/** Runs `work` in one transaction on one pooled connection; rolls back if it throws. */
+export async function withTransaction<T>(pool: pg.Pool, work: (db: Db) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const result = await work(poolDb(client));
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Applies pending migrations, or with `migrate` false fails fast naming the ones missing, so a
+ * server never runs against a schema it does not understand.
+ */
+export async function prepareSchema(database: Database, migrate: boolean): Promise<string[]> {
+  const migrator = database.orm.migrator;
+  if (migrate) return (await migrator.up()).map((m) => m.name);
+  const pending = (await migrator.getPending()).map((m) => m.name);
+  if (pending.length > 0) {
+    throw new TaskwireError(
+      "INTERNAL",
+      `the database schema is not current: ${pending.length} migration(s) pending (${pending.join(", ")}); ` +
+        `start once without --no-migrate, or run \`taskwire migrate\``,
+    );
+  }
+  return [];
+}

@@ -1,0 +1,63 @@
+/** Claims up to n ready tasks for a worker in one statement: the dispatch hot path. */
+import type { Assignment } from "../../core/task.js";
+import type { Db } from "../db.js";
+import { toDate } from "./task-columns.js";
+
+// Served by the partial index task_claim_idx (namespace, job_type, priority DESC, run_at, id) WHERE
+// state = 'pending'. FOR UPDATE SKIP LOCKED lets concurrent claimers (any replica) take disjoint
+// rows without waiting; the statement commits on its own, so the row's state is the lock from then
+// on and no transaction stays open while the task runs. The attempt's history row is written by
+// the same statement.
+const SQL = `
+WITH picked AS (
+  SELECT id FROM task
+  WHERE namespace = $1 AND job_type = ANY($2::text[]) AND state = 'pending' AND run_at <= now()
+  ORDER BY priority DESC, run_at, id
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED
+), claimed AS (
+  UPDATE task t
+  SET state = 'running', attempt = t.attempt + 1, worker_id = $4, lease_token = gen_random_uuid(), updated_at = now()
+  FROM picked
+  WHERE t.id = picked.id
+  RETURNING t.id, t.job_type, t.input_type_url, t.input, t.attempt, t.max_attempts, t.lease_token, t.timeout_ms,
+    t.created_at, t.priority, t.run_at
+), history AS (
+  INSERT INTO task_attempt (task_id, number, worker_id)
+  SELECT id, attempt, $4 FROM claimed
+)
+SELECT id::text AS id, job_type, input_type_url, input, attempt, max_attempts, lease_token::text AS lease_token,
+  timeout_ms, created_at
+FROM claimed
+ORDER BY priority DESC, run_at, id`;
+
+interface ClaimRow {
+  id: string;
+  job_type: string;
+  input_type_url: string;
+  input: Buffer;
+  attempt: number;
+  max_attempts: number;
+  lease_token: string;
+  timeout_ms: number | null;
+  created_at: Date | string;
+}
+
+/** Moves up to `limit` ready tasks of `jobTypes` to RUNNING for `workerId`, in claim order. */
+export async function taskClaimAvailable(
+  db: Db,
+  params: { namespace: string; jobTypes: readonly string[]; limit: number; workerId: string },
+): Promise<Assignment[]> {
+  const rows = await db.query<ClaimRow>(SQL, [params.namespace, params.jobTypes, params.limit, params.workerId]);
+  return rows.map((row) => ({
+    taskId: row.id,
+    namespace: params.namespace,
+    jobType: row.job_type,
+    input: { typeUrl: row.input_type_url, value: row.input },
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    leaseToken: row.lease_token,
+    timeoutMs: row.timeout_ms,
+    createdAt: toDate(row.created_at),
+  }));
+}

@@ -1,0 +1,62 @@
+/** The task columns every task query returns, and their mapping to TaskRecord. */
+import type { TaskRecord } from "../../core/task.js";
+import type { TaskState } from "../../core/task-state.js";
+
+/** Selected as-is by task queries (alias `t`); ids come back as text so no precision is lost. */
+export const TASK_COLUMNS = `t.id::text AS id, t.namespace, t.job_type, t.state, t.input_type_url, t.input,
+  t.output_type_url, t.output, t.priority, t.attempt, t.max_attempts, t.timeout_ms, t.run_at,
+  t.created_at, t.updated_at, t.finished_at, t.worker_id, t.last_error`;
+
+/** A row of TASK_COLUMNS. */
+export interface TaskRow {
+  id: string;
+  namespace: string;
+  job_type: string;
+  state: TaskState;
+  input_type_url: string;
+  input: Buffer;
+  output_type_url: string | null;
+  output: Buffer | null;
+  priority: number;
+  attempt: number;
+  max_attempts: number;
+  timeout_ms: number | null;
+  run_at: Date | string;
+  created_at: Date | string;
+  updated_at: Date | string;
+  finished_at: Date | string | null;
+  worker_id: string | null;
+  last_error: string | null;
+}
+
+/**
+ * Timestamps arrive as strings on MikroORM's pool (it installs its own type parsers) and as Dates
+ * on a plain pg pool; both become Dates here.
+ */
+export function toDate(value: Date | string): Date;
+export function toDate(value: Date | string | null): Date | null;
+export function toDate(value: Date | string | null): Date | null {
+  return value === null ? null : value instanceof Date ? value : new Date(value);
+}
+
+/** Maps a TaskRow to the domain record. */
+export function taskFromRow(row: TaskRow): TaskRecord {
+  return {
+    id: row.id,
+    namespace: row.namespace,
+    jobType: row.job_type,
+    state: row.state,
+    input: { typeUrl: row.input_type_url, value: row.input },
+    output: row.output_type_url === null ? null : { typeUrl: row.output_type_url, value: row.output ?? Buffer.alloc(0) },
+    priority: row.priority,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    timeoutMs: row.timeout_ms,
+    runAt: toDate(row.run_at),
+    createdAt: toDate(row.created_at),
+    updatedAt: toDate(row.updated_at),
+    finishedAt: toDate(row.finished_at),
+    workerId: row.worker_id,
+    lastError: row.last_error,
+  };
+}

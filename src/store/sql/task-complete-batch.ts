@@ -1,0 +1,43 @@
+/** Records many successful outcomes in one statement: the completion hot path. */
+import type { CompletionReport } from "../../core/task.js";
+import type { Db } from "../db.js";
+
+// Each row is fenced by (id, namespace, state = 'running', attempt, lease_token): a report from a
+// stale attempt, a cancelled task or a wrong token matches nothing and changes nothing. The primary
+// key finds each row; the attempt's history row is closed by the same statement.
+const SQL = `
+WITH report AS (
+  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::bytea[])
+    AS r(id, namespace, attempt, lease_token, output_type_url, output)
+), done AS (
+  UPDATE task t
+  SET state = 'succeeded', output_type_url = r.output_type_url, output = r.output, lease_token = NULL,
+    finished_at = now(), updated_at = now()
+  FROM report r
+  WHERE t.id = r.id AND t.namespace = r.namespace AND t.state = 'running' AND t.attempt = r.attempt
+    AND t.lease_token = r.lease_token
+  RETURNING t.id, t.attempt, r.lease_token
+), history AS (
+  UPDATE task_attempt a SET outcome = 'succeeded', ended_at = now()
+  FROM done
+  WHERE a.task_id = done.id AND a.number = done.attempt
+)
+SELECT id::text AS id, attempt, lease_token::text AS lease_token FROM done`;
+
+/** Identifies one report: `${taskId}/${attempt}/${leaseToken}`. */
+export function reportKey(r: { taskId: string; attempt: number; leaseToken: string }): string {
+  return `${r.taskId}/${r.attempt}/${r.leaseToken}`;
+}
+
+/** Completes the reports whose lease is current; returns the reportKey of each accepted one. */
+export async function taskCompleteBatch(db: Db, reports: readonly CompletionReport[]): Promise<Set<string>> {
+  const rows = await db.query<{ id: string; attempt: number; lease_token: string }>(SQL, [
+    reports.map((r) => r.taskId),
+    reports.map((r) => r.namespace),
+    reports.map((r) => r.attempt),
+    reports.map((r) => r.leaseToken),
+    reports.map((r) => r.output?.typeUrl ?? null),
+    reports.map((r) => (r.output === null ? null : Buffer.from(r.output.value.buffer, r.output.value.byteOffset, r.output.value.byteLength))),
+  ]);
+  return new Set(rows.map((row) => reportKey({ taskId: row.id, attempt: row.attempt, leaseToken: row.lease_token })));
+}
