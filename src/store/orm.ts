@@ -35,7 +35,9 @@ export async function openDatabase(url: string, options: { poolSize?: number } =
     pool,
     db: poolDb(pool),
     url,
-    close: () => orm.close(),
+    // Bounded: a connection lost inside a MikroORM transaction is never returned to the pool,
+    // and the pool's end() would wait for it forever.
+    close: () => Promise.race([orm.close(), new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref())]),
   };
 }
 
@@ -52,16 +54,18 @@ export function poolDb(pool: pg.Pool | pg.PoolClient): Db {
 /** Runs `work` in one transaction on one pooled connection; rolls back if it throws. */
 export async function withTransaction<T>(pool: pg.Pool, work: (db: Db) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A connection whose ROLLBACK fails is broken (server gone): destroy it instead of pooling it.
+  let broken = false;
   try {
     await client.query("BEGIN");
     const result = await work(poolDb(client));
     await client.query("COMMIT");
     return result;
   } catch (error) {
-    await client.query("ROLLBACK").catch(() => undefined);
+    await client.query("ROLLBACK").catch(() => (broken = true));
     throw error;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }
 

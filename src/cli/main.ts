@@ -1,0 +1,107 @@
+/** The `taskwire` command: `server start`, `migrate`. */
+import { Command, Option } from "commander";
+import { defaultConfig, type ServerConfig } from "../config.js";
+import { createLogger } from "../logger.js";
+import { startServer } from "../main.js";
+import { startEmbeddedPostgres } from "../store/embedded-postgres.js";
+import { openDatabase, prepareSchema } from "../store/orm.js";
+
+const defaults = defaultConfig();
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`--port must be 0 to 65535, got ${value}`);
+  return port;
+}
+
+/** Runs the server until SIGINT/SIGTERM; exits non-zero when it cannot start or an internal loop crashes. */
+async function serverStart(options: { host: string; port: number; databaseUrl?: string; dataDir: string; migrate: boolean; logLevel: string; allowUnauthenticatedRemote?: boolean }): Promise<void> {
+  const logger = createLogger(options.logLevel);
+  const config: ServerConfig = {
+    ...defaults,
+    host: options.host,
+    port: options.port,
+    databaseUrl: options.databaseUrl ?? null,
+    dataDir: options.dataDir,
+    migrate: options.migrate,
+    logLevel: options.logLevel,
+    allowUnauthenticatedRemote: options.allowUnauthenticatedRemote === true,
+  };
+  // A crash anywhere must take the process down loudly, never leave a half-alive server.
+  const crash = (error: unknown) => {
+    logger.fatal({ err: error }, "internal error; exiting");
+    process.exit(1);
+  };
+  process.on("uncaughtException", crash);
+  process.on("unhandledRejection", crash);
+
+  let server;
+  try {
+    server = await startServer(config, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, `cannot start: ${(error as Error).message}`);
+    process.exit(1);
+  }
+  let signals = 0;
+  const stop = (signal: string) => {
+    signals += 1;
+    if (signals > 1) {
+      logger.warn("second signal: exiting at once");
+      process.exit(130);
+    }
+    logger.info({ signal }, "shutting down");
+    server.stop().then(
+      () => {
+        logger.info("stopped");
+        process.exit(0);
+      },
+      (error: unknown) => crash(error),
+    );
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+/** Applies pending migrations and exits. */
+async function migrate(options: { databaseUrl?: string; dataDir: string; logLevel: string }): Promise<void> {
+  const logger = createLogger(options.logLevel);
+  const embedded = options.databaseUrl === undefined ? await startEmbeddedPostgres(options.dataDir, logger) : undefined;
+  const database = await openDatabase(options.databaseUrl ?? embedded!.url);
+  try {
+    const applied = await prepareSchema(database, true);
+    logger.info({ applied }, applied.length === 0 ? "schema already current" : "migrations applied");
+  } finally {
+    await database.close();
+    await embedded?.stop();
+  }
+}
+
+const databaseOption = () =>
+  new Option("--database-url <url>", "PostgreSQL URL; without it an embedded PostgreSQL runs under --data-dir").env("TASKWIRE_DATABASE_URL");
+const dataDirOption = () => new Option("--data-dir <dir>", "data folder of the embedded PostgreSQL").default(defaults.dataDir).env("TASKWIRE_DATA_DIR");
+const logLevelOption = () => new Option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent").default(defaults.logLevel).env("TASKWIRE_LOG_LEVEL");
+
+const program = new Command("taskwire").description("Taskwire: a background-job engine served over gRPC, gRPC-Web and Connect").showHelpAfterError();
+
+const server = program.command("server").description("run the Taskwire server");
+server
+  .command("start")
+  .description("serve gRPC, gRPC-Web and Connect on one port until SIGINT/SIGTERM")
+  .addOption(new Option("--host <host>", "address to listen on").default(defaults.host).env("TASKWIRE_HOST"))
+  .addOption(new Option("--port <port>", "port to listen on (0: any free port)").default(defaults.port).env("TASKWIRE_PORT").argParser(parsePort))
+  .addOption(databaseOption())
+  .addOption(dataDirOption())
+  .option("--no-migrate", "do not apply migrations; fail fast if any is pending")
+  .option("--allow-unauthenticated-remote", "allow a non-loopback --host although requests are not authenticated")
+  .addOption(logLevelOption())
+  .action(serverStart);
+
+program
+  .command("migrate")
+  .description("apply pending database migrations and exit")
+  .addOption(databaseOption())
+  .addOption(dataDirOption())
+  .addOption(logLevelOption())
+  .action(migrate);
+
+await program.parseAsync(process.argv);

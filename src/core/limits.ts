@@ -1,0 +1,28 @@
+/** Bounds on every knob a client controls. Each is named in the error that enforces it. */
+export const LIMITS = {
+  /** Tasks per SubmitBatch. */
+  maxBatch: 1_000,
+  /** Page size of list RPCs. */
+  maxPageSize: 1_000,
+  defaultPageSize: 100,
+  /** Task priority range. */
+  minPriority: -1_000,
+  maxPriority: 1_000,
+  /** max_attempts range. */
+  maxAttempts: 1_000,
+  /** Timeout range (ms). */
+  minTimeoutMs: 1,
+  maxTimeoutMs: 24 * 60 * 60 * 1_000,
+  /** run_at at most this far ahead (ms). */
+  maxDelayMs: 366 * 24 * 60 * 60 * 1_000,
+  /** Encoded payload size (bytes). */
+  maxPayloadBytes: 4 * 1024 * 1024,
+  /** Worker credits per stream and tasks per unary claim. */
+  maxCredits: 1_000,
+  /** Job types one worker serves. */
+  maxWorkerJobTypes: 100,
+  /** Stored error text; longer reports are truncated, not rejected. */
+  maxErrorChars: 10_000,
+  /** Cancel reason. */
+  maxReasonChars: 1_000,
+} as const;

@@ -1,0 +1,59 @@
+/** JobTypeService: validate -> registry -> proto. */
+import { toBinary } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { LIMITS } from "../core/limits.js";
+import type { Engine } from "../engine/engine.js";
+import type { JobTypeService } from "../gen/taskwire/v1/job_type_pb.js";
+import { jobTypeToProto } from "./mapping.js";
+import { parseDescriptors, type PayloadTypes } from "./payloads.js";
+import { namespaceOf } from "./request-context.js";
+import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import { durationMsInRange, intInRange, messageName, pageSize, requireName } from "./validation.js";
+
+/** The JobTypeService implementation. */
+export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes): Partial<ServiceImpl<typeof JobTypeService>> {
+  return {
+    async registerJobType(req, ctx) {
+      const name = requireName("name", req.name);
+      const inputType = messageName("input_type", req.inputType);
+      const outputType = messageName("output_type", req.outputType);
+      let descriptors: Uint8Array | null = null;
+      if (req.descriptors !== undefined && req.descriptors.file.length > 0) {
+        descriptors = toBinary(FileDescriptorSetSchema, req.descriptors);
+        parseDescriptors("descriptors", descriptors, [inputType, outputType]);
+      }
+      const { record, created } = await engine.jobTypes.register({
+        namespace: namespaceOf(ctx),
+        name,
+        inputType,
+        outputType,
+        descriptors,
+        defaultPriority: req.defaultPriority === undefined ? 0 : intInRange("default_priority", req.defaultPriority, LIMITS.minPriority, LIMITS.maxPriority),
+        defaultMaxAttempts: req.defaultMaxAttempts === undefined ? 3 : intInRange("default_max_attempts", req.defaultMaxAttempts, 1, LIMITS.maxAttempts),
+        defaultTimeoutMs: durationMsInRange("default_timeout", req.defaultTimeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),
+      });
+      payloads.registryOf(record); // make its messages renderable as JSON at once
+      return { jobType: jobTypeToProto(record), created };
+    },
+
+    async getJobType(req, ctx) {
+      const record = await engine.jobTypes.get(namespaceOf(ctx), requireName("name", req.name));
+      return { jobType: jobTypeToProto(record) };
+    },
+
+    async listJobTypes(req, ctx) {
+      const namespace = namespaceOf(ctx);
+      const size = pageSize("page_size", req.pageSize);
+      const fingerprint = filterFingerprint({ namespace });
+      const after = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
+      const rows = await engine.jobTypes.list(namespace, after, size + 1);
+      const page = rows.slice(0, size);
+      const last = page.at(-1);
+      return {
+        jobTypes: page.map(jobTypeToProto),
+        nextPageToken: rows.length > size && last !== undefined ? encodePageToken(last.name, fingerprint) : "",
+      };
+    },
+  };
+}

@@ -1,0 +1,97 @@
+/** Domain records to protobuf messages: the only module that knows both shapes. */
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Assignment as AssignmentRecord, AttemptOutcome as DomainOutcome, JobTypeRecord, TaskDetail, TaskRecord } from "../core/task.js";
+import type { TaskState as DomainState } from "../core/task-state.js";
+import { TASK_STATES } from "../core/task-state.js";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { fromBinary } from "@bufbuild/protobuf";
+import { JobTypeSchema, type JobType } from "../gen/taskwire/v1/job_type_pb.js";
+import { AttemptOutcome, TaskAttemptSchema, TaskSchema, TaskState, type Task } from "../gen/taskwire/v1/task_pb.js";
+import { AssignmentSchema, type Assignment } from "../gen/taskwire/v1/worker_pb.js";
+import { toAny } from "./payloads.js";
+
+const STATE_TO_PROTO: Record<DomainState, TaskState> = {
+  waiting: TaskState.WAITING,
+  pending: TaskState.PENDING,
+  running: TaskState.RUNNING,
+  succeeded: TaskState.SUCCEEDED,
+  dead: TaskState.DEAD,
+  cancelled: TaskState.CANCELLED,
+};
+
+const OUTCOME_TO_PROTO: Record<DomainOutcome, AttemptOutcome> = {
+  running: AttemptOutcome.RUNNING,
+  succeeded: AttemptOutcome.SUCCEEDED,
+  failed: AttemptOutcome.FAILED,
+  cancelled: AttemptOutcome.CANCELLED,
+  timed_out: AttemptOutcome.TIMED_OUT,
+  lost: AttemptOutcome.LOST,
+};
+
+/** A protobuf TaskState as the domain state, or undefined for UNSPECIFIED / unknown numbers. */
+export function stateFromProto(state: TaskState): DomainState | undefined {
+  return TASK_STATES.find((s) => STATE_TO_PROTO[s] === state);
+}
+
+/** A task (with attempts and queue position when given a detail). */
+export function taskToProto(task: TaskRecord | TaskDetail): Task {
+  const detail = "attempts" in task ? task : undefined;
+  return create(TaskSchema, {
+    id: task.id,
+    jobType: task.jobType,
+    state: STATE_TO_PROTO[task.state],
+    input: toAny(task.input),
+    output: task.output === null ? undefined : toAny(task.output),
+    priority: task.priority,
+    attempt: task.attempt,
+    maxAttempts: task.maxAttempts,
+    timeout: task.timeoutMs === null ? undefined : durationFromMs(task.timeoutMs),
+    runAt: timestampFromDate(task.runAt),
+    createdAt: timestampFromDate(task.createdAt),
+    updatedAt: timestampFromDate(task.updatedAt),
+    finishedAt: task.finishedAt === null ? undefined : timestampFromDate(task.finishedAt),
+    workerId: task.workerId ?? "",
+    lastError: task.lastError ?? "",
+    queuePosition: detail?.queuePosition === null || detail === undefined ? undefined : BigInt(detail.queuePosition),
+    attempts: (detail?.attempts ?? []).map((a) =>
+      create(TaskAttemptSchema, {
+        number: a.number,
+        workerId: a.workerId,
+        outcome: OUTCOME_TO_PROTO[a.outcome],
+        error: a.error ?? "",
+        startedAt: timestampFromDate(a.startedAt),
+        endedAt: a.endedAt === null ? undefined : timestampFromDate(a.endedAt),
+      }),
+    ),
+  });
+}
+
+/** A job type. */
+export function jobTypeToProto(record: JobTypeRecord): JobType {
+  return create(JobTypeSchema, {
+    name: record.name,
+    inputType: record.inputType,
+    outputType: record.outputType,
+    descriptors: record.descriptors === null ? undefined : fromBinary(FileDescriptorSetSchema, record.descriptors),
+    defaultPriority: record.defaultPriority,
+    defaultMaxAttempts: record.defaultMaxAttempts,
+    defaultTimeout: record.defaultTimeoutMs === null ? undefined : durationFromMs(record.defaultTimeoutMs),
+    createdAt: timestampFromDate(record.createdAt),
+    updatedAt: timestampFromDate(record.updatedAt),
+  });
+}
+
+/** An assignment for a worker. */
+export function assignmentToProto(a: AssignmentRecord): Assignment {
+  return create(AssignmentSchema, {
+    taskId: a.taskId,
+    jobType: a.jobType,
+    input: toAny(a.input),
+    attempt: a.attempt,
+    maxAttempts: a.maxAttempts,
+    leaseToken: a.leaseToken,
+    timeout: a.timeoutMs === null ? undefined : durationFromMs(a.timeoutMs),
+    createdAt: timestampFromDate(a.createdAt),
+  });
+}

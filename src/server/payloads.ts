@@ -1,0 +1,98 @@
+/**
+ * Payload checks: a task's input (and a worker's output) must be the message its job type names,
+ * or JSON (google.protobuf.Value / Struct / ListValue) for a schemaless job type. Job types that
+ * registered descriptors get their payloads decoded as a stricter check, and their messages are
+ * added to the registry that renders Any as JSON for Connect/JSON clients.
+ */
+import { create, createFileRegistry, createMutableRegistry, fromBinary, type DescMessage, type FileRegistry, type MutableRegistry } from "@bufbuild/protobuf";
+import { AnySchema, FileDescriptorSetSchema, ListValueSchema, StructSchema, ValueSchema, type Any } from "@bufbuild/protobuf/wkt";
+import { invalidArgument } from "../core/errors.js";
+import { LIMITS } from "../core/limits.js";
+import type { JobTypeRecord, Payload } from "../core/task.js";
+
+const JSON_SCHEMAS = new Map<string, DescMessage>([
+  [ValueSchema.typeName, ValueSchema],
+  [StructSchema.typeName, StructSchema],
+  [ListValueSchema.typeName, ListValueSchema],
+]);
+
+/** The message name of a type URL ("type.googleapis.com/acme.v1.Foo" -> "acme.v1.Foo"). */
+export function typeNameOf(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf("/") + 1);
+}
+
+/** Parses a serialized FileDescriptorSet and checks it defines the named messages. */
+export function parseDescriptors(field: string, bytes: Uint8Array, messageNames: readonly string[]): FileRegistry {
+  let registry: FileRegistry;
+  try {
+    registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes));
+  } catch (error) {
+    throw invalidArgument(field, `is not a complete FileDescriptorSet (${(error as Error).message}); include every file the messages import`);
+  }
+  for (const name of messageNames) {
+    if (name !== "" && registry.getMessage(name) === undefined) {
+      throw invalidArgument(field, `does not define message ${name}`);
+    }
+  }
+  return registry;
+}
+
+/** Checks payloads against job types and keeps the registry used for JSON rendering. */
+export class PayloadTypes {
+  /** Messages Connect may render as JSON inside Any; grows as job types with descriptors are seen. */
+  readonly jsonRegistry: MutableRegistry = createMutableRegistry(ValueSchema, StructSchema, ListValueSchema);
+  private readonly byDescriptors = new WeakMap<Uint8Array, FileRegistry>();
+
+  /** The registry of a job type's descriptors, if it has any (cached per stored descriptor blob). */
+  registryOf(jobType: JobTypeRecord): FileRegistry | undefined {
+    const bytes = jobType.descriptors;
+    if (bytes === null) return undefined;
+    let registry = this.byDescriptors.get(bytes);
+    if (registry === undefined) {
+      registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes));
+      this.byDescriptors.set(bytes, registry);
+      for (const type of registry) if (type.kind === "message" && this.jsonRegistry.getMessage(type.typeName) === undefined) this.jsonRegistry.add(type);
+    }
+    return registry;
+  }
+
+  /**
+   * Validates a payload for a job type: present (unless `optional`), within the size limit, of the
+   * expected message type, and decodable when the type is known. Returns the domain payload.
+   */
+  check(field: string, any: Any | undefined, expectedType: string, jobType: JobTypeRecord, optional = false): Payload | null {
+    if (any === undefined) {
+      if (optional) return null;
+      throw invalidArgument(field, expectedType === "" ? "is required: a google.protobuf.Value or Struct (JSON)" : `is required: a ${expectedType} message`);
+    }
+    if (any.value.byteLength > LIMITS.maxPayloadBytes) {
+      throw invalidArgument(field, `is ${any.value.byteLength} bytes; the limit is ${LIMITS.maxPayloadBytes} bytes`);
+    }
+    const actual = typeNameOf(any.typeUrl);
+    let schema: DescMessage | undefined;
+    if (expectedType === "") {
+      schema = JSON_SCHEMAS.get(actual);
+      if (schema === undefined) {
+        throw invalidArgument(field, `is a ${actual || "(no type URL)"} but job type ${JSON.stringify(jobType.name)} is schemaless: send a google.protobuf.Value or Struct (JSON)`);
+      }
+    } else {
+      if (actual !== expectedType) {
+        throw invalidArgument(field, `is a ${actual || "(no type URL)"} but job type ${JSON.stringify(jobType.name)} takes ${expectedType}`);
+      }
+      schema = this.registryOf(jobType)?.getMessage(expectedType);
+    }
+    if (schema !== undefined) {
+      try {
+        fromBinary(schema, any.value);
+      } catch (error) {
+        throw invalidArgument(field, `does not decode as ${schema.typeName}: ${(error as Error).message}`);
+      }
+    }
+    return { typeUrl: any.typeUrl, value: any.value };
+  }
+}
+
+/** A domain payload as a protobuf Any. */
+export function toAny(payload: Payload): Any {
+  return create(AnySchema, { typeUrl: payload.typeUrl, value: payload.value });
+}

@@ -1,0 +1,23 @@
+/** Every RPC registration in one place. */
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { Engine } from "../engine/engine.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { JobTypeService } from "../gen/taskwire/v1/job_type_pb.js";
+import { TaskService } from "../gen/taskwire/v1/task_pb.js";
+import { WorkerService } from "../gen/taskwire/v1/worker_pb.js";
+import { createHealthHandlers } from "./health.js";
+import { createJobTypeHandlers } from "./job-type-handlers.js";
+import type { PayloadTypes } from "./payloads.js";
+import { createTaskHandlers } from "./task-handlers.js";
+import { createWorkerHandlers } from "./worker-handlers.js";
+
+/** Registers Taskwire's services and the standard health service. */
+export function createRoutes(engine: Engine, payloads: PayloadTypes, probe: () => Promise<boolean>, logger: Logger) {
+  return (router: ConnectRouter) => {
+    router.service(JobTypeService, createJobTypeHandlers(engine, payloads));
+    router.service(TaskService, createTaskHandlers(engine, payloads));
+    router.service(WorkerService, createWorkerHandlers(engine, payloads, logger));
+    router.service(Health, createHealthHandlers(probe));
+  };
+}

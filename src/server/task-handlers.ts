@@ -1,0 +1,90 @@
+/** TaskService: validate -> engine -> proto. */
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext } from "@connectrpc/connect";
+import { invalidArgument } from "../core/errors.js";
+import { LIMITS } from "../core/limits.js";
+import type { NewTask } from "../core/task.js";
+import type { TaskState as DomainState } from "../core/task-state.js";
+import type { Engine } from "../engine/engine.js";
+import type { TaskService, TaskSpec } from "../gen/taskwire/v1/task_pb.js";
+import { stateFromProto, taskToProto } from "./mapping.js";
+import type { PayloadTypes } from "./payloads.js";
+import { namespaceOf } from "./request-context.js";
+import { boundedText, durationMsInRange, intInRange, optionalDate, pageSize, requireName, taskId } from "./validation.js";
+
+/** Validates one spec and resolves its defaults from the job type ("0 is a value": only unset fields take defaults). */
+async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string, spec: TaskSpec | undefined, field: string): Promise<NewTask> {
+  if (spec === undefined) throw invalidArgument(field, "is required");
+  const jobTypeName = requireName(`${field}.job_type`, spec.jobType);
+  const jobType = await engine.jobTypes.find(namespace, jobTypeName);
+  if (jobType === undefined) {
+    throw invalidArgument(`${field}.job_type`, `job type ${JSON.stringify(jobTypeName)} is not registered in this namespace; register it first (RegisterJobType)`);
+  }
+  const input = payloads.check(`${field}.input`, spec.input, jobType.inputType, jobType);
+  const runAt = optionalDate(`${field}.run_at`, spec.runAt);
+  if (runAt !== null && runAt.getTime() > Date.now() + LIMITS.maxDelayMs) {
+    throw invalidArgument(`${field}.run_at`, "is more than a year ahead");
+  }
+  return {
+    namespace,
+    jobType: jobTypeName,
+    input: input!,
+    priority: spec.priority === undefined ? jobType.defaultPriority : intInRange(`${field}.priority`, spec.priority, LIMITS.minPriority, LIMITS.maxPriority),
+    maxAttempts: spec.maxAttempts === undefined ? jobType.defaultMaxAttempts : intInRange(`${field}.max_attempts`, spec.maxAttempts, 1, LIMITS.maxAttempts),
+    timeoutMs: spec.timeout === undefined ? jobType.defaultTimeoutMs : durationMsInRange(`${field}.timeout`, spec.timeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),
+    runAt,
+  };
+}
+
+/** The TaskService implementation. */
+export function createTaskHandlers(engine: Engine, payloads: PayloadTypes): Partial<ServiceImpl<typeof TaskService>> {
+  return {
+    async submit(req, ctx: HandlerContext) {
+      const task = await newTask(engine, payloads, namespaceOf(ctx), req.task, "task");
+      const [created] = await engine.tasks.submit([task]);
+      return { task: taskToProto(created!) };
+    },
+
+    async submitBatch(req, ctx) {
+      if (req.tasks.length === 0) throw invalidArgument("tasks", `is empty; send 1 to ${LIMITS.maxBatch} tasks`);
+      if (req.tasks.length > LIMITS.maxBatch) {
+        throw invalidArgument("tasks", `has ${req.tasks.length} tasks; the limit is ${LIMITS.maxBatch} per call`);
+      }
+      const namespace = namespaceOf(ctx);
+      const tasks: NewTask[] = [];
+      for (const [i, spec] of req.tasks.entries()) tasks.push(await newTask(engine, payloads, namespace, spec, `tasks[${i}]`));
+      const created = await engine.tasks.submit(tasks);
+      return { tasks: created.map(taskToProto) };
+    },
+
+    async getTask(req, ctx) {
+      const task = await engine.tasks.get(namespaceOf(ctx), taskId("id", req.id));
+      return { task: taskToProto(task) };
+    },
+
+    async listTasks(req, ctx) {
+      const states: DomainState[] = req.states.map((s, i) => {
+        const state = stateFromProto(s);
+        if (state === undefined) throw invalidArgument(`states[${i}]`, `${s} is not a task state; use TASK_STATE_WAITING .. TASK_STATE_CANCELLED`);
+        return state;
+      });
+      const filter = {
+        namespace: namespaceOf(ctx),
+        jobTypes: req.jobTypes.map((name, i) => requireName(`job_types[${i}]`, name)),
+        states,
+        workerId: req.workerId === "" ? null : requireName("worker_id", req.workerId),
+        createdAfter: optionalDate("created_after", req.createdAfter),
+        createdBefore: optionalDate("created_before", req.createdBefore),
+      };
+      const page = await engine.tasks.list(filter, pageSize("page_size", req.pageSize), req.pageToken);
+      return { tasks: page.tasks.map(taskToProto), nextPageToken: page.nextPageToken, totalCount: BigInt(page.total) };
+    },
+
+    async cancel(req, ctx) {
+      const id = taskId("id", req.id);
+      const task = await engine.tasks.cancel(namespaceOf(ctx), id, boundedText("reason", req.reason, LIMITS.maxReasonChars));
+      return { task: taskToProto(task) };
+    },
+  };
+}
+

@@ -1,0 +1,80 @@
+/** Field checks shared by the RPC handlers; each error names the field and what is allowed. */
+import { durationMs, timestampMs, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { invalidArgument } from "../core/errors.js";
+import { LIMITS } from "../core/limits.js";
+import { checkName, MESSAGE_NAME_PATTERN } from "../core/names.js";
+
+/** A job type or worker name. */
+export function requireName(field: string, value: string): string {
+  const problem = checkName(value);
+  if (problem !== undefined) throw invalidArgument(field, problem);
+  return value;
+}
+
+/** A protobuf message name, or "" (JSON). */
+export function messageName(field: string, value: string): string {
+  if (value !== "" && !MESSAGE_NAME_PATTERN.test(value)) {
+    throw invalidArgument(field, `${JSON.stringify(value.slice(0, 200))} is not a fully-qualified message name such as "acme.mail.v1.SendEmail"; leave it empty for JSON`);
+  }
+  return value;
+}
+
+const MAX_BIGINT = 9_223_372_036_854_775_807n;
+
+/** A task id: the decimal number Submit returned. */
+export function taskId(field: string, value: string): string {
+  if (!/^[1-9][0-9]{0,18}$/.test(value) || BigInt(value) > MAX_BIGINT) {
+    throw invalidArgument(field, value === "" ? "is required: the id Submit returned" : `${JSON.stringify(value.slice(0, 40))} is not a task id; ids are the decimal numbers Submit returns`);
+  }
+  return value;
+}
+
+/** An integer within [min, max]. */
+export function intInRange(field: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw invalidArgument(field, `is ${value}; allowed: ${min} to ${max}`);
+  return value;
+}
+
+/** A duration in whole ms within bounds, or null when unset. */
+export function durationMsInRange(field: string, value: Duration | undefined, minMs: number, maxMs: number): number | null {
+  if (value === undefined) return null;
+  const ms = durationMs(value);
+  if (!Number.isFinite(ms) || ms < minMs || ms > maxMs || value.nanos % 1_000_000 !== 0) {
+    throw invalidArgument(field, `is ${ms} ms; allowed: ${minMs} ms to ${maxMs} ms in whole milliseconds`);
+  }
+  return ms;
+}
+
+/** An optional timestamp as a Date. */
+export function optionalDate(field: string, value: Timestamp | undefined): Date | null {
+  if (value === undefined) return null;
+  const ms = timestampMs(value);
+  if (!Number.isFinite(ms) || ms < 0 || ms > 253_402_300_799_000) throw invalidArgument(field, "is outside 1970-01-01 to 9999-12-31");
+  return new Date(ms);
+}
+
+/** A page size: 0 means the default; otherwise 1 to the cap. */
+export function pageSize(field: string, value: number): number {
+  if (value === 0) return LIMITS.defaultPageSize;
+  return intInRange(field, value, 1, LIMITS.maxPageSize);
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A lease token exactly as issued (lower-case UUID). */
+export function leaseToken(field: string, value: string): string {
+  const token = value.toLowerCase();
+  if (!UUID.test(token)) throw invalidArgument(field, "must be the lease_token of the assignment (a UUID)");
+  return token;
+}
+
+/** Text cut to at most `max` characters (for stored error messages, which must not be refused). */
+export function truncate(value: string, max: number): string {
+  return value.length <= max ? value : `${value.slice(0, max - 1)}…`;
+}
+
+/** Text of at most `max` characters. */
+export function boundedText(field: string, value: string, max: number): string {
+  if (value.length > max) throw invalidArgument(field, `is ${value.length} characters; the limit is ${max}`);
+  return value;
+}
