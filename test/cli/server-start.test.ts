@@ -71,3 +71,22 @@ t.test("with no database configured, the embedded PostgreSQL starts, serves, and
   t.notOk(existsSync(path.join(dataDir, "pgdata", "postmaster.pid")), "the embedded PostgreSQL stopped");
   t.throws(() => process.kill(pid, 0), "its process is gone");
 });
+
+t.test("a server killed with SIGKILL leaves its embedded PostgreSQL behind; the next start takes over", async (t) => {
+  const dataDir = await mkdtemp(path.join(tmpdir(), "taskwire-orphan-"));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const first = run(["server", "start", "--data-dir", dataDir, "--port", "0"]);
+  await first.listening;
+  const orphan = Number((await readFile(path.join(dataDir, "pgdata", "postmaster.pid"), "utf8")).split("\n")[0]);
+  first.child.kill("SIGKILL");
+  await first.exit;
+  t.doesNotThrow(() => process.kill(orphan, 0), "PostgreSQL outlived the killed server");
+  const second = run(["server", "start", "--data-dir", dataDir, "--port", "0"]);
+  t.teardown(() => void second.child.kill("SIGKILL"));
+  const url = await Promise.race([second.listening, second.exit.then((code) => Promise.reject(new Error(`exited ${code}: ${second.output()}`)))]);
+  t.match(second.output(), /stopping an embedded PostgreSQL left running by an earlier process/);
+  t.equal((await fetch(`${url}/healthz`)).status, 200);
+  second.child.kill("SIGTERM");
+  t.equal(await second.exit, 0);
+  t.throws(() => process.kill(orphan, 0), "the orphan is gone");
+});

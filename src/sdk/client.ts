@@ -1,0 +1,196 @@
+/**
+ * The producer's side of Taskwire: register job types, submit tasks with typed inputs, read and
+ * cancel them. Errors are the ConnectErrors the server answered with, unwrapped, so callers switch
+ * on `error.code` as with any Connect client.
+ */
+import { create, type DescMessage } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient as createConnectClient, type CallOptions, type Client } from "@connectrpc/connect";
+import { JobTypeService, type RegisterJobTypeResponse } from "../gen/taskwire/v1/job_type_pb.js";
+import { TaskService, TaskSpecSchema, TaskState, type ListTasksResponse, type Task, type TaskSpec } from "../gen/taskwire/v1/task_pb.js";
+import { WorkerService } from "../gen/taskwire/v1/worker_pb.js";
+import type { JobRef } from "./define-job.js";
+import { descriptorSetOf } from "./descriptor-set.js";
+import { packPayload, payloadTypeName, unpackPayload, type PayloadInit, type PayloadOf, type PayloadSchema } from "./payload.js";
+import { resolveTransport, type ConnectionOptions } from "./transport.js";
+
+/** How to reach the server: `baseUrl` (gRPC over HTTP/2 unless `protocol: "connect"`) or a `transport`. */
+export type ClientOptions = ConnectionOptions;
+
+/** A job type described by hand, for callers without a defineJob result (e.g. other languages' types). */
+export interface JobTypeSpec {
+  name: string;
+  /** Fully-qualified input message name; "" or unset: schemaless JSON. */
+  inputType?: string;
+  /** Fully-qualified output message name; "" or unset: schemaless JSON. */
+  outputType?: string;
+  defaultPriority?: number;
+  defaultMaxAttempts?: number;
+  defaultTimeoutMs?: number;
+}
+
+/** Per-task settings; unset ones take the job type's defaults (0 is a value, not "unset"). */
+export interface SubmitOptions {
+  /** -1000 to 1000; higher runs first. */
+  priority?: number;
+  /** 1 to 1000. */
+  maxAttempts?: number;
+  /** Per-attempt timeout, 1 ms to 24 h. */
+  timeoutMs?: number;
+  /** Not before this time (at most one year ahead). */
+  runAt?: Date;
+}
+
+/** ListTasks filters; every one is optional, and the lists match any of their values. */
+export interface TaskFilter {
+  jobTypes?: string[];
+  states?: TaskState[];
+  workerId?: string;
+  createdAfter?: Date;
+  createdBefore?: Date;
+  /** 1 to 1000; unset: 100. */
+  pageSize?: number;
+  /** A previous response's nextPageToken, with the same filters. */
+  pageToken?: string;
+}
+
+/** The generated Connect clients, for the RPCs the typed methods do not cover. */
+export interface RawClients {
+  readonly jobTypes: Client<typeof JobTypeService>;
+  readonly tasks: Client<typeof TaskService>;
+  readonly workers: Client<typeof WorkerService>;
+}
+
+/** A Taskwire client. Every method accepts Connect call options last (signal, timeoutMs, headers). */
+export interface TaskwireClient {
+  /** Creates or updates a job type; from a job definition, its message names and descriptors are sent. */
+  registerJobType(target: JobRef | JobTypeSpec, call?: CallOptions): Promise<RegisterJobTypeResponse>;
+  /** Submits one task; resolves once it is committed. */
+  submit<I extends PayloadSchema, O extends PayloadSchema>(job: JobRef<I, O>, input: PayloadInit<I>, options?: SubmitOptions, call?: CallOptions): Promise<Task>;
+  /** Submits up to 1000 tasks of one job type in one transaction (all or none), in order. */
+  submitBatch<I extends PayloadSchema, O extends PayloadSchema>(job: JobRef<I, O>, inputs: readonly PayloadInit<I>[], options?: SubmitOptions, call?: CallOptions): Promise<Task[]>;
+  /** Returns a task with its attempts and, when pending, its queue position. */
+  getTask(id: string, call?: CallOptions): Promise<Task>;
+  /** Lists tasks, newest first, one page at a time. */
+  listTasks(filter?: TaskFilter, call?: CallOptions): Promise<ListTasksResponse>;
+  /** Cancels a waiting, pending or running task; returns it as cancelled. */
+  cancel(id: string, reason?: string, call?: CallOptions): Promise<Task>;
+  /** Same as the exported taskOutput(). */
+  taskOutput<O extends PayloadSchema>(task: Task, job: JobRef<PayloadSchema, O>): PayloadOf<O> | undefined;
+  /** The generated clients on the same transport. */
+  readonly raw: RawClients;
+  /** Closes the HTTP/2 connection the client opened (nothing when a transport was passed in). */
+  close(): void;
+}
+
+/** Creates a client. */
+export function createClient(options: ClientOptions): TaskwireClient {
+  const owned = resolveTransport(options);
+  const raw: RawClients = {
+    jobTypes: createConnectClient(JobTypeService, owned.transport),
+    tasks: createConnectClient(TaskService, owned.transport),
+    workers: createConnectClient(WorkerService, owned.transport),
+  };
+  return {
+    raw,
+    taskOutput,
+    close: owned.close,
+
+    registerJobType(target, call) {
+      return raw.jobTypes.registerJobType(registerRequestOf(target), call);
+    },
+
+    async submit(job, input, options = {}, call) {
+      const response = await raw.tasks.submit({ task: taskSpecOf(job, input, options) }, call);
+      return required(response.task, "Submit");
+    },
+
+    async submitBatch(job, inputs, options = {}, call) {
+      const tasks = inputs.map((input) => taskSpecOf(job, input, options));
+      const response = await raw.tasks.submitBatch({ tasks }, call);
+      return response.tasks;
+    },
+
+    async getTask(id, call) {
+      const response = await raw.tasks.getTask({ id }, call);
+      return required(response.task, "GetTask");
+    },
+
+    listTasks(filter = {}, call) {
+      return raw.tasks.listTasks(
+        {
+          jobTypes: filter.jobTypes ?? [],
+          states: filter.states ?? [],
+          workerId: filter.workerId ?? "",
+          createdAfter: filter.createdAfter === undefined ? undefined : timestampFromDate(filter.createdAfter),
+          createdBefore: filter.createdBefore === undefined ? undefined : timestampFromDate(filter.createdBefore),
+          pageSize: filter.pageSize ?? 0,
+          pageToken: filter.pageToken ?? "",
+        },
+        call,
+      );
+    },
+
+    async cancel(id, reason = "", call) {
+      const response = await raw.tasks.cancel({ id, reason }, call);
+      return required(response.task, "Cancel");
+    },
+  };
+}
+
+/**
+ * The output of a succeeded task, unpacked with the job's output schema; undefined when the job
+ * produced none. Throws for a task that has not succeeded, and a PayloadError for a type mismatch.
+ */
+export function taskOutput<O extends PayloadSchema>(task: Task, job: JobRef<PayloadSchema, O>): PayloadOf<O> | undefined {
+  if (task.state !== TaskState.SUCCEEDED) {
+    throw new Error(`task ${task.id} is ${TaskState[task.state] ?? task.state}, not SUCCEEDED, so it has no output`);
+  }
+  return task.output === undefined ? undefined : unpackPayload(job.output, task.output);
+}
+
+function registerRequestOf(target: JobRef | JobTypeSpec) {
+  if (!isJobRef(target)) {
+    return {
+      name: target.name,
+      inputType: target.inputType ?? "",
+      outputType: target.outputType ?? "",
+      defaultPriority: target.defaultPriority,
+      defaultMaxAttempts: target.defaultMaxAttempts,
+      defaultTimeout: target.defaultTimeoutMs === undefined ? undefined : durationFromMs(target.defaultTimeoutMs),
+    };
+  }
+  const schemas = [target.input, target.output].filter((s): s is DescMessage => s !== "json");
+  const defaults = target.defaults ?? {};
+  return {
+    name: target.name,
+    inputType: payloadTypeName(target.input),
+    outputType: payloadTypeName(target.output),
+    descriptors: descriptorSetOf(schemas),
+    defaultPriority: defaults.priority,
+    defaultMaxAttempts: defaults.maxAttempts,
+    defaultTimeout: defaults.timeoutMs === undefined ? undefined : durationFromMs(defaults.timeoutMs),
+  };
+}
+
+function isJobRef(target: JobRef | JobTypeSpec): target is JobRef {
+  return "input" in target && "output" in target;
+}
+
+function taskSpecOf<I extends PayloadSchema>(job: JobRef<I, PayloadSchema>, input: PayloadInit<I>, options: SubmitOptions): TaskSpec {
+  return create(TaskSpecSchema, {
+    jobType: job.name,
+    input: packPayload(job.input, input),
+    // Unset (not 0) when the caller did not say: the job type's default applies only then.
+    priority: options.priority,
+    maxAttempts: options.maxAttempts,
+    timeout: options.timeoutMs === undefined ? undefined : durationFromMs(options.timeoutMs),
+    runAt: options.runAt === undefined ? undefined : timestampFromDate(options.runAt),
+  });
+}
+
+function required(task: Task | undefined, rpc: string): Task {
+  // The contract always sets it; a server that does not is broken, which Internal says.
+  if (task === undefined) throw new ConnectError(`${rpc} answered without a task`, Code.Internal);
+  return task;
+}

@@ -1,0 +1,70 @@
+/** The README's examples, run as written (only the address is changed to this test's server). */
+import { execFile, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import t from "tap";
+import { anyJson } from "./helpers/payload.js";
+import { startTestServer } from "./helpers/server.js";
+
+const run = promisify(execFile);
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const readme = await readFile(path.join(repo, "README.md"), "utf8");
+const s = await startTestServer(t, { safetyPollMs: 500 });
+
+/** The fenced bash blocks of the section that starts with `heading`. */
+function bashBlocks(heading: string): string[] {
+  const start = readme.indexOf(heading);
+  const section = readme.slice(start, readme.indexOf("\n## ", start + heading.length));
+  return [...section.matchAll(/```bash\n([\s\S]*?)```/g)].map((m) => m[1]!);
+}
+
+/** Commands of a block, with backslash-continued lines joined. */
+function commands(block: string): string[] {
+  return block.replace(/\\\n\s*/g, " ").split("\n").map((line) => line.trim()).filter((line) => line !== "" && !line.startsWith("#"));
+}
+
+const local = (command: string) => command.replaceAll("http://127.0.0.1:8080", s.url);
+
+t.test("package.json has the two set-up commands the README names", async (t) => {
+  const pkg = JSON.parse(await readFile(path.join(repo, "package.json"), "utf8")) as { scripts: Record<string, string> };
+  t.match(readme, /npm ci && npm start/);
+  t.match(pkg.scripts.start, /server start/);
+  t.equal(pkg.scripts.test, "tap");
+});
+
+t.test("the curl example registers, submits and reads a task", async (t) => {
+  const [block] = bashBlocks("## Try it with curl");
+  const [register, submit, get] = commands(block!);
+  t.ok(register && submit && get, "three curl commands");
+  const registered = JSON.parse((await run("bash", ["-c", local(register!)])).stdout);
+  t.match(registered, { jobType: { name: "greet", defaultMaxAttempts: 5 } });
+  const submitted = JSON.parse((await run("bash", ["-c", local(submit!)])).stdout);
+  t.match(submitted, { task: { id: "1", jobType: "greet", state: "TASK_STATE_PENDING" } });
+  const got = JSON.parse((await run("bash", ["-c", local(get!)])).stdout);
+  t.match(got, { task: { id: "1", state: "TASK_STATE_PENDING", queuePosition: "0", input: { value: { name: "Ada" } } } });
+});
+
+t.test("the example worker completes the curl task; the example producer prints its result", async (t) => {
+  const [workerCommand] = commands(bashBlocks("## A worker in TypeScript")[0]!);
+  t.equal(workerCommand, "node --import tsx workers/example-worker.ts");
+  const worker = spawn(process.execPath, ["--import", "tsx", "workers/example-worker.ts"], { cwd: repo, env: { ...process.env, TASKWIRE_URL: s.url }, stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise<number | null>((resolve) => worker.once("exit", resolve));
+  t.teardown(() => void worker.kill("SIGKILL"));
+  let task = (await s.tasks.getTask({ id: "1" })).task!;
+  for (let i = 0; i < 200 && task.state !== 4; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    task = (await s.tasks.getTask({ id: "1" })).task!;
+  }
+  t.equal(task.state, 4, "SUCCEEDED");
+  t.same(anyJson(task.output), { greeting: "Hello, Ada!" });
+
+  const [producerCommand] = commands(bashBlocks("## A worker in TypeScript")[1]!);
+  t.equal(producerCommand, "node --import tsx workers/example-producer.ts Grace");
+  const producer = await run(process.execPath, ["--import", "tsx", "workers/example-producer.ts", "Grace"], { cwd: repo, env: { ...process.env, TASKWIRE_URL: s.url } });
+  t.match(producer.stdout, /\{"greeting":"Hello, Grace!"\}/);
+
+  worker.kill("SIGTERM");
+  t.equal(await exited, 0, "the worker stops cleanly on SIGTERM");
+});

@@ -1,0 +1,135 @@
+/** The TypeScript SDK against the real server: typed jobs, cancel, exactly-once under load, reconnect. */
+import { StringValueSchema, Int64ValueSchema } from "@bufbuild/protobuf/wkt";
+import t, { type Test } from "tap";
+import { defaultConfig } from "../../src/config.js";
+import { AttemptOutcome } from "../../src/gen/taskwire/v1/task_pb.js";
+import { startServer } from "../../src/main.js";
+import { createClient, createWorker, defineJob, TaskState, taskOutput, type Worker } from "../../src/sdk/index.js";
+import { startTestServer } from "../helpers/server.js";
+import { testLogger } from "../helpers/logger.js";
+
+const s = await startTestServer(t, { safetyPollMs: 500 });
+const client = createClient({ baseUrl: s.url });
+t.teardown(() => client.close());
+
+/** Resolves when the task reaches a finished state (polling GetTask; the status stream is a later issue). */
+async function finished(id: string, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const task = await client.getTask(id);
+    if (task.state === TaskState.SUCCEEDED || task.state === TaskState.DEAD || task.state === TaskState.CANCELLED) return task;
+    if (Date.now() > deadline) throw new Error(`task ${id} still ${TaskState[task.state]} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function startWorker(t: Test, options: Parameters<typeof createWorker>[0]): Worker {
+  const worker = createWorker(options);
+  t.teardown(() => worker.stop());
+  return worker;
+}
+
+t.test("submit -> SDK worker over the stream -> SUCCEEDED with the typed output and one attempt", async (t) => {
+  const length = defineJob({
+    name: "text.length",
+    input: StringValueSchema,
+    output: Int64ValueSchema,
+    handler: async (input) => ({ value: BigInt(input.value.length) }),
+  });
+  const registered = await client.registerJobType(length);
+  t.equal(registered.jobType?.inputType, "google.protobuf.StringValue");
+  const worker = startWorker(t, { baseUrl: s.url, jobs: [length], concurrency: 2, workerId: "sdk-typed" });
+  await worker.start();
+  const task = await client.submit(length, { value: "hello, world" });
+  const done = await finished(task.id);
+  t.equal(done.state, TaskState.SUCCEEDED);
+  t.same(taskOutput(done, length), { $typeName: "google.protobuf.Int64Value", value: 12n });
+  t.equal(done.attempts.length, 1);
+  t.same([done.attempts[0]!.number, done.attempts[0]!.workerId, done.attempts[0]!.outcome], [1, "sdk-typed", AttemptOutcome.SUCCEEDED]);
+});
+
+t.test("cancel of a running task fires the handler's AbortSignal; the task stays CANCELLED", async (t) => {
+  let aborted: (reason: unknown) => void;
+  const abortSeen = new Promise<unknown>((resolve) => (aborted = resolve));
+  let started: () => void;
+  const startedSeen = new Promise<void>((resolve) => (started = resolve));
+  const slow = defineJob({
+    name: "slow",
+    input: "json",
+    output: "json",
+    handler: async (_input, ctx) => {
+      ctx.signal.addEventListener("abort", () => aborted(ctx.signal.reason));
+      started();
+      // Ignores the signal on purpose and finishes anyway: the result must not count.
+      await abortSeen;
+      return "finished after cancel";
+    },
+  });
+  await client.registerJobType(slow);
+  const worker = startWorker(t, { baseUrl: s.url, jobs: [slow], concurrency: 1 });
+  await worker.start();
+  const task = await client.submit(slow, { n: 1 });
+  await startedSeen;
+  await client.cancel(task.id, "changed my mind");
+  const reason = await abortSeen;
+  t.match(String((reason as Error)?.message ?? reason), /changed my mind/);
+  await new Promise((r) => setTimeout(r, 200));
+  const after = await client.getTask(task.id);
+  t.equal(after.state, TaskState.CANCELLED);
+  t.equal(after.output, undefined, "the late result was not recorded");
+  t.equal(after.attempts[0]!.outcome, AttemptOutcome.CANCELLED);
+});
+
+t.test("4 workers x 1,000 tasks: every task completed exactly once, none left behind", async (t) => {
+  const runs = new Map<string, number>();
+  const count = defineJob({
+    name: "count",
+    input: "json",
+    output: "json",
+    handler: async (input, ctx) => {
+      runs.set(ctx.taskId, (runs.get(ctx.taskId) ?? 0) + 1);
+      return input;
+    },
+  });
+  await client.registerJobType(count);
+  const workers = Array.from({ length: 4 }, (_, i) => startWorker(t, { baseUrl: s.url, jobs: [count], concurrency: 8, workerId: `load-${i}` }));
+  await Promise.all(workers.map((w) => w.start()));
+  const submitted = await client.submitBatch(count, Array.from({ length: 1_000 }, (_, i) => ({ i })));
+  t.equal(submitted.length, 1_000);
+  const deadline = Date.now() + 60_000;
+  let succeeded = 0n;
+  while (Date.now() < deadline) {
+    succeeded = (await client.listTasks({ jobTypes: ["count"], states: [TaskState.SUCCEEDED], pageSize: 1 })).totalCount;
+    if (succeeded === 1_000n) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.equal(succeeded, 1_000n, "all succeeded");
+  t.equal(runs.size, 1_000, "every task ran");
+  t.same([...runs.values()].filter((n) => n !== 1), [], "none ran twice");
+  const rows = await s.server.engine.database.db.query<{ n: string; workers: string }>(
+    "SELECT count(*)::text AS n, count(DISTINCT a.worker_id)::text AS workers FROM task_attempt a JOIN task t ON t.id = a.task_id WHERE t.job_type = 'count'",
+  );
+  t.same(rows[0], { n: "1000", workers: "4" }, "one attempt row per task, spread over the 4 workers");
+  t.equal((await client.listTasks({ jobTypes: ["count"], states: [TaskState.PENDING, TaskState.RUNNING] })).totalCount, 0n, "none left");
+});
+
+t.test("a worker reconnects after a server restart and resumes work", async (t) => {
+  // A second server of our own on the same database, so the shared one stays up for other tests.
+  const port = 0;
+  const config = { ...defaultConfig({}), port, databaseUrl: s.databaseUrl, logLevel: "silent", safetyPollMs: 500 };
+  let server = await startServer(config, testLogger());
+  const fixedPort = server.port;
+  t.teardown(() => server.stop());
+  const echo = defineJob({ name: "echo", input: "json", output: "json", handler: async (input) => input });
+  await client.registerJobType(echo);
+  const worker = startWorker(t, { baseUrl: server.url, jobs: [echo], concurrency: 1, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+  await worker.start();
+  let reconnected = 0;
+  worker.on("connected", () => (reconnected += 1));
+  await server.stop();
+  server = await startServer({ ...config, port: fixedPort }, testLogger());
+  const task = await client.submit(echo, { after: "restart" });
+  const done = await finished(task.id);
+  t.equal(done.state, TaskState.SUCCEEDED);
+  t.ok(reconnected >= 1, "the worker connected again");
+});
