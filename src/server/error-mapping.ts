@@ -13,6 +13,7 @@ const CODES: Record<TaskwireErrorCode, Code> = {
   ALREADY_EXISTS: Code.AlreadyExists,
   ILLEGAL_TRANSITION: Code.FailedPrecondition,
   STALE_LEASE: Code.FailedPrecondition,
+  PAYLOAD_NOT_RENDERABLE: Code.FailedPrecondition,
   RESOURCE_EXHAUSTED: Code.ResourceExhausted,
   DATABASE_UNAVAILABLE: Code.Unavailable,
   DEADLINE_EXCEEDED: Code.DeadlineExceeded,

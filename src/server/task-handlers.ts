@@ -3,10 +3,11 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
 import { invalidArgument } from "../core/errors.js";
 import { LIMITS } from "../core/limits.js";
-import type { NewTask } from "../core/task.js";
+import type { NewTask, TaskRecord } from "../core/task.js";
 import type { TaskState as DomainState } from "../core/task-state.js";
 import type { Engine } from "../engine/engine.js";
 import type { TaskService, TaskSpec } from "../gen/taskwire/v1/task_pb.js";
+import { ensureJsonRenderable, isJsonRequest } from "./json-rendering.js";
 import { stateFromProto, taskToProto } from "./mapping.js";
 import type { PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
@@ -38,9 +39,14 @@ async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string
 
 /** The TaskService implementation. */
 export function createTaskHandlers(engine: Engine, payloads: PayloadTypes): Partial<ServiceImpl<typeof TaskService>> {
+  /** Checks JSON responses can show every task's payloads. */
+  const renderable = (ctx: HandlerContext, tasks: readonly TaskRecord[]) =>
+    ensureJsonRenderable(ctx, namespaceOf(ctx), tasks.map((x) => ({ jobType: x.jobType, payloads: [x.input, x.output] })), engine.jobTypes, payloads);
+
   return {
     async submit(req, ctx: HandlerContext) {
       const task = await newTask(engine, payloads, namespaceOf(ctx), req.task, "task");
+      // No JSON rendering check needed: a JSON request's input was already decoded with the registry.
       const [created] = await engine.tasks.submit([task]);
       return { task: taskToProto(created!) };
     },
@@ -59,6 +65,7 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes): Part
 
     async getTask(req, ctx) {
       const task = await engine.tasks.get(namespaceOf(ctx), taskId("id", req.id));
+      await renderable(ctx, [task]);
       return { task: taskToProto(task) };
     },
 
@@ -77,12 +84,16 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes): Part
         createdBefore: optionalDate("created_before", req.createdBefore),
       };
       const page = await engine.tasks.list(filter, pageSize("page_size", req.pageSize), req.pageToken);
+      await renderable(ctx, page.tasks);
       return { tasks: page.tasks.map(taskToProto), nextPageToken: page.nextPageToken, totalCount: BigInt(page.total) };
     },
 
     async cancel(req, ctx) {
       const id = taskId("id", req.id);
-      const task = await engine.tasks.cancel(namespaceOf(ctx), id, boundedText("reason", req.reason, LIMITS.maxReasonChars));
+      const reason = boundedText("reason", req.reason, LIMITS.maxReasonChars);
+      // Checked before cancelling, so that a JSON caller never gets an error for a cancel that happened.
+      if (isJsonRequest(ctx)) await renderable(ctx, [await engine.tasks.get(namespaceOf(ctx), id)]);
+      const task = await engine.tasks.cancel(namespaceOf(ctx), id, reason);
       return { task: taskToProto(task) };
     },
   };

@@ -18,6 +18,7 @@ import {
   type WorkerHello,
   type WorkerService,
 } from "../gen/taskwire/v1/worker_pb.js";
+import { ensureJsonRenderable } from "./json-rendering.js";
 import { assignmentToProto } from "./mapping.js";
 import { MessageQueue } from "./message-queue.js";
 import type { PayloadTypes } from "./payloads.js";
@@ -164,6 +165,15 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const workerId = requireName("worker_id", req.workerId);
       const jobTypes = await checkJobTypes(engine, namespace, req.jobTypes);
       const limit = intInRange("max_tasks", req.maxTasks, 1, LIMITS.maxCredits);
+      // Checked before claiming: a claimed task that cannot be delivered would sit RUNNING.
+      const inputs = await Promise.all(jobTypes.map(async (name) => ({ name, jobType: await engine.jobTypes.get(namespace, name) })));
+      await ensureJsonRenderable(
+        ctx,
+        namespace,
+        inputs.filter((x) => x.jobType.inputType !== "").map((x) => ({ jobType: x.name, payloads: [{ typeUrl: `type.googleapis.com/${x.jobType.inputType}`, value: new Uint8Array() }] })),
+        engine.jobTypes,
+        payloads,
+      );
       const assignments = await engine.tasks.claim({ namespace, workerId, jobTypes, limit });
       return { assignments: assignments.map(assignmentToProto) };
     },

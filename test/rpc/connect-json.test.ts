@@ -43,3 +43,26 @@ t.test("GET /healthz", async (t) => {
   t.equal(res.status, 200);
   t.same(await res.json(), { status: "ok" });
 });
+
+t.test("typed payloads: rendered as JSON with descriptors, FAILED_PRECONDITION (not INTERNAL) without", async (t) => {
+  const { anyPack, StringValueSchema, FileDescriptorSetSchema, file_google_protobuf_wrappers } = await import("@bufbuild/protobuf/wkt");
+  const { create } = await import("@bufbuild/protobuf");
+  // Without descriptors the server knows the type's name only.
+  await s.jobTypes.registerJobType({ name: "opaque", inputType: "acme.v1.Thing" });
+  const opaque = (await s.tasks.submit({ task: { jobType: "opaque", input: { $typeName: "google.protobuf.Any", typeUrl: "type.googleapis.com/acme.v1.Thing", value: new Uint8Array([8, 1]) } } })).task!;
+  const got = await post("taskwire.v1.TaskService/GetTask", { id: opaque.id });
+  t.equal(got.status, 400);
+  t.match(got.json, { code: "failed_precondition", message: /is a acme\.v1\.Thing, which the server cannot render as JSON: register the job type with descriptors/ });
+  const claim = await post("taskwire.v1.WorkerService/ClaimTasks", { workerId: "json-worker", jobTypes: ["opaque"], maxTasks: 1 });
+  t.equal(claim.status, 400);
+  t.equal((await s.tasks.getTask({ id: opaque.id })).task!.state, 2 /* PENDING */, "nothing was claimed");
+  t.equal((await s.tasks.getTask({ id: opaque.id })).task!.id, opaque.id, "the binary protocol still reads it");
+
+  // With descriptors, JSON clients see the message as JSON.
+  const descriptors = create(FileDescriptorSetSchema, { file: [file_google_protobuf_wrappers.proto] });
+  await s.jobTypes.registerJobType({ name: "described", inputType: "google.protobuf.StringValue", descriptors });
+  const described = (await s.tasks.submit({ task: { jobType: "described", input: anyPack(StringValueSchema, create(StringValueSchema, { value: "hi" })) } })).task!;
+  const shown = await post("taskwire.v1.TaskService/GetTask", { id: described.id });
+  t.equal(shown.status, 200);
+  t.match(shown.json, { task: { input: { "@type": "type.googleapis.com/google.protobuf.StringValue", value: "hi" } } });
+});
