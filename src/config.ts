@@ -13,6 +13,10 @@ export interface ServerConfig {
   logLevel: string;
   /** Dispatch looks for work this often without a notification (ms). */
   safetyPollMs: number;
+  /** Expired leases and timeouts are swept this often (ms). */
+  sweepIntervalMs: number;
+  /** Progress is written at most this often per task (ms). */
+  progressFlushMs: number;
   /** Allow binding a non-loopback address although requests are not authenticated. */
   allowUnauthenticatedRemote: boolean;
 }
@@ -27,6 +31,8 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     migrate: true,
     logLevel: env.TASKWIRE_LOG_LEVEL ?? "info",
     safetyPollMs: 5_000,
+    sweepIntervalMs: 1_000,
+    progressFlushMs: 250,
     allowUnauthenticatedRemote: false,
   };
 }

@@ -43,7 +43,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     cleanups.push(() => database.close());
     const applied = await prepareSchema(database, config.migrate);
     if (applied.length > 0) logger.info({ migrations: applied }, "applied migrations");
-    const engine = createEngine(database, logger, { safetyPollMs: config.safetyPollMs });
+    const engine = createEngine(database, logger, {
+      safetyPollMs: config.safetyPollMs,
+      sweepIntervalMs: config.sweepIntervalMs,
+      progressFlushMs: config.progressFlushMs,
+    });
     cleanups.push(() => engine.stop());
     const shutdown = new AbortController();
     const server = await startRpcServer(engine, logger, { host: config.host, port: config.port, shutdownSignal: shutdown.signal });

@@ -12,7 +12,8 @@ export interface BackoffPolicy {
 export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 1_000, capMs: 600_000 };
 
 /**
- * The delay after `attempt` (from 1) failed: a uniformly random value in [d/2, d], where
+ * The delay after `attempt` (from 1) failed (its SQL twin, taskwire_backoff_ms in migration 0002,
+ * is what the store runs; test/store/backoff-sql.test.ts keeps the two equal): a uniformly random value in [d/2, d], where
  * d = min(cap, base * 2^(attempt-1)). Half the delay is kept so retries are never immediate by
  * accident, the other half spreads a burst of failures apart.
  */

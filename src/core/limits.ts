@@ -13,6 +13,20 @@ export const LIMITS = {
   /** Timeout range (ms). */
   minTimeoutMs: 1,
   maxTimeoutMs: 24 * 60 * 60 * 1_000,
+  /** Backoff base and cap range (ms); 0 retries at once. */
+  maxBackoffMs: 24 * 60 * 60 * 1_000,
+  defaultBackoffBaseMs: 1_000,
+  defaultBackoffCapMs: 600_000,
+  /** Lease length range and default (ms). */
+  minLeaseMs: 1_000,
+  maxLeaseMs: 60 * 60 * 1_000,
+  defaultLeaseMs: 30_000,
+  /** Progress messages. */
+  maxProgressChars: 1_000,
+  /** Encoded checkpoint size (bytes). */
+  maxCheckpointBytes: 1024 * 1024,
+  /** Leases per Heartbeat call. */
+  maxLeasesPerHeartbeat: 1_000,
   /** run_at at most this far ahead (ms). */
   maxDelayMs: 366 * 24 * 60 * 60 * 1_000,
   /** Encoded payload size (bytes). */

@@ -8,7 +8,7 @@ export interface Payload {
 }
 
 /** How one attempt ended; "running" while it runs. */
-export type AttemptOutcome = "running" | "succeeded" | "failed" | "cancelled" | "timed_out" | "lost";
+export type AttemptOutcome = "running" | "succeeded" | "failed" | "cancelled" | "timed_out" | "lost" | "released";
 
 /** A task as stored. Ids are decimal strings of the bigint primary key. */
 export interface TaskRecord {
@@ -28,6 +28,15 @@ export interface TaskRecord {
   finishedAt: Date | null;
   workerId: string | null;
   lastError: string | null;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  leaseMs: number;
+  leaseExpiresAt: Date | null;
+  /** 0 to 1, with a message; the latest an attempt reported. */
+  progress: number;
+  progressMessage: string;
+  /** An encoded taskwire.v1.Checkpoint, opaque here. */
+  checkpoint: Uint8Array | null;
 }
 
 /** One row of a task's history. */
@@ -57,6 +66,9 @@ export interface NewTask {
   timeoutMs: number | null;
   /** Null: now, by the database clock. */
   runAt: Date | null;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  leaseMs: number;
 }
 
 /** A job type as stored. */
@@ -71,6 +83,9 @@ export interface JobTypeRecord {
   defaultPriority: number;
   defaultMaxAttempts: number;
   defaultTimeoutMs: number | null;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  leaseMs: number;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -86,6 +101,9 @@ export interface Assignment {
   leaseToken: string;
   timeoutMs: number | null;
   createdAt: Date;
+  leaseExpiresAt: Date;
+  /** The checkpoint an earlier attempt saved (encoded taskwire.v1.Checkpoint), or null. */
+  checkpoint: Uint8Array | null;
 }
 
 /** The lease that a report must name. */
@@ -108,4 +126,15 @@ export interface FailureReport extends LeaseRef {
   nonRetryable: boolean;
   /** How the attempt is recorded: "failed" for a worker's report, "lost" when the worker went away. */
   outcome: "failed" | "lost";
+}
+
+/** A draining worker's hand-back of a task it will not finish. */
+export interface ReleaseReport extends LeaseRef {
+  reason: string;
+}
+
+/** Progress of an attempt. */
+export interface ProgressReport extends LeaseRef {
+  fraction: number;
+  message: string;
 }

@@ -6,16 +6,20 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import type { Assignment, FailureReport } from "../core/task.js";
+import type { Assignment, FailureReport, ReleaseReport } from "../core/task.js";
 import type { Db } from "../store/db.js";
 import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
+import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
 import type { ReadyNotice, RevokeNotice } from "./ready-listener.js";
 import type { ReportAnswer, ReportBatcher } from "./report-batcher.js";
+
+/** Why a held attempt was taken back. */
+export type RevokeReason = RevokeNotice["reason"];
 
 /** How the dispatcher talks to one worker's stream. */
 export interface SessionSink {
   assign(assignments: Assignment[]): void;
-  revoke(notice: { taskId: string; attempt: number; reason: "cancelled"; message: string }): void;
+  revoke(notice: { taskId: string; attempt: number; reason: RevokeReason; message: string }): void;
 }
 
 /** One connected worker. */
@@ -26,6 +30,8 @@ export interface WorkerSession {
   readonly credits: number;
   /** Tasks this session holds: task id -> the lease it was given. */
   readonly inFlight: ReadonlyMap<string, Assignment>;
+  /** The worker asked to stop: it gets no new tasks. */
+  readonly draining: boolean;
 }
 
 interface Session extends WorkerSession {
@@ -37,6 +43,7 @@ interface Session extends WorkerSession {
   wakeCount: number;
   claiming: boolean;
   closed: boolean;
+  draining: boolean;
   retryTimer: NodeJS.Timeout | undefined;
 }
 
@@ -68,8 +75,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.pollTimer.unref();
   }
 
-  /** Opens a session; it starts claiming at once. */
-  open(params: { namespace: string; workerId: string; jobTypes: readonly string[]; credits: number; sink: SessionSink }): WorkerSession {
+  /** Opens a session holding `adopted` (leases taken over after a reconnect); it starts claiming at once. */
+  open(params: {
+    namespace: string;
+    workerId: string;
+    jobTypes: readonly string[];
+    credits: number;
+    sink: SessionSink;
+    adopted?: readonly Assignment[];
+  }): WorkerSession {
     const session: Session = {
       namespace: params.namespace,
       workerId: params.workerId,
@@ -81,18 +95,43 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       wakeCount: 0,
       claiming: false,
       closed: false,
+      draining: false,
       retryTimer: undefined,
     };
+    for (const a of params.adopted ?? []) this.hold(session, a);
     this.sessions.add(session);
     this.pump(session);
     return session;
   }
 
   /**
-   * Closes a session. The attempts it still holds are recorded as lost and their tasks go back to
-   * PENDING (with backoff) or to DEAD when no attempt is left.
+   * A heartbeat: extends the leases of everything the session holds. An attempt whose lease could
+   * not be extended was taken back meanwhile (swept, cancelled); its worker is told.
    */
-  async close(handle: WorkerSession, why: string): Promise<void> {
+  async heartbeat(handle: WorkerSession): Promise<void> {
+    const session = handle as Session;
+    const held = [...session.inFlight.values()];
+    const extended = await taskLeaseExtend(this.options.db, { namespace: session.namespace, workerId: session.workerId, leases: held });
+    const alive = new Set(extended.map((e) => `${e.taskId}/${e.attempt}`));
+    for (const a of held) {
+      if (alive.has(`${a.taskId}/${a.attempt}`) || session.inFlight.get(a.taskId) !== a) continue;
+      this.release(session, a.taskId, a.attempt);
+      session.sink.revoke({ taskId: a.taskId, attempt: a.attempt, reason: "lease_lost", message: `the lease of task ${a.taskId} attempt ${a.attempt} is no longer held` });
+    }
+  }
+
+  /** The worker is stopping: no new tasks for it. */
+  drain(handle: WorkerSession): void {
+    (handle as Session).draining = true;
+  }
+
+  /**
+   * Closes a session. After a clean close (the worker ended its side) the attempts it still holds
+   * are recorded as lost at once and retried or dead-lettered. After a broken stream they keep
+   * their leases: the worker may reconnect (to any replica) and adopt them, and if it does not,
+   * the sweeper takes them back when the leases end.
+   */
+  async close(handle: WorkerSession, how: { clean: boolean; why: string }): Promise<void> {
     const session = handle as Session;
     if (session.closed) return;
     session.closed = true;
@@ -100,8 +139,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.sessions.delete(session);
     const held = [...session.inFlight.values()];
     session.inFlight.clear();
-    for (const a of held) this.holders.delete(a.taskId);
-    await Promise.all(held.map((a) => this.failLost(a, session.workerId, why)));
+    for (const a of held) if (this.holders.get(a.taskId) === session) this.holders.delete(a.taskId);
+    if (how.clean) await Promise.all(held.map((a) => this.failLost(a, session.workerId, how.why)));
     this.emit("session:closed", session);
   }
 
@@ -109,6 +148,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async complete(handle: WorkerSession, report: Parameters<ReportBatcher["complete"]>[0]): Promise<ReportAnswer> {
     try {
       return await this.options.batcher.complete(report);
+    } finally {
+      this.release(handle as Session, report.taskId, report.attempt);
+    }
+  }
+
+  /** Records a draining worker's hand-back. */
+  async releaseTask(handle: WorkerSession, report: ReleaseReport): Promise<ReportAnswer> {
+    try {
+      return await this.options.batcher.release(report);
     } finally {
       this.release(handle as Session, report.taskId, report.attempt);
     }
@@ -135,7 +183,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
   }
 
-  /** A NOTIFY said a running attempt was revoked; tell its holder if it is connected here. */
+  /** A NOTIFY said a running attempt was revoked (cancelled, timed out, lease lost); tell its holder if it is connected here. */
   onRevoke(notice: RevokeNotice): void {
     const session = this.holders.get(notice.id);
     const held = session?.inFlight.get(notice.id);
@@ -168,6 +216,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.delayedWakes.set(key, timer);
   }
 
+  private hold(session: Session, a: Assignment): void {
+    session.inFlight.set(a.taskId, a);
+    this.holders.set(a.taskId, session);
+  }
+
   private wake(session: Session): void {
     session.wakeCount += 1;
     session.mayHaveWork = true;
@@ -179,13 +232,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const held = session.inFlight.get(taskId);
     if (held === undefined || held.attempt !== attempt) return;
     session.inFlight.delete(taskId);
-    this.holders.delete(taskId);
+    if (this.holders.get(taskId) === session) this.holders.delete(taskId);
     this.pump(session);
   }
 
   /** Claims while the session has free credits and the queue may hold work; one claim at a time. */
   private pump(session: Session): void {
-    if (session.claiming || session.closed) return;
+    if (session.claiming || session.closed || session.draining) return;
     const free = session.credits - session.inFlight.size;
     if (free <= 0 || !session.mayHaveWork) return;
     session.claiming = true;
@@ -198,16 +251,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     })
       .then(async (claimed) => {
         session.claiming = false;
-        if (session.closed) {
-          // The stream ended while claiming: the worker never saw these, give them back.
+        if (session.closed || session.draining) {
+          // The stream ended (or began draining) while claiming: the worker never saw these.
           await Promise.all(claimed.map((a) => this.failLost(a, session.workerId, "worker disconnected before delivery")));
           return;
         }
         if (claimed.length < free && session.wakeCount === wakeCount) session.mayHaveWork = false;
-        for (const a of claimed) {
-          session.inFlight.set(a.taskId, a);
-          this.holders.set(a.taskId, session);
-        }
+        for (const a of claimed) this.hold(session, a);
         if (claimed.length > 0) {
           session.sink.assign(claimed);
           this.emit("task:claimed", claimed);

@@ -12,12 +12,12 @@ export interface ReadyNotice {
   at: number | null;
 }
 
-/** The holder of a running attempt must stop: the task was cancelled. */
+/** The holder of a running attempt must stop: cancelled, timed out, or its lease was taken back. */
 export interface RevokeNotice {
   ns: string;
   id: string;
   attempt: number;
-  reason: "cancelled";
+  reason: "cancelled" | "timed_out" | "lease_lost";
   message: string;
 }
 

@@ -3,12 +3,12 @@
  * one statement per kind (task-complete-batch, task-fail-batch), then each caller learns whether
  * its report was accepted.
  */
-import { backoffDelayMs, DEFAULT_BACKOFF } from "../core/backoff.js";
-import type { CompletionReport, FailureReport } from "../core/task.js";
+import type { CompletionReport, FailureReport, ReleaseReport } from "../core/task.js";
 import type { TaskState } from "../core/task-state.js";
 import type { Db } from "../store/db.js";
 import { reportKey, taskCompleteBatch } from "../store/sql/task-complete-batch.js";
 import { taskFailBatch } from "../store/sql/task-fail-batch.js";
+import { taskReleaseBatch } from "../store/sql/task-release-batch.js";
 
 /** The largest batch one statement writes; more wait for the next flush. */
 const MAX_BATCH = 1_000;
@@ -26,6 +26,7 @@ export type ReportAnswer = TaskState | undefined;
 export class ReportBatcher {
   private completions: Pending<CompletionReport, ReportAnswer>[] = [];
   private failures: Pending<FailureReport, ReportAnswer>[] = [];
+  private releases: Pending<ReleaseReport, ReportAnswer>[] = [];
   private scheduled = false;
 
   constructor(private readonly db: Db) {}
@@ -46,6 +47,14 @@ export class ReportBatcher {
     });
   }
 
+  /** Hands a task back; resolves to "pending", or undefined when the lease is not current. */
+  release(report: ReleaseReport): Promise<ReportAnswer> {
+    return new Promise((resolve, reject) => {
+      this.releases.push({ report, resolve, reject });
+      this.schedule();
+    });
+  }
+
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
@@ -58,8 +67,9 @@ export class ReportBatcher {
   private async flush(): Promise<void> {
     const completions = this.completions.splice(0, MAX_BATCH);
     const failures = this.failures.splice(0, MAX_BATCH);
-    if (this.completions.length > 0 || this.failures.length > 0) this.schedule();
-    await Promise.all([this.flushCompletions(completions), this.flushFailures(failures)]);
+    const releases = this.releases.splice(0, MAX_BATCH);
+    if (this.completions.length > 0 || this.failures.length > 0 || this.releases.length > 0) this.schedule();
+    await Promise.all([this.flushCompletions(completions), this.flushFailures(failures), this.flushReleases(releases)]);
   }
 
   private async flushCompletions(batch: Pending<CompletionReport, ReportAnswer>[]): Promise<void> {
@@ -72,10 +82,20 @@ export class ReportBatcher {
     }
   }
 
+  private async flushReleases(batch: Pending<ReleaseReport, ReportAnswer>[]): Promise<void> {
+    if (batch.length === 0) return;
+    try {
+      const accepted = await taskReleaseBatch(this.db, batch.map((p) => p.report));
+      for (const p of batch) p.resolve(accepted.has(reportKey(p.report)) ? "pending" : undefined);
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+    }
+  }
+
   private async flushFailures(batch: Pending<FailureReport, ReportAnswer>[]): Promise<void> {
     if (batch.length === 0) return;
     try {
-      const reports = batch.map((p) => ({ ...p.report, backoffMs: backoffDelayMs(DEFAULT_BACKOFF, p.report.attempt) }));
+      const reports = batch.map((p) => ({ ...p.report, jitter: Math.random() }));
       const accepted = await taskFailBatch(this.db, reports);
       for (const p of batch) p.resolve(accepted.get(reportKey(p.report)));
     } catch (error) {

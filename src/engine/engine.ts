@@ -2,6 +2,8 @@
 import type { Logger } from "pino";
 import { Dispatcher } from "../dispatch/dispatcher.js";
 import { startReadyListener, type ReadyListener } from "../dispatch/ready-listener.js";
+import { LeaseSweeper } from "../dispatch/lease-sweeper.js";
+import { ProgressCoalescer } from "../dispatch/progress-coalescer.js";
 import { ReportBatcher } from "../dispatch/report-batcher.js";
 import type { Database } from "../store/orm.js";
 import { JobTypeRegistry } from "./job-type-registry.js";
@@ -11,6 +13,10 @@ import { Tasks } from "./tasks.js";
 export interface EngineOptions {
   /** How often dispatch looks for work without a notification (ms). */
   safetyPollMs: number;
+  /** How often expired leases and timeouts are swept (ms). */
+  sweepIntervalMs: number;
+  /** Progress is written at most this often per task (ms). */
+  progressFlushMs: number;
 }
 
 /** A running engine. */
@@ -20,6 +26,8 @@ export interface Engine {
   jobTypes: JobTypeRegistry;
   tasks: Tasks;
   listener: ReadyListener;
+  sweeper: LeaseSweeper;
+  progress: ProgressCoalescer;
   /** Stops dispatch and notifications (streams must be closed first); does not close the database. */
   stop(): Promise<void>;
 }
@@ -28,6 +36,8 @@ export interface Engine {
 export function createEngine(database: Database, logger: Logger, options: EngineOptions): Engine {
   const batcher = new ReportBatcher(database.db);
   const dispatcher = new Dispatcher({ db: database.db, batcher, logger, safetyPollMs: options.safetyPollMs });
+  const sweeper = new LeaseSweeper(database.db, logger, options.sweepIntervalMs);
+  const progress = new ProgressCoalescer(database.db, logger, options.progressFlushMs);
   const listener = startReadyListener(
     database.url,
     {
@@ -43,9 +53,11 @@ export function createEngine(database: Database, logger: Logger, options: Engine
     jobTypes: new JobTypeRegistry(database.orm),
     tasks: new Tasks(database.db, database.pool, batcher, logger),
     listener,
+    sweeper,
+    progress,
     async stop() {
       dispatcher.stop();
-      await listener.close();
+      await Promise.all([sweeper.stop(), progress.stop(), listener.close()]);
     },
   };
 }

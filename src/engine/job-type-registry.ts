@@ -24,6 +24,9 @@ function toRecord(row: JobType): JobTypeRecord {
     defaultPriority: row.defaultPriority,
     defaultMaxAttempts: row.defaultMaxAttempts,
     defaultTimeoutMs: row.defaultTimeoutMs ?? null,
+    backoffBaseMs: row.backoffBaseMs,
+    backoffCapMs: row.backoffCapMs,
+    leaseMs: row.leaseMs,
     createdAt: new Date(row.createdAt),
     updatedAt: new Date(row.updatedAt),
   };
@@ -77,6 +80,9 @@ export class JobTypeRegistry {
         defaultPriority: input.defaultPriority,
         defaultMaxAttempts: input.defaultMaxAttempts,
         defaultTimeoutMs: input.defaultTimeoutMs,
+        backoffBaseMs: input.backoffBaseMs,
+        backoffCapMs: input.backoffCapMs,
+        leaseMs: input.leaseMs,
       };
       if (existing !== null) {
         tx.assign(existing, { ...fields, updatedAt: new Date() });

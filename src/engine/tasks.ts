@@ -2,7 +2,7 @@
 import type { Logger } from "pino";
 import { TaskwireError } from "../core/errors.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
-import type { Assignment, CompletionReport, FailureReport, LeaseRef, NewTask, TaskDetail, TaskRecord } from "../core/task.js";
+import type { Assignment, CompletionReport, FailureReport, LeaseRef, NewTask, ReleaseReport, TaskDetail, TaskRecord } from "../core/task.js";
 import { illegalTransitionMessage } from "../core/task-state.js";
 import type { Db } from "../store/db.js";
 import { withTransaction } from "../store/orm.js";
@@ -14,6 +14,10 @@ import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
 import { taskLeaseState } from "../store/sql/task-lease-state.js";
 import { taskCount, taskListPage, type TaskFilter } from "../store/sql/task-list.js";
 import { taskQueuePosition } from "../store/sql/task-queue-position.js";
+import { taskRetry } from "../store/sql/task-retry.js";
+import { taskCheckpointSave } from "../store/sql/task-checkpoint-save.js";
+import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
+import { workerList, type WorkerRecord } from "../store/sql/worker-list.js";
 import { REVOKE_CHANNEL, type RevokeNotice } from "../dispatch/ready-listener.js";
 import type { ReportAnswer, ReportBatcher } from "../dispatch/report-batcher.js";
 
@@ -74,6 +78,35 @@ export class Tasks {
     const current = await taskGet(this.db, namespace, id);
     if (current === undefined) throw taskNotFound(id);
     throw new TaskwireError("ILLEGAL_TRANSITION", `task ${id}: ${illegalTransitionMessage(current.state, "cancel")}`);
+  }
+
+  /** Re-queues a DEAD or CANCELLED task with `additionalAttempts` more attempts. */
+  async retry(namespace: string, id: string, additionalAttempts: number): Promise<TaskRecord> {
+    const task = await taskRetry(this.db, { namespace, id, additionalAttempts });
+    if (task !== undefined) return task;
+    const current = await taskGet(this.db, namespace, id);
+    if (current === undefined) throw taskNotFound(id);
+    throw new TaskwireError("ILLEGAL_TRANSITION", `task ${id}: ${illegalTransitionMessage(current.state, "retry")}`);
+  }
+
+  /** Unary heartbeat: extends the leases still held and returns them. */
+  heartbeat(namespace: string, workerId: string, leases: readonly LeaseRef[]) {
+    return taskLeaseExtend(this.db, { namespace, workerId, leases });
+  }
+
+  /** Unary release: back to PENDING without counting the attempt. */
+  async release(report: ReleaseReport): Promise<void> {
+    if ((await this.batcher.release(report)) === undefined) throw await this.explainRejection(report);
+  }
+
+  /** Saves a checkpoint; throws STALE_LEASE / NOT_FOUND when the lease is not current. */
+  async checkpoint(lease: LeaseRef, checkpoint: Uint8Array): Promise<void> {
+    if (!(await taskCheckpointSave(this.db, lease, checkpoint))) throw await this.explainRejection(lease);
+  }
+
+  /** Workers of a namespace; "connected" means the stream is open and heartbeats arrive within two default leases. */
+  listWorkers(params: { namespace: string; includeDisconnected: boolean; afterId: string | null; limit: number }): Promise<WorkerRecord[]> {
+    return workerList(this.db, { ...params, staleAfterMs: 60_000 });
   }
 
   /** Unary claim for workers without streams. */

@@ -9,7 +9,7 @@ import { jobTypeToProto } from "./mapping.js";
 import { parseDescriptors, type PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
-import { durationMsInRange, intInRange, messageName, pageSize, requireName } from "./validation.js";
+import { durationMsInRange, intInRange, messageName, pageSize, requireName, retryPolicy } from "./validation.js";
 
 /** The JobTypeService implementation. */
 export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes): Partial<ServiceImpl<typeof JobTypeService>> {
@@ -32,6 +32,8 @@ export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes): P
         defaultPriority: req.defaultPriority === undefined ? 0 : intInRange("default_priority", req.defaultPriority, LIMITS.minPriority, LIMITS.maxPriority),
         defaultMaxAttempts: req.defaultMaxAttempts === undefined ? 3 : intInRange("default_max_attempts", req.defaultMaxAttempts, 1, LIMITS.maxAttempts),
         defaultTimeoutMs: durationMsInRange("default_timeout", req.defaultTimeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),
+        ...retryPolicy("default_retry", req.defaultRetry, { backoffBaseMs: LIMITS.defaultBackoffBaseMs, backoffCapMs: LIMITS.defaultBackoffCapMs }),
+        leaseMs: durationMsInRange("lease_duration", req.leaseDuration, LIMITS.minLeaseMs, LIMITS.maxLeaseMs) ?? LIMITS.defaultLeaseMs,
       });
       payloads.registryOf(record); // make its messages renderable as JSON at once
       return { jobType: jobTypeToProto(record), created };

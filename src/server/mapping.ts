@@ -6,8 +6,8 @@ import type { TaskState as DomainState } from "../core/task-state.js";
 import { TASK_STATES } from "../core/task-state.js";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { fromBinary } from "@bufbuild/protobuf";
-import { JobTypeSchema, type JobType } from "../gen/taskwire/v1/job_type_pb.js";
-import { AttemptOutcome, TaskAttemptSchema, TaskSchema, TaskState, type Task } from "../gen/taskwire/v1/task_pb.js";
+import { JobTypeSchema, RetryPolicySchema, type JobType, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
+import { AttemptOutcome, CheckpointSchema, TaskAttemptSchema, TaskSchema, TaskState, type Checkpoint, type Task } from "../gen/taskwire/v1/task_pb.js";
 import { AssignmentSchema, type Assignment } from "../gen/taskwire/v1/worker_pb.js";
 import { toAny } from "./payloads.js";
 
@@ -27,7 +27,18 @@ const OUTCOME_TO_PROTO: Record<DomainOutcome, AttemptOutcome> = {
   cancelled: AttemptOutcome.CANCELLED,
   timed_out: AttemptOutcome.TIMED_OUT,
   lost: AttemptOutcome.LOST,
+  released: AttemptOutcome.RELEASED,
 };
+
+/** A retry policy as protobuf. */
+function retryToProto(r: { backoffBaseMs: number; backoffCapMs: number }): RetryPolicy {
+  return create(RetryPolicySchema, { backoffBase: durationFromMs(r.backoffBaseMs), backoffCap: durationFromMs(r.backoffCapMs) });
+}
+
+/** A stored checkpoint (encoded taskwire.v1.Checkpoint) as a message. */
+function checkpointToProto(bytes: Uint8Array | null): Checkpoint | undefined {
+  return bytes === null ? undefined : fromBinary(CheckpointSchema, bytes);
+}
 
 /** A protobuf TaskState as the domain state, or undefined for UNSPECIFIED / unknown numbers. */
 export function stateFromProto(state: TaskState): DomainState | undefined {
@@ -64,6 +75,11 @@ export function taskToProto(task: TaskRecord | TaskDetail): Task {
         endedAt: a.endedAt === null ? undefined : timestampFromDate(a.endedAt),
       }),
     ),
+    retry: retryToProto(task),
+    progress: task.progress,
+    progressMessage: task.progressMessage,
+    checkpoint: detail === undefined ? undefined : checkpointToProto(task.checkpoint),
+    leaseExpiresAt: task.leaseExpiresAt === null ? undefined : timestampFromDate(task.leaseExpiresAt),
   });
 }
 
@@ -79,6 +95,8 @@ export function jobTypeToProto(record: JobTypeRecord): JobType {
     defaultTimeout: record.defaultTimeoutMs === null ? undefined : durationFromMs(record.defaultTimeoutMs),
     createdAt: timestampFromDate(record.createdAt),
     updatedAt: timestampFromDate(record.updatedAt),
+    defaultRetry: retryToProto(record),
+    leaseDuration: durationFromMs(record.leaseMs),
   });
 }
 
@@ -93,5 +111,7 @@ export function assignmentToProto(a: AssignmentRecord): Assignment {
     leaseToken: a.leaseToken,
     timeout: a.timeoutMs === null ? undefined : durationFromMs(a.timeoutMs),
     createdAt: timestampFromDate(a.createdAt),
+    leaseExpiresAt: timestampFromDate(a.leaseExpiresAt),
+    checkpoint: checkpointToProto(a.checkpoint),
   });
 }

@@ -11,7 +11,7 @@ import { ensureJsonRenderable, isJsonRequest } from "./json-rendering.js";
 import { stateFromProto, taskToProto } from "./mapping.js";
 import type { PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
-import { boundedText, durationMsInRange, intInRange, optionalDate, pageSize, requireName, taskId } from "./validation.js";
+import { boundedText, durationMsInRange, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
 
 /** Validates one spec and resolves its defaults from the job type ("0 is a value": only unset fields take defaults). */
 async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string, spec: TaskSpec | undefined, field: string): Promise<NewTask> {
@@ -34,6 +34,8 @@ async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string
     maxAttempts: spec.maxAttempts === undefined ? jobType.defaultMaxAttempts : intInRange(`${field}.max_attempts`, spec.maxAttempts, 1, LIMITS.maxAttempts),
     timeoutMs: spec.timeout === undefined ? jobType.defaultTimeoutMs : durationMsInRange(`${field}.timeout`, spec.timeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),
     runAt,
+    ...retryPolicy(`${field}.retry`, spec.retry, jobType),
+    leaseMs: jobType.leaseMs,
   };
 }
 
@@ -95,6 +97,20 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes): Part
       if (isJsonRequest(ctx)) await renderable(ctx, [await engine.tasks.get(namespaceOf(ctx), id)]);
       const task = await engine.tasks.cancel(namespaceOf(ctx), id, reason);
       return { task: taskToProto(task) };
+    },
+
+    async retry(req, ctx) {
+      const namespace = namespaceOf(ctx);
+      const id = taskId("id", req.id);
+      let additional = req.additionalAttempts;
+      if (additional === undefined) {
+        const current = await engine.tasks.get(namespace, id);
+        additional = (await engine.jobTypes.get(namespace, current.jobType)).defaultMaxAttempts;
+      } else {
+        additional = intInRange("additional_attempts", additional, 1, LIMITS.maxAttempts);
+      }
+      if (isJsonRequest(ctx)) await renderable(ctx, [await engine.tasks.get(namespace, id)]);
+      return { task: taskToProto(await engine.tasks.retry(namespace, id, additional)) };
     },
   };
 }

@@ -78,3 +78,15 @@ export function boundedText(field: string, value: string, max: number): string {
   if (value.length > max) throw invalidArgument(field, `is ${value.length} characters; the limit is ${max}`);
   return value;
 }
+
+/** A retry policy: each field in 0 .. 24 h, cap >= base; unset fields take `defaults`. */
+export function retryPolicy(
+  field: string,
+  policy: { backoffBase?: Duration; backoffCap?: Duration } | undefined,
+  defaults: { backoffBaseMs: number; backoffCapMs: number },
+): { backoffBaseMs: number; backoffCapMs: number } {
+  const base = durationMsInRange(`${field}.backoff_base`, policy?.backoffBase, 0, LIMITS.maxBackoffMs) ?? defaults.backoffBaseMs;
+  const cap = durationMsInRange(`${field}.backoff_cap`, policy?.backoffCap, 0, LIMITS.maxBackoffMs) ?? Math.max(defaults.backoffCapMs, base);
+  if (cap < base) throw invalidArgument(`${field}.backoff_cap`, `is ${cap} ms, below backoff_base (${base} ms); the cap must be at least the base`);
+  return { backoffBaseMs: base, backoffCapMs: cap };
+}

@@ -1,20 +1,34 @@
 /** WorkerService: the Claim stream and its unary fallbacks. */
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
 import { LIMITS } from "../core/limits.js";
-import type { CompletionReport, FailureReport } from "../core/task.js";
-import type { WorkerSession } from "../dispatch/dispatcher.js";
+import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import type { CompletionReport, FailureReport, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
+import type { RevokeReason, WorkerSession } from "../dispatch/dispatcher.js";
+import { taskAdopt } from "../store/sql/task-adopt.js";
+import { CheckpointSchema } from "../gen/taskwire/v1/task_pb.js";
 import type { Engine } from "../engine/engine.js";
 import { Worker } from "../store/entities/index.js";
 import {
+  AssignmentBatchSchema,
   ClaimResponseSchema,
-  RevokeReason,
+  LeaseSchema,
+  ReportKind,
+  ReportResultSchema,
+  RevokeReason as ProtoRevokeReason,
+  TaskRevokedSchema,
+  WorkerInfoSchema,
+  WorkerWelcomeSchema,
   type ClaimRequest,
   type ClaimResponse,
+  type TaskCheckpoint,
   type TaskCompletion,
   type TaskFailure,
+  type TaskProgress,
+  type TaskRelease,
   type WorkerHello,
   type WorkerService,
 } from "../gen/taskwire/v1/worker_pb.js";
@@ -23,7 +37,7 @@ import { assignmentToProto } from "./mapping.js";
 import { MessageQueue } from "./message-queue.js";
 import type { PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
-import { intInRange, leaseToken, requireName, taskId, truncate } from "./validation.js";
+import { intInRange, leaseToken, pageSize, requireName, taskId, truncate } from "./validation.js";
 import { randomBytes } from "node:crypto";
 
 /** Checks the job types a worker asks for: named well, registered, not too many. */
@@ -43,7 +57,7 @@ async function checkJobTypes(engine: Engine, namespace: string, names: readonly 
 /** A validated completion; the output is checked against the job type when the job type is known. */
 async function completionReport(engine: Engine, payloads: PayloadTypes, namespace: string, c: TaskCompletion | undefined, jobTypeName: string | undefined): Promise<CompletionReport> {
   if (c === undefined) throw invalidArgument("completion", "is required");
-  const report = { namespace, taskId: taskId("task_id", c.taskId), attempt: intInRange("attempt", c.attempt, 1, LIMITS.maxAttempts), leaseToken: leaseToken("lease_token", c.leaseToken) };
+  const report = leaseRef(namespace, c, "completion");
   const jobType = jobTypeName === undefined ? undefined : await engine.jobTypes.find(namespace, jobTypeName);
   const output = jobType === undefined
     ? (c.output === undefined ? null : { typeUrl: c.output.typeUrl, value: c.output.value })
@@ -55,68 +69,179 @@ async function completionReport(engine: Engine, payloads: PayloadTypes, namespac
 function failureReport(namespace: string, f: TaskFailure | undefined): FailureReport {
   if (f === undefined) throw invalidArgument("failure", "is required");
   return {
-    namespace,
-    taskId: taskId("task_id", f.taskId),
-    attempt: intInRange("attempt", f.attempt, 1, LIMITS.maxAttempts),
-    leaseToken: leaseToken("lease_token", f.leaseToken),
+    ...leaseRef(namespace, f),
     error: truncate(f.error === "" ? "(no error message)" : f.error, LIMITS.maxErrorChars),
     nonRetryable: f.nonRetryable,
     outcome: "failed",
   };
 }
 
+/** A validated lease reference (task id, attempt, token). */
+function leaseRef(namespace: string, l: { taskId: string; attempt: number; leaseToken: string } | undefined, field = "lease"): LeaseRef {
+  if (l === undefined) throw invalidArgument(field, "is required");
+  return {
+    namespace,
+    taskId: taskId(`${field}.task_id`, l.taskId),
+    attempt: intInRange(`${field}.attempt`, l.attempt, 1, Number.MAX_SAFE_INTEGER),
+    leaseToken: leaseToken(`${field}.lease_token`, l.leaseToken),
+  };
+}
+
+/** A validated release. */
+function releaseReport(namespace: string, r: TaskRelease | undefined): ReleaseReport {
+  if (r === undefined) throw invalidArgument("release", "is required");
+  return { ...leaseRef(namespace, r, "release"), reason: truncate(r.reason === "" ? "released by the worker" : r.reason, LIMITS.maxReasonChars) };
+}
+
+/** A validated progress report. */
+function progressReport(namespace: string, p: TaskProgress | undefined): ProgressReport {
+  if (p === undefined) throw invalidArgument("progress", "is required");
+  if (!(p.fraction >= 0 && p.fraction <= 1)) throw invalidArgument("progress.fraction", `is ${p.fraction}; allowed: 0 to 1`);
+  return { ...leaseRef(namespace, p, "progress"), fraction: p.fraction, message: truncate(p.message, LIMITS.maxProgressChars) };
+}
+
+/** A validated checkpoint, encoded for storage. */
+function checkpointBytes(c: TaskCheckpoint | undefined): Uint8Array {
+  if (c?.checkpoint === undefined || c.checkpoint.data.case === undefined) {
+    throw invalidArgument("checkpoint.checkpoint", "is required: binary bytes or a JSON value");
+  }
+  const bytes = toBinary(CheckpointSchema, c.checkpoint);
+  if (bytes.byteLength > LIMITS.maxCheckpointBytes) {
+    throw invalidArgument("checkpoint.checkpoint", `is ${bytes.byteLength} bytes; the limit is ${LIMITS.maxCheckpointBytes} bytes`);
+  }
+  return bytes;
+}
+
 function response(message: ClaimResponse["message"]): ClaimResponse {
   return create(ClaimResponseSchema, { message });
 }
+
+const REVOKE_REASONS: Record<RevokeReason, ProtoRevokeReason> = {
+  cancelled: ProtoRevokeReason.CANCELLED,
+  timed_out: ProtoRevokeReason.TIMED_OUT,
+  lease_lost: ProtoRevokeReason.LEASE_LOST,
+};
 
 /** The WorkerService implementation. */
 export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, logger: Logger): Partial<ServiceImpl<typeof WorkerService>> {
   const em = () => engine.database.orm.em.fork();
 
-  async function recordWorker(namespace: string, workerId: string, jobTypes: string[], credits: number): Promise<void> {
-    const now = new Date();
-    await em().upsert(Worker, { namespace, id: workerId, jobTypes, credits, connectedAt: now, lastSeenAt: now, disconnectedAt: null });
+  async function recordWorker(namespace: string, workerId: string, jobTypes: string[], credits: number, connectedAt: Date): Promise<void> {
+    await em().upsert(Worker, { namespace, id: workerId, jobTypes, credits, connectedAt, lastSeenAt: connectedAt, disconnectedAt: null });
   }
 
-  async function openSession(hello: WorkerHello, namespace: string, out: MessageQueue<ClaimResponse>): Promise<WorkerSession> {
+  /** Validates hello, records the worker, adopts still-held leases and opens the dispatch session. */
+  async function openSession(hello: WorkerHello, namespace: string, out: MessageQueue<ClaimResponse>, connectedAt: Date): Promise<WorkerSession> {
     const workerId = hello.workerId === "" ? `worker-${randomBytes(4).toString("hex")}` : requireName("hello.worker_id", hello.workerId);
     const jobTypes = await checkJobTypes(engine, namespace, hello.jobTypes);
     const credits = intInRange("hello.credits", hello.credits, 1, LIMITS.maxCredits);
-    await recordWorker(namespace, workerId, jobTypes, credits);
-    out.push(response({ case: "welcome", value: { $typeName: "taskwire.v1.WorkerWelcome", workerId } }));
+    if (hello.held.length > LIMITS.maxCredits) throw invalidArgument("hello.held", `has ${hello.held.length} leases; the limit is ${LIMITS.maxCredits}`);
+    const held = hello.held.map((l, i) => leaseRef(namespace, l, `hello.held[${i}]`));
+    await recordWorker(namespace, workerId, jobTypes, credits, connectedAt);
+    const adopted = await taskAdopt(engine.database.db, { namespace, workerId, leases: held });
+    // Heartbeat three times per shortest lease, so one lost heartbeat never costs a lease.
+    const records = await Promise.all(jobTypes.map((name) => engine.jobTypes.get(namespace, name)));
+    const shortestLease = Math.min(...records.map((r) => r.leaseMs));
+    out.push(
+      response({
+        case: "welcome",
+        value: create(WorkerWelcomeSchema, {
+          workerId,
+          heartbeatInterval: durationFromMs(Math.floor(shortestLease / 3)),
+          adopted: adopted.map((a) => create(LeaseSchema, { taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken })),
+        }),
+      }),
+    );
+    const adoptedIds = new Set(adopted.map((a) => `${a.taskId}/${a.attempt}`));
+    for (const l of held) {
+      if (adoptedIds.has(`${l.taskId}/${l.attempt}`)) continue;
+      out.push(response({ case: "revoked", value: create(TaskRevokedSchema, { taskId: l.taskId, attempt: l.attempt, reason: ProtoRevokeReason.LEASE_LOST, message: `the lease of task ${l.taskId} attempt ${l.attempt} is no longer held` }) }));
+    }
     return engine.dispatcher.open({
       namespace,
       workerId,
       jobTypes,
       credits,
+      adopted,
       sink: {
-        assign: (assignments) =>
-          out.push(response({ case: "assignments", value: { $typeName: "taskwire.v1.AssignmentBatch", assignments: assignments.map(assignmentToProto) } })),
-        revoke: (r) =>
-          out.push(response({ case: "revoked", value: { $typeName: "taskwire.v1.TaskRevoked", taskId: r.taskId, attempt: r.attempt, reason: RevokeReason.CANCELLED, message: r.message } })),
+        assign: (assignments) => out.push(response({ case: "assignments", value: create(AssignmentBatchSchema, { assignments: assignments.map(assignmentToProto) }) })),
+        revoke: (r) => out.push(response({ case: "revoked", value: create(TaskRevokedSchema, { taskId: r.taskId, attempt: r.attempt, reason: REVOKE_REASONS[r.reason], message: r.message }) })),
       },
     });
   }
 
-  /** Handles one report on a stream and answers it with report_result. */
-  async function handleReport(session: WorkerSession, request: ClaimRequest, out: MessageQueue<ClaimResponse>): Promise<void> {
+  /** Handles one message after hello; reports are answered with report_result. */
+  async function handleMessage(session: WorkerSession, request: ClaimRequest, out: MessageQueue<ClaimResponse>): Promise<void> {
     const message = request.message;
-    const named = message.case === "complete" || message.case === "fail" ? message.value : undefined;
+    switch (message.case) {
+      case "heartbeat":
+        await engine.dispatcher.heartbeat(session);
+        return;
+      case "drain":
+        engine.dispatcher.drain(session);
+        return;
+      case "progress":
+        try {
+          engine.progress.report(progressReport(session.namespace, message.value));
+        } catch (error) {
+          if (!(error instanceof TaskwireError)) throw error;
+          logger.debug({ err: error, workerId: session.workerId }, "ignored invalid progress");
+        }
+        return;
+      case "complete":
+      case "fail":
+      case "checkpoint":
+      case "release":
+        await handleReport(session, message, out);
+        return;
+      default:
+        throw invalidArgument("message", `${message.case ?? "an empty message"} is not allowed after hello; send complete, fail, heartbeat, progress, checkpoint, release or drain`);
+    }
+  }
+
+  async function handleReport(
+    session: WorkerSession,
+    message: Extract<ClaimRequest["message"], { case: "complete" | "fail" | "checkpoint" | "release" }>,
+    out: MessageQueue<ClaimResponse>,
+  ): Promise<void> {
+    const kind = { complete: ReportKind.COMPLETE, fail: ReportKind.FAIL, checkpoint: ReportKind.CHECKPOINT, release: ReportKind.RELEASE }[message.case];
     const answer = (accepted: boolean, error: string) =>
-      out.push(response({ case: "reportResult", value: { $typeName: "taskwire.v1.ReportResult", taskId: named?.taskId ?? "", attempt: named?.attempt ?? 0, accepted, error } }));
+      out.push(response({ case: "reportResult", value: create(ReportResultSchema, { taskId: message.value.taskId, attempt: message.value.attempt, accepted, error, kind }) }));
     try {
-      let report: CompletionReport | FailureReport;
+      let lease: LeaseRef;
       let accepted: boolean;
-      if (message.case === "complete") {
-        report = await completionReport(engine, payloads, session.namespace, message.value, session.inFlight.get(message.value.taskId)?.jobType);
-        accepted = (await engine.dispatcher.complete(session, report)) !== undefined;
-      } else if (message.case === "fail") {
-        report = failureReport(session.namespace, message.value);
-        accepted = (await engine.dispatcher.fail(session, report)) !== undefined;
-      } else {
-        throw invalidArgument("message", `${message.case ?? "an empty message"} is not allowed after hello; send complete or fail`);
+      switch (message.case) {
+        case "complete": {
+          const report = await completionReport(engine, payloads, session.namespace, message.value, session.inFlight.get(message.value.taskId)?.jobType);
+          lease = report;
+          accepted = (await engine.dispatcher.complete(session, report)) !== undefined;
+          break;
+        }
+        case "fail": {
+          const report = failureReport(session.namespace, message.value);
+          lease = report;
+          accepted = (await engine.dispatcher.fail(session, report)) !== undefined;
+          break;
+        }
+        case "release": {
+          const report = releaseReport(session.namespace, message.value);
+          lease = report;
+          accepted = (await engine.dispatcher.releaseTask(session, report)) !== undefined;
+          break;
+        }
+        case "checkpoint": {
+          lease = leaseRef(session.namespace, message.value, "checkpoint");
+          accepted = await engine.tasks.checkpoint(lease, checkpointBytes(message.value)).then(
+            () => true,
+            (error: unknown) => {
+              if (error instanceof TaskwireError && error.code !== "INTERNAL") return false;
+              throw error;
+            },
+          );
+          break;
+        }
       }
-      answer(accepted, accepted ? "" : (await engine.tasks.explainRejection(report)).message);
+      answer(accepted, accepted ? "" : (await engine.tasks.explainRejection(lease)).message);
     } catch (error) {
       if (error instanceof TaskwireError && error.code !== "INTERNAL") answer(false, error.message);
       else throw error;
@@ -132,18 +257,19 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       if (first.value.message.case !== "hello") {
         throw invalidArgument("message", "the first message of a Claim stream must be hello (job types and credits)");
       }
+      const connectedAt = new Date();
       const out = new MessageQueue<ClaimResponse>();
-      const session = await openSession(first.value.message.value, namespace, out);
-      const reports = new Set<Promise<void>>();
+      const session = await openSession(first.value.message.value, namespace, out, connectedAt);
+      const pending = new Set<Promise<void>>();
       const reading = (async () => {
         for (;;) {
           const next = await iterator.next();
           if (next.done === true) break;
-          const pending = handleReport(session, next.value, out).catch((error: unknown) => out.end(error));
-          reports.add(pending);
-          void pending.finally(() => reports.delete(pending));
+          const handled = handleMessage(session, next.value, out).catch((error: unknown) => out.end(error));
+          pending.add(handled);
+          void handled.finally(() => pending.delete(handled));
         }
-        await Promise.all(reports); // answer every report before ending the stream
+        await Promise.all(pending); // answer every report before ending the stream
         out.end();
       })();
       reading.catch((error: unknown) => out.end(error));
@@ -153,9 +279,12 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         yield* out;
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
-        await engine.dispatcher.close(session, ctx.signal.aborted ? "stream aborted" : "stream closed");
+        // A stream that ends after `drain` ended cleanly: what the worker still holds is lost now.
+        // Any other end (a reset looks like a normal end here) may be a network break: the leases
+        // stay until the worker reconnects and adopts them, or the sweeper takes them back.
+        await engine.dispatcher.close(session, { clean: session.draining, why: "it closed its stream while holding the task" });
         await em()
-          .nativeUpdate(Worker, { namespace, id: session.workerId }, { disconnectedAt: new Date() })
+          .nativeUpdate(Worker, { namespace, id: session.workerId, connectedAt: { $lte: connectedAt } }, { disconnectedAt: new Date() })
           .catch((error: unknown) => logger.warn({ err: error }, "could not record a worker's disconnect"));
       }
     },
@@ -174,6 +303,9 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         engine.jobTypes,
         payloads,
       );
+      await em()
+        .upsert(Worker, { namespace, id: workerId, jobTypes, credits: limit, connectedAt: new Date(), lastSeenAt: new Date(), disconnectedAt: null })
+        .catch((error: unknown) => logger.warn({ err: error }, "could not record a worker"));
       const assignments = await engine.tasks.claim({ namespace, workerId, jobTypes, limit });
       return { assignments: assignments.map(assignmentToProto) };
     },
@@ -189,6 +321,61 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
     async failTask(req, ctx) {
       await engine.tasks.fail(failureReport(namespaceOf(ctx), req.failure));
       return {};
+    },
+
+    async heartbeat(req, ctx) {
+      const namespace = namespaceOf(ctx);
+      const workerId = requireName("worker_id", req.workerId);
+      if (req.leases.length === 0 || req.leases.length > LIMITS.maxLeasesPerHeartbeat) {
+        throw invalidArgument("leases", `has ${req.leases.length} leases; send 1 to ${LIMITS.maxLeasesPerHeartbeat}`);
+      }
+      const held = await engine.tasks.heartbeat(namespace, workerId, req.leases.map((l, i) => leaseRef(namespace, l, `leases[${i}]`)));
+      const earliest = held.reduce<Date | undefined>((min, h) => (min === undefined || h.leaseExpiresAt < min ? h.leaseExpiresAt : min), undefined);
+      return {
+        held: held.map((h) => create(LeaseSchema, { taskId: h.taskId, attempt: h.attempt, leaseToken: h.leaseToken })),
+        leaseExpiresAt: earliest === undefined ? undefined : timestampFromDate(earliest),
+      };
+    },
+
+    async reportProgress(req, ctx) {
+      const report = progressReport(namespaceOf(ctx), req.progress);
+      engine.progress.report(report);
+      return {};
+    },
+
+    async saveCheckpoint(req, ctx) {
+      const lease = leaseRef(namespaceOf(ctx), req.checkpoint, "checkpoint");
+      await engine.tasks.checkpoint(lease, checkpointBytes(req.checkpoint));
+      return {};
+    },
+
+    async releaseTask(req, ctx) {
+      await engine.tasks.release(releaseReport(namespaceOf(ctx), req.release));
+      return {};
+    },
+
+    async listWorkers(req, ctx) {
+      const namespace = namespaceOf(ctx);
+      const size = pageSize("page_size", req.pageSize);
+      const fingerprint = filterFingerprint({ namespace, includeDisconnected: req.includeDisconnected });
+      const afterId = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
+      const rows = await engine.tasks.listWorkers({ namespace, includeDisconnected: req.includeDisconnected, afterId, limit: size + 1 });
+      const page = rows.slice(0, size);
+      const last = page.at(-1);
+      return {
+        workers: page.map((w) =>
+          create(WorkerInfoSchema, {
+            workerId: w.workerId,
+            jobTypes: w.jobTypes,
+            credits: w.credits,
+            tasksInFlight: w.tasksInFlight,
+            connectedAt: timestampFromDate(w.connectedAt),
+            lastHeartbeatAt: timestampFromDate(w.lastSeenAt),
+            connected: w.connected,
+          }),
+        ),
+        nextPageToken: rows.length > size && last !== undefined ? encodePageToken(last.workerId, fingerprint) : "",
+      };
     },
   };
 }

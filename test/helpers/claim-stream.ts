@@ -1,7 +1,7 @@
 /** A raw Claim stream for protocol tests: send requests, await typed responses. */
 import { create } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
-import { ClaimRequestSchema, type ClaimRequest, type ClaimResponse, type WorkerService } from "../../src/gen/taskwire/v1/worker_pb.js";
+import { ClaimRequestSchema, WorkerHelloSchema, type ClaimRequest, type ClaimResponse, type Lease, type WorkerService } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { MessageQueue } from "../../src/server/message-queue.js";
 
 type ResponseCase = NonNullable<ClaimResponse["message"]["case"]>;
@@ -23,7 +23,7 @@ export interface ClaimStream {
 /** Opens a Claim stream and sends hello. */
 export function openClaimStream(
   client: Client<typeof WorkerService>,
-  hello: { workerId?: string; jobTypes: string[]; credits: number },
+  hello: { workerId?: string; jobTypes: string[]; credits: number; held?: Lease[] },
 ): ClaimStream {
   const requests = new MessageQueue<ClaimRequest>();
   const abort = new AbortController();
@@ -31,7 +31,7 @@ export function openClaimStream(
   const waiters = new Set<() => void>();
   let ended: unknown = null;
   const send = (message: ClaimRequest["message"]) => requests.push(create(ClaimRequestSchema, { message }));
-  send({ case: "hello", value: { $typeName: "taskwire.v1.WorkerHello", workerId: hello.workerId ?? "", jobTypes: hello.jobTypes, credits: hello.credits } });
+  send({ case: "hello", value: create(WorkerHelloSchema, { workerId: hello.workerId ?? "", jobTypes: hello.jobTypes, credits: hello.credits, held: hello.held ?? [] }) });
   const done = (async () => {
     try {
       for await (const response of client.claim(requests, { signal: abort.signal })) {

@@ -22,10 +22,21 @@ export interface TestServer {
 }
 
 /** Starts a server on a fresh database; stopped when the test ends. */
-export async function startTestServer(t: Test, options: { safetyPollMs?: number } = {}): Promise<TestServer> {
-  const databaseUrl = await createTestDatabaseUrl(t);
+export async function startTestServer(
+  t: Test,
+  options: { safetyPollMs?: number; sweepIntervalMs?: number; progressFlushMs?: number; databaseUrl?: string } = {},
+): Promise<TestServer> {
+  const databaseUrl = options.databaseUrl ?? (await createTestDatabaseUrl(t));
   const server = await startServer(
-    { ...defaultConfig({}), port: 0, databaseUrl, logLevel: "silent", safetyPollMs: options.safetyPollMs ?? 1_000 },
+    {
+      ...defaultConfig({}),
+      port: 0,
+      databaseUrl,
+      logLevel: "silent",
+      safetyPollMs: options.safetyPollMs ?? 1_000,
+      sweepIntervalMs: options.sweepIntervalMs ?? 100,
+      progressFlushMs: options.progressFlushMs ?? 50,
+    },
     testLogger(),
   );
   t.teardown(() => server.stop());

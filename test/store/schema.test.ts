@@ -19,7 +19,7 @@ const MIGRATION_ONLY = [
   /^alter table "\w+" drop constraint "\w+";$/,
   /^drop index "\w+";$/,
   /^drop trigger if exists "\w+" on "\w+";$/,
-  /^drop function if exists "\w+"\(\);$/,
+  /^drop function if exists "\w+"\(((integer|double precision)(, )?)*\);$/,
 ];
 
 t.test("the migrated schema matches the entities", async (t) => {
@@ -36,7 +36,8 @@ t.test("the migrated schema matches the entities", async (t) => {
 
   t.same(await database.orm.migrator.getPending(), [], "no migration pending");
   const executed = await database.orm.migrator.getExecuted();
-  t.same(executed.map((m) => m.name), ["0001_initial"]);
+  const { MIGRATIONS } = await import("../../src/store/migrations/index.js");
+  t.same(executed.map((m) => m.name), MIGRATIONS.map((m) => m.name), "every migration ran, in order");
 });
 
 /** A task row as migration 0001 requires it, with `overrides` in SQL. */
@@ -58,7 +59,7 @@ t.test("CHECK constraints reject illegal rows", async (t) => {
   await t.resolves(insertTask(), "a plain pending task is legal");
   await t.resolves(insertTask({ state: "'succeeded'", finished_at: "now()", attempt: "1" }), "a succeeded task with finished_at is legal");
   await t.resolves(
-    insertTask({ state: "'running'", lease_token: "gen_random_uuid()", attempt: "1", worker_id: "'w1'" }),
+    insertTask({ state: "'running'", lease_token: "gen_random_uuid()", lease_expires_at: "now()", attempt: "1", worker_id: "'w1'" }),
     "a running task with a lease is legal",
   );
 
@@ -67,7 +68,10 @@ t.test("CHECK constraints reject illegal rows", async (t) => {
     ["dead without finished_at", { state: "'dead'" }, "task_finished_check"],
     ["pending with finished_at", { finished_at: "now()" }, "task_finished_check"],
     ["an unknown state", { state: "'paused'" }, "task_state_check"],
-    ["running without a lease", { state: "'running'", attempt: "1" }, "task_lease_check"],
+    ["running without a lease", { state: "'running'", attempt: "1", lease_expires_at: "now()" }, "task_lease_check"],
+    ["running without a lease deadline", { state: "'running'", attempt: "1", lease_token: "gen_random_uuid()" }, "task_lease_expiry_check"],
+    ["progress above 1", { progress: "1.5" }, "task_progress_check"],
+    ["backoff cap below its base", { backoff_base_ms: "5000", backoff_cap_ms: "10" }, "task_retry_check"],
     ["pending with a lease", { lease_token: "gen_random_uuid()" }, "task_lease_check"],
     ["attempt above max_attempts", { attempt: "4" }, "task_attempt_check"],
     ["max_attempts of 0", { max_attempts: "0" }, "task_attempt_check"],

@@ -23,6 +23,14 @@ const TaskSchema = defineEntity({
     createdAt: p.datetime().defaultRaw("now()"),
     updatedAt: p.datetime().defaultRaw("now()"),
     finishedAt: p.datetime().nullable(),
+    backoffBaseMs: p.integer().default(1000),
+    backoffCapMs: p.integer().default(600000),
+    leaseMs: p.integer().default(30000),
+    leaseExpiresAt: p.datetime().nullable(),
+    timeoutAt: p.datetime().nullable(),
+    progress: p.double().default(0),
+    progressMessage: p.text().default(""),
+    checkpoint: p.blob().nullable(),
   },
 });
 

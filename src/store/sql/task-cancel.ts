@@ -7,7 +7,8 @@ import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 // is the state this statement moved the task out of. Guarded by the transition table's sources.
 const CANCEL_SQL = `
 UPDATE task t
-SET state = 'cancelled', lease_token = NULL, finished_at = now(), updated_at = now(), last_error = $3
+SET state = 'cancelled', lease_token = NULL, lease_expires_at = NULL, timeout_at = NULL, finished_at = now(),
+  updated_at = now(), last_error = $3
 FROM (SELECT id, state FROM task WHERE id = $1 AND namespace = $2 FOR UPDATE) previous
 WHERE t.id = previous.id AND previous.state = ANY($4::text[])
 RETURNING previous.state AS previous_state, ${TASK_COLUMNS}`;

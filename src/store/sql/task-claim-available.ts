@@ -17,21 +17,24 @@ WITH picked AS (
   FOR UPDATE SKIP LOCKED
 ), claimed AS (
   UPDATE task t
-  SET state = 'running', attempt = t.attempt + 1, worker_id = $4, lease_token = gen_random_uuid(), updated_at = now()
+  SET state = 'running', attempt = t.attempt + 1, worker_id = $4, lease_token = gen_random_uuid(), updated_at = now(),
+    lease_expires_at = now() + t.lease_ms * interval '1 millisecond',
+    timeout_at = now() + t.timeout_ms * interval '1 millisecond', progress = 0, progress_message = ''
   FROM picked
   WHERE t.id = picked.id
   RETURNING t.id, t.job_type, t.input_type_url, t.input, t.attempt, t.max_attempts, t.lease_token, t.timeout_ms,
-    t.created_at, t.priority, t.run_at
+    t.created_at, t.priority, t.run_at, t.lease_expires_at, t.checkpoint
 ), history AS (
   INSERT INTO task_attempt (task_id, number, worker_id)
   SELECT id, attempt, $4 FROM claimed
 )
 SELECT id::text AS id, job_type, input_type_url, input, attempt, max_attempts, lease_token::text AS lease_token,
-  timeout_ms, created_at
+  timeout_ms, created_at, lease_expires_at, checkpoint
 FROM claimed
 ORDER BY priority DESC, run_at, id`;
 
-interface ClaimRow {
+/** The columns a claim returns. */
+export interface ClaimRow {
   id: string;
   job_type: string;
   input_type_url: string;
@@ -41,6 +44,8 @@ interface ClaimRow {
   lease_token: string;
   timeout_ms: number | null;
   created_at: Date | string;
+  lease_expires_at: Date | string;
+  checkpoint: Buffer | null;
 }
 
 /** Moves up to `limit` ready tasks of `jobTypes` to RUNNING for `workerId`, in claim order. */
@@ -49,9 +54,14 @@ export async function taskClaimAvailable(
   params: { namespace: string; jobTypes: readonly string[]; limit: number; workerId: string },
 ): Promise<Assignment[]> {
   const rows = await db.query<ClaimRow>(SQL, [params.namespace, params.jobTypes, params.limit, params.workerId]);
-  return rows.map((row) => ({
+  return rows.map((row) => assignmentFromRow(params.namespace, row));
+}
+
+/** Maps a claimed (or adopted) row to an Assignment. */
+export function assignmentFromRow(namespace: string, row: ClaimRow): Assignment {
+  return {
     taskId: row.id,
-    namespace: params.namespace,
+    namespace,
     jobType: row.job_type,
     input: { typeUrl: row.input_type_url, value: row.input },
     attempt: row.attempt,
@@ -59,5 +69,7 @@ export async function taskClaimAvailable(
     leaseToken: row.lease_token,
     timeoutMs: row.timeout_ms,
     createdAt: toDate(row.created_at),
-  }));
+    leaseExpiresAt: toDate(row.lease_expires_at),
+    checkpoint: row.checkpoint,
+  };
 }

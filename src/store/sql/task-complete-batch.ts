@@ -12,7 +12,7 @@ WITH report AS (
 ), done AS (
   UPDATE task t
   SET state = 'succeeded', output_type_url = r.output_type_url, output = r.output, lease_token = NULL,
-    finished_at = now(), updated_at = now()
+    lease_expires_at = NULL, timeout_at = NULL, progress = 1, finished_at = now(), updated_at = now()
   FROM report r
   WHERE t.id = r.id AND t.namespace = r.namespace AND t.state = 'running' AND t.attempt = r.attempt
     AND t.lease_token = r.lease_token

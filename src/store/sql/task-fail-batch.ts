@@ -6,18 +6,19 @@ import { reportKey } from "./task-complete-batch.js";
 
 // Fenced like task-complete-batch. A retryable failure with attempts left goes back to PENDING at
 // now() + backoff (the row trigger task_notify_pending wakes dispatchers); otherwise the task is
-// DEAD. Backoff is computed by the caller (src/core/backoff.ts) so it stays pure and testable.
+// DEAD. The delay is taskwire_backoff_ms (migration 0002, the SQL twin of src/core/backoff.ts) over
+// the task's own backoff settings, with the caller's jitter.
 const SQL = `
 WITH report AS (
-  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::bool[], $7::int[], $8::text[])
-    AS r(id, namespace, attempt, lease_token, error, non_retryable, backoff_ms, outcome)
+  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::bool[], $7::float8[], $8::text[])
+    AS r(id, namespace, attempt, lease_token, error, non_retryable, jitter, outcome)
 ), failed AS (
   UPDATE task t
   SET state = CASE WHEN r.non_retryable OR t.attempt >= t.max_attempts THEN 'dead' ELSE 'pending' END,
     run_at = CASE WHEN r.non_retryable OR t.attempt >= t.max_attempts THEN t.run_at
-      ELSE now() + r.backoff_ms * interval '1 millisecond' END,
+      ELSE now() + taskwire_backoff_ms(t.backoff_base_ms, t.backoff_cap_ms, t.attempt, r.jitter) * interval '1 millisecond' END,
     finished_at = CASE WHEN r.non_retryable OR t.attempt >= t.max_attempts THEN now() END,
-    lease_token = NULL, last_error = r.error, updated_at = now()
+    lease_token = NULL, lease_expires_at = NULL, timeout_at = NULL, last_error = r.error, updated_at = now()
   FROM report r
   WHERE t.id = r.id AND t.namespace = r.namespace AND t.state = 'running' AND t.attempt = r.attempt
     AND t.lease_token = r.lease_token
@@ -32,7 +33,7 @@ SELECT id::text AS id, attempt, lease_token::text AS lease_token, state FROM fai
 /** Applies the reports whose lease is current; returns each accepted report's new task state by reportKey. */
 export async function taskFailBatch(
   db: Db,
-  reports: readonly (FailureReport & { backoffMs: number })[],
+  reports: readonly (FailureReport & { jitter: number })[],
 ): Promise<Map<string, TaskState>> {
   const rows = await db.query<{ id: string; attempt: number; lease_token: string; state: TaskState }>(SQL, [
     reports.map((r) => r.taskId),
@@ -41,7 +42,7 @@ export async function taskFailBatch(
     reports.map((r) => r.leaseToken),
     reports.map((r) => r.error),
     reports.map((r) => r.nonRetryable),
-    reports.map((r) => r.backoffMs),
+    reports.map((r) => r.jitter),
     reports.map((r) => r.outcome),
   ]);
   return new Map(rows.map((row) => [reportKey({ taskId: row.id, attempt: row.attempt, leaseToken: row.lease_token }), row.state]));

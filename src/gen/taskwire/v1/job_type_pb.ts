@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskwire/v1/job_type.proto.
  */
 export const file_taskwire_v1_job_type: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXNrd2lyZS92MS9qb2JfdHlwZS5wcm90bxILdGFza3dpcmUudjEixQIKB0pvYlR5cGUSDAoEbmFtZRgBIAEoCRISCgppbnB1dF90eXBlGAIgASgJEhMKC291dHB1dF90eXBlGAMgASgJEjcKC2Rlc2NyaXB0b3JzGAQgASgLMiIuZ29vZ2xlLnByb3RvYnVmLkZpbGVEZXNjcmlwdG9yU2V0EhgKEGRlZmF1bHRfcHJpb3JpdHkYBSABKAUSHAoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAUSMgoPZGVmYXVsdF90aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqwCChZSZWdpc3RlckpvYlR5cGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKaW5wdXRfdHlwZRgCIAEoCRITCgtvdXRwdXRfdHlwZRgDIAEoCRI3CgtkZXNjcmlwdG9ycxgEIAEoCzIiLmdvb2dsZS5wcm90b2J1Zi5GaWxlRGVzY3JpcHRvclNldBIdChBkZWZhdWx0X3ByaW9yaXR5GAUgASgFSACIAQESIQoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAVIAYgBARIyCg9kZWZhdWx0X3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CEwoRX2RlZmF1bHRfcHJpb3JpdHlCFwoVX2RlZmF1bHRfbWF4X2F0dGVtcHRzIlIKF1JlZ2lzdGVySm9iVHlwZVJlc3BvbnNlEiYKCGpvYl90eXBlGAEgASgLMhQudGFza3dpcmUudjEuSm9iVHlwZRIPCgdjcmVhdGVkGAIgASgIIiEKEUdldEpvYlR5cGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiPAoSR2V0Sm9iVHlwZVJlc3BvbnNlEiYKCGpvYl90eXBlGAEgASgLMhQudGFza3dpcmUudjEuSm9iVHlwZSI8ChNMaXN0Sm9iVHlwZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFExpc3RKb2JUeXBlc1Jlc3BvbnNlEicKCWpvYl90eXBlcxgBIAMoCzIULnRhc2t3aXJlLnYxLkpvYlR5cGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMpICCg5Kb2JUeXBlU2VydmljZRJcCg9SZWdpc3RlckpvYlR5cGUSIy50YXNrd2lyZS52MS5SZWdpc3RlckpvYlR5cGVSZXF1ZXN0GiQudGFza3dpcmUudjEuUmVnaXN0ZXJKb2JUeXBlUmVzcG9uc2USTQoKR2V0Sm9iVHlwZRIeLnRhc2t3aXJlLnYxLkdldEpvYlR5cGVSZXF1ZXN0Gh8udGFza3dpcmUudjEuR2V0Sm9iVHlwZVJlc3BvbnNlElMKDExpc3RKb2JUeXBlcxIgLnRhc2t3aXJlLnYxLkxpc3RKb2JUeXBlc1JlcXVlc3QaIS50YXNrd2lyZS52MS5MaXN0Sm9iVHlwZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_descriptor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chp0YXNrd2lyZS92MS9qb2JfdHlwZS5wcm90bxILdGFza3dpcmUudjEiqQMKB0pvYlR5cGUSDAoEbmFtZRgBIAEoCRISCgppbnB1dF90eXBlGAIgASgJEhMKC291dHB1dF90eXBlGAMgASgJEjcKC2Rlc2NyaXB0b3JzGAQgASgLMiIuZ29vZ2xlLnByb3RvYnVmLkZpbGVEZXNjcmlwdG9yU2V0EhgKEGRlZmF1bHRfcHJpb3JpdHkYBSABKAUSHAoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAUSMgoPZGVmYXVsdF90aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KDWRlZmF1bHRfcmV0cnkYCiABKAsyGC50YXNrd2lyZS52MS5SZXRyeVBvbGljeRIxCg5sZWFzZV9kdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJuCgtSZXRyeVBvbGljeRIvCgxiYWNrb2ZmX2Jhc2UYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLYmFja29mZl9jYXAYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikAMKFlJlZ2lzdGVySm9iVHlwZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgppbnB1dF90eXBlGAIgASgJEhMKC291dHB1dF90eXBlGAMgASgJEjcKC2Rlc2NyaXB0b3JzGAQgASgLMiIuZ29vZ2xlLnByb3RvYnVmLkZpbGVEZXNjcmlwdG9yU2V0Eh0KEGRlZmF1bHRfcHJpb3JpdHkYBSABKAVIAIgBARIhChRkZWZhdWx0X21heF9hdHRlbXB0cxgGIAEoBUgBiAEBEjIKD2RlZmF1bHRfdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvCg1kZWZhdWx0X3JldHJ5GAggASgLMhgudGFza3dpcmUudjEuUmV0cnlQb2xpY3kSMQoObGVhc2VfZHVyYXRpb24YCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CEwoRX2RlZmF1bHRfcHJpb3JpdHlCFwoVX2RlZmF1bHRfbWF4X2F0dGVtcHRzIlIKF1JlZ2lzdGVySm9iVHlwZVJlc3BvbnNlEiYKCGpvYl90eXBlGAEgASgLMhQudGFza3dpcmUudjEuSm9iVHlwZRIPCgdjcmVhdGVkGAIgASgIIiEKEUdldEpvYlR5cGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiPAoSR2V0Sm9iVHlwZVJlc3BvbnNlEiYKCGpvYl90eXBlGAEgASgLMhQudGFza3dpcmUudjEuSm9iVHlwZSI8ChNMaXN0Sm9iVHlwZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFExpc3RKb2JUeXBlc1Jlc3BvbnNlEicKCWpvYl90eXBlcxgBIAMoCzIULnRhc2t3aXJlLnYxLkpvYlR5cGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMpICCg5Kb2JUeXBlU2VydmljZRJcCg9SZWdpc3RlckpvYlR5cGUSIy50YXNrd2lyZS52MS5SZWdpc3RlckpvYlR5cGVSZXF1ZXN0GiQudGFza3dpcmUudjEuUmVnaXN0ZXJKb2JUeXBlUmVzcG9uc2USTQoKR2V0Sm9iVHlwZRIeLnRhc2t3aXJlLnYxLkdldEpvYlR5cGVSZXF1ZXN0Gh8udGFza3dpcmUudjEuR2V0Sm9iVHlwZVJlc3BvbnNlElMKDExpc3RKb2JUeXBlcxIgLnRhc2t3aXJlLnYxLkxpc3RKb2JUeXBlc1JlcXVlc3QaIS50YXNrd2lyZS52MS5MaXN0Sm9iVHlwZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_descriptor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A kind of work that workers (or the server's inline pool) can run. Tasks are always of one job type.
@@ -81,6 +81,20 @@ export type JobType = Message<"taskwire.v1.JobType"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 9;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * Backoff between attempts, when the task does not say.
+   *
+   * @generated from field: taskwire.v1.RetryPolicy default_retry = 10;
+   */
+  defaultRetry?: RetryPolicy | undefined;
+
+  /**
+   * How long a worker holds a task without a heartbeat before it is taken back.
+   *
+   * @generated from field: google.protobuf.Duration lease_duration = 11;
+   */
+  leaseDuration?: Duration | undefined;
 };
 
 /**
@@ -89,6 +103,36 @@ export type JobType = Message<"taskwire.v1.JobType"> & {
  */
 export const JobTypeSchema: GenMessage<JobType> = /*@__PURE__*/
   messageDesc(file_taskwire_v1_job_type, 0);
+
+/**
+ * Delays between attempts: exponential backoff with jitter. The delay after attempt n is a random
+ * value between d/2 and d, where d = min(backoff_cap, backoff_base * 2^(n-1)). Zero is a value:
+ * a zero base retries at once.
+ *
+ * @generated from message taskwire.v1.RetryPolicy
+ */
+export type RetryPolicy = Message<"taskwire.v1.RetryPolicy"> & {
+  /**
+   * 0 to 24 h. Unset: 1 s (job type) or the job type's (task).
+   *
+   * @generated from field: google.protobuf.Duration backoff_base = 1;
+   */
+  backoffBase?: Duration | undefined;
+
+  /**
+   * 0 to 24 h, and at least backoff_base. Unset: 10 min (job type) or the job type's (task).
+   *
+   * @generated from field: google.protobuf.Duration backoff_cap = 2;
+   */
+  backoffCap?: Duration | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.RetryPolicy.
+ * Use `create(RetryPolicySchema)` to create a new message.
+ */
+export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_job_type, 1);
 
 /**
  * @generated from message taskwire.v1.RegisterJobTypeRequest
@@ -142,6 +186,20 @@ export type RegisterJobTypeRequest = Message<"taskwire.v1.RegisterJobTypeRequest
    * @generated from field: google.protobuf.Duration default_timeout = 7;
    */
   defaultTimeout?: Duration | undefined;
+
+  /**
+   * Unset: 1 s base, 10 min cap.
+   *
+   * @generated from field: taskwire.v1.RetryPolicy default_retry = 8;
+   */
+  defaultRetry?: RetryPolicy | undefined;
+
+  /**
+   * 1 s to 1 h. Unset: 30 s. Workers heartbeat at a third of it.
+   *
+   * @generated from field: google.protobuf.Duration lease_duration = 9;
+   */
+  leaseDuration?: Duration | undefined;
 };
 
 /**
@@ -149,7 +207,7 @@ export type RegisterJobTypeRequest = Message<"taskwire.v1.RegisterJobTypeRequest
  * Use `create(RegisterJobTypeRequestSchema)` to create a new message.
  */
 export const RegisterJobTypeRequestSchema: GenMessage<RegisterJobTypeRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 1);
+  messageDesc(file_taskwire_v1_job_type, 2);
 
 /**
  * @generated from message taskwire.v1.RegisterJobTypeResponse
@@ -173,7 +231,7 @@ export type RegisterJobTypeResponse = Message<"taskwire.v1.RegisterJobTypeRespon
  * Use `create(RegisterJobTypeResponseSchema)` to create a new message.
  */
 export const RegisterJobTypeResponseSchema: GenMessage<RegisterJobTypeResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 2);
+  messageDesc(file_taskwire_v1_job_type, 3);
 
 /**
  * @generated from message taskwire.v1.GetJobTypeRequest
@@ -190,7 +248,7 @@ export type GetJobTypeRequest = Message<"taskwire.v1.GetJobTypeRequest"> & {
  * Use `create(GetJobTypeRequestSchema)` to create a new message.
  */
 export const GetJobTypeRequestSchema: GenMessage<GetJobTypeRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 3);
+  messageDesc(file_taskwire_v1_job_type, 4);
 
 /**
  * @generated from message taskwire.v1.GetJobTypeResponse
@@ -207,7 +265,7 @@ export type GetJobTypeResponse = Message<"taskwire.v1.GetJobTypeResponse"> & {
  * Use `create(GetJobTypeResponseSchema)` to create a new message.
  */
 export const GetJobTypeResponseSchema: GenMessage<GetJobTypeResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 4);
+  messageDesc(file_taskwire_v1_job_type, 5);
 
 /**
  * @generated from message taskwire.v1.ListJobTypesRequest
@@ -233,7 +291,7 @@ export type ListJobTypesRequest = Message<"taskwire.v1.ListJobTypesRequest"> & {
  * Use `create(ListJobTypesRequestSchema)` to create a new message.
  */
 export const ListJobTypesRequestSchema: GenMessage<ListJobTypesRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 5);
+  messageDesc(file_taskwire_v1_job_type, 6);
 
 /**
  * @generated from message taskwire.v1.ListJobTypesResponse
@@ -257,7 +315,7 @@ export type ListJobTypesResponse = Message<"taskwire.v1.ListJobTypesResponse"> &
  * Use `create(ListJobTypesResponseSchema)` to create a new message.
  */
 export const ListJobTypesResponseSchema: GenMessage<ListJobTypesResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 6);
+  messageDesc(file_taskwire_v1_job_type, 7);
 
 /**
  * Registers and reads job types.

@@ -4,15 +4,48 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Any, Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Any, Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { RetryPolicy } from "./job_type_pb.js";
+import { file_taskwire_v1_job_type } from "./job_type_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file taskwire/v1/task.proto.
  */
 export const file_taskwire_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChZ0YXNrd2lyZS92MS90YXNrLnByb3RvEgt0YXNrd2lyZS52MSLpAQoIVGFza1NwZWMSEAoIam9iX3R5cGUYASABKAkSIwoFaW5wdXQYAiABKAsyFC5nb29nbGUucHJvdG9idWYuQW55EhUKCHByaW9yaXR5GAMgASgFSACIAQESGQoMbWF4X2F0dGVtcHRzGAQgASgFSAGIAQESKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgZydW5fYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgsKCV9wcmlvcml0eUIPCg1fbWF4X2F0dGVtcHRzIssBCgtUYXNrQXR0ZW1wdBIOCgZudW1iZXIYASABKAUSEQoJd29ya2VyX2lkGAIgASgJEiwKB291dGNvbWUYAyABKA4yGy50YXNrd2lyZS52MS5BdHRlbXB0T3V0Y29tZRINCgVlcnJvchgEIAEoCRIuCgpzdGFydGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuwQKBFRhc2sSCgoCaWQYASABKAkSEAoIam9iX3R5cGUYAiABKAkSJQoFc3RhdGUYAyABKA4yFi50YXNrd2lyZS52MS5UYXNrU3RhdGUSIwoFaW5wdXQYBCABKAsyFC5nb29nbGUucHJvdG9idWYuQW55EiQKBm91dHB1dBgFIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSEAoIcHJpb3JpdHkYBiABKAUSDwoHYXR0ZW1wdBgHIAEoBRIUCgxtYXhfYXR0ZW1wdHMYCCABKAUSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl3b3JrZXJfaWQYDiABKAkSEgoKbGFzdF9lcnJvchgPIAEoCRIbCg5xdWV1ZV9wb3NpdGlvbhgQIAEoA0gAiAEBEioKCGF0dGVtcHRzGBEgAygLMhgudGFza3dpcmUudjEuVGFza0F0dGVtcHRCEQoPX3F1ZXVlX3Bvc2l0aW9uIjQKDVN1Ym1pdFJlcXVlc3QSIwoEdGFzaxgBIAEoCzIVLnRhc2t3aXJlLnYxLlRhc2tTcGVjIjEKDlN1Ym1pdFJlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrIjoKElN1Ym1pdEJhdGNoUmVxdWVzdBIkCgV0YXNrcxgBIAMoCzIVLnRhc2t3aXJlLnYxLlRhc2tTcGVjIjcKE1N1Ym1pdEJhdGNoUmVzcG9uc2USIAoFdGFza3MYASADKAsyES50YXNrd2lyZS52MS5UYXNrIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIjIKD0dldFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFzayLuAQoQTGlzdFRhc2tzUmVxdWVzdBIRCglqb2JfdHlwZXMYASADKAkSJgoGc3RhdGVzGAIgAygOMhYudGFza3dpcmUudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgDIAEoCRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkiYwoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES50YXNrd2lyZS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRITCgt0b3RhbF9jb3VudBgDIAEoAyIrCg1DYW5jZWxSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIxCg5DYW5jZWxSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFzayq4AQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1dBSVRJTkcQARIWChJUQVNLX1NUQVRFX1BFTkRJTkcQAhIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAxIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAEEhMKD1RBU0tfU1RBVEVfREVBRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYq4QEKDkF0dGVtcHRPdXRjb21lEh8KG0FUVEVNUFRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhsKF0FUVEVNUFRfT1VUQ09NRV9SVU5OSU5HEAESHQoZQVRURU1QVF9PVVRDT01FX1NVQ0NFRURFRBACEhoKFkFUVEVNUFRfT1VUQ09NRV9GQUlMRUQQAxIdChlBVFRFTVBUX09VVENPTUVfQ0FOQ0VMTEVEEAQSHQoZQVRURU1QVF9PVVRDT01FX1RJTUVEX09VVBAFEhgKFEFUVEVNUFRfT1VUQ09NRV9MT1NUEAYy9wIKC1Rhc2tTZXJ2aWNlEkEKBlN1Ym1pdBIaLnRhc2t3aXJlLnYxLlN1Ym1pdFJlcXVlc3QaGy50YXNrd2lyZS52MS5TdWJtaXRSZXNwb25zZRJQCgtTdWJtaXRCYXRjaBIfLnRhc2t3aXJlLnYxLlN1Ym1pdEJhdGNoUmVxdWVzdBogLnRhc2t3aXJlLnYxLlN1Ym1pdEJhdGNoUmVzcG9uc2USRAoHR2V0VGFzaxIbLnRhc2t3aXJlLnYxLkdldFRhc2tSZXF1ZXN0GhwudGFza3dpcmUudjEuR2V0VGFza1Jlc3BvbnNlEkoKCUxpc3RUYXNrcxIdLnRhc2t3aXJlLnYxLkxpc3RUYXNrc1JlcXVlc3QaHi50YXNrd2lyZS52MS5MaXN0VGFza3NSZXNwb25zZRJBCgZDYW5jZWwSGi50YXNrd2lyZS52MS5DYW5jZWxSZXF1ZXN0GhsudGFza3dpcmUudjEuQ2FuY2VsUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChZ0YXNrd2lyZS92MS90YXNrLnByb3RvEgt0YXNrd2lyZS52MSJOCgpDaGVja3BvaW50EhAKBmJpbmFyeRgBIAEoDEgAEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIAEIGCgRkYXRhIpICCghUYXNrU3BlYxIQCghqb2JfdHlwZRgBIAEoCRIjCgVpbnB1dBgCIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSFQoIcHJpb3JpdHkYAyABKAVIAIgBARIZCgxtYXhfYXR0ZW1wdHMYBCABKAVIAYgBARIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoFcmV0cnkYByABKAsyGC50YXNrd2lyZS52MS5SZXRyeVBvbGljeUILCglfcHJpb3JpdHlCDwoNX21heF9hdHRlbXB0cyLLAQoLVGFza0F0dGVtcHQSDgoGbnVtYmVyGAEgASgFEhEKCXdvcmtlcl9pZBgCIAEoCRIsCgdvdXRjb21lGAMgASgOMhsudGFza3dpcmUudjEuQXR0ZW1wdE91dGNvbWUSDQoFZXJyb3IYBCABKAkSLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMFCgRUYXNrEgoKAmlkGAEgASgJEhAKCGpvYl90eXBlGAIgASgJEiUKBXN0YXRlGAMgASgOMhYudGFza3dpcmUudjEuVGFza1N0YXRlEiMKBWlucHV0GAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIkCgZvdXRwdXQYBSABKAsyFC5nb29nbGUucHJvdG9idWYuQW55EhAKCHByaW9yaXR5GAYgASgFEg8KB2F0dGVtcHQYByABKAUSFAoMbWF4X2F0dGVtcHRzGAggASgFEioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoGcnVuX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd29ya2VyX2lkGA4gASgJEhIKCmxhc3RfZXJyb3IYDyABKAkSGwoOcXVldWVfcG9zaXRpb24YECABKANIAIgBARIqCghhdHRlbXB0cxgRIAMoCzIYLnRhc2t3aXJlLnYxLlRhc2tBdHRlbXB0EicKBXJldHJ5GBIgASgLMhgudGFza3dpcmUudjEuUmV0cnlQb2xpY3kSEAoIcHJvZ3Jlc3MYEyABKAESGAoQcHJvZ3Jlc3NfbWVzc2FnZRgUIAEoCRIrCgpjaGVja3BvaW50GBUgASgLMhcudGFza3dpcmUudjEuQ2hlY2twb2ludBI0ChBsZWFzZV9leHBpcmVzX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIRCg9fcXVldWVfcG9zaXRpb24iNAoNU3VibWl0UmVxdWVzdBIjCgR0YXNrGAEgASgLMhUudGFza3dpcmUudjEuVGFza1NwZWMiMQoOU3VibWl0UmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2siOgoSU3VibWl0QmF0Y2hSZXF1ZXN0EiQKBXRhc2tzGAEgAygLMhUudGFza3dpcmUudjEuVGFza1NwZWMiNwoTU3VibWl0QmF0Y2hSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRhc2t3aXJlLnYxLlRhc2siHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiMgoPR2V0VGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrIu4BChBMaXN0VGFza3NSZXF1ZXN0EhEKCWpvYl90eXBlcxgBIAMoCRImCgZzdGF0ZXMYAiADKA4yFi50YXNrd2lyZS52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAMgASgJEjEKDWNyZWF0ZWRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSJjChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRhc2t3aXJlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgDIisKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjEKDkNhbmNlbFJlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrIlQKDFJldHJ5UmVxdWVzdBIKCgJpZBgBIAEoCRIgChNhZGRpdGlvbmFsX2F0dGVtcHRzGAIgASgFSACIAQFCFgoUX2FkZGl0aW9uYWxfYXR0ZW1wdHMiMAoNUmV0cnlSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFzayq4AQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1dBSVRJTkcQARIWChJUQVNLX1NUQVRFX1BFTkRJTkcQAhIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAxIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAEEhMKD1RBU0tfU1RBVEVfREVBRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYq/wEKDkF0dGVtcHRPdXRjb21lEh8KG0FUVEVNUFRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhsKF0FUVEVNUFRfT1VUQ09NRV9SVU5OSU5HEAESHQoZQVRURU1QVF9PVVRDT01FX1NVQ0NFRURFRBACEhoKFkFUVEVNUFRfT1VUQ09NRV9GQUlMRUQQAxIdChlBVFRFTVBUX09VVENPTUVfQ0FOQ0VMTEVEEAQSHQoZQVRURU1QVF9PVVRDT01FX1RJTUVEX09VVBAFEhgKFEFUVEVNUFRfT1VUQ09NRV9MT1NUEAYSHAoYQVRURU1QVF9PVVRDT01FX1JFTEVBU0VEEAcytwMKC1Rhc2tTZXJ2aWNlEkEKBlN1Ym1pdBIaLnRhc2t3aXJlLnYxLlN1Ym1pdFJlcXVlc3QaGy50YXNrd2lyZS52MS5TdWJtaXRSZXNwb25zZRJQCgtTdWJtaXRCYXRjaBIfLnRhc2t3aXJlLnYxLlN1Ym1pdEJhdGNoUmVxdWVzdBogLnRhc2t3aXJlLnYxLlN1Ym1pdEJhdGNoUmVzcG9uc2USRAoHR2V0VGFzaxIbLnRhc2t3aXJlLnYxLkdldFRhc2tSZXF1ZXN0GhwudGFza3dpcmUudjEuR2V0VGFza1Jlc3BvbnNlEkoKCUxpc3RUYXNrcxIdLnRhc2t3aXJlLnYxLkxpc3RUYXNrc1JlcXVlc3QaHi50YXNrd2lyZS52MS5MaXN0VGFza3NSZXNwb25zZRJBCgZDYW5jZWwSGi50YXNrd2lyZS52MS5DYW5jZWxSZXF1ZXN0GhsudGFza3dpcmUudjEuQ2FuY2VsUmVzcG9uc2USPgoFUmV0cnkSGS50YXNrd2lyZS52MS5SZXRyeVJlcXVlc3QaGi50YXNrd2lyZS52MS5SZXRyeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_protobuf_struct, file_taskwire_v1_job_type]);
+
+/**
+ * State a handler saved to resume from: durable on the task and handed to the next attempt.
+ *
+ * @generated from message taskwire.v1.Checkpoint
+ */
+export type Checkpoint = Message<"taskwire.v1.Checkpoint"> & {
+  /**
+   * @generated from oneof taskwire.v1.Checkpoint.data
+   */
+  data: {
+    /**
+     * @generated from field: bytes binary = 1;
+     */
+    value: Uint8Array;
+    case: "binary";
+  } | {
+    /**
+     * @generated from field: google.protobuf.Value json = 2;
+     */
+    value: Value;
+    case: "json";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message taskwire.v1.Checkpoint.
+ * Use `create(CheckpointSchema)` to create a new message.
+ */
+export const CheckpointSchema: GenMessage<Checkpoint> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task, 0);
 
 /**
  * What a producer asks to run.
@@ -62,6 +95,13 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
    * @generated from field: google.protobuf.Timestamp run_at = 6;
    */
   runAt?: Timestamp | undefined;
+
+  /**
+   * Backoff between attempts; unset fields take the job type's.
+   *
+   * @generated from field: taskwire.v1.RetryPolicy retry = 7;
+   */
+  retry?: RetryPolicy | undefined;
 };
 
 /**
@@ -69,7 +109,7 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
  * Use `create(TaskSpecSchema)` to create a new message.
  */
 export const TaskSpecSchema: GenMessage<TaskSpec> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 0);
+  messageDesc(file_taskwire_v1_task, 1);
 
 /**
  * One run of a task by a worker. Attempts are numbered from 1.
@@ -115,7 +155,7 @@ export type TaskAttempt = Message<"taskwire.v1.TaskAttempt"> & {
  * Use `create(TaskAttemptSchema)` to create a new message.
  */
 export const TaskAttemptSchema: GenMessage<TaskAttempt> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 1);
+  messageDesc(file_taskwire_v1_task, 2);
 
 /**
  * @generated from message taskwire.v1.Task
@@ -221,6 +261,39 @@ export type Task = Message<"taskwire.v1.Task"> & {
    * @generated from field: repeated taskwire.v1.TaskAttempt attempts = 17;
    */
   attempts: TaskAttempt[];
+
+  /**
+   * The backoff this task retries with.
+   *
+   * @generated from field: taskwire.v1.RetryPolicy retry = 18;
+   */
+  retry?: RetryPolicy | undefined;
+
+  /**
+   * The last progress the running or last attempt reported: 0 to 1, and a message.
+   *
+   * @generated from field: double progress = 19;
+   */
+  progress: number;
+
+  /**
+   * @generated from field: string progress_message = 20;
+   */
+  progressMessage: string;
+
+  /**
+   * The last checkpoint saved by any attempt (GetTask only).
+   *
+   * @generated from field: taskwire.v1.Checkpoint checkpoint = 21;
+   */
+  checkpoint?: Checkpoint | undefined;
+
+  /**
+   * While RUNNING: when the worker's lease ends unless it heartbeats.
+   *
+   * @generated from field: google.protobuf.Timestamp lease_expires_at = 22;
+   */
+  leaseExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -228,7 +301,7 @@ export type Task = Message<"taskwire.v1.Task"> & {
  * Use `create(TaskSchema)` to create a new message.
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 2);
+  messageDesc(file_taskwire_v1_task, 3);
 
 /**
  * @generated from message taskwire.v1.SubmitRequest
@@ -245,7 +318,7 @@ export type SubmitRequest = Message<"taskwire.v1.SubmitRequest"> & {
  * Use `create(SubmitRequestSchema)` to create a new message.
  */
 export const SubmitRequestSchema: GenMessage<SubmitRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 3);
+  messageDesc(file_taskwire_v1_task, 4);
 
 /**
  * @generated from message taskwire.v1.SubmitResponse
@@ -262,7 +335,7 @@ export type SubmitResponse = Message<"taskwire.v1.SubmitResponse"> & {
  * Use `create(SubmitResponseSchema)` to create a new message.
  */
 export const SubmitResponseSchema: GenMessage<SubmitResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 4);
+  messageDesc(file_taskwire_v1_task, 5);
 
 /**
  * @generated from message taskwire.v1.SubmitBatchRequest
@@ -281,7 +354,7 @@ export type SubmitBatchRequest = Message<"taskwire.v1.SubmitBatchRequest"> & {
  * Use `create(SubmitBatchRequestSchema)` to create a new message.
  */
 export const SubmitBatchRequestSchema: GenMessage<SubmitBatchRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 5);
+  messageDesc(file_taskwire_v1_task, 6);
 
 /**
  * @generated from message taskwire.v1.SubmitBatchResponse
@@ -300,7 +373,7 @@ export type SubmitBatchResponse = Message<"taskwire.v1.SubmitBatchResponse"> & {
  * Use `create(SubmitBatchResponseSchema)` to create a new message.
  */
 export const SubmitBatchResponseSchema: GenMessage<SubmitBatchResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 6);
+  messageDesc(file_taskwire_v1_task, 7);
 
 /**
  * @generated from message taskwire.v1.GetTaskRequest
@@ -317,7 +390,7 @@ export type GetTaskRequest = Message<"taskwire.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 7);
+  messageDesc(file_taskwire_v1_task, 8);
 
 /**
  * @generated from message taskwire.v1.GetTaskResponse
@@ -334,7 +407,7 @@ export type GetTaskResponse = Message<"taskwire.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 8);
+  messageDesc(file_taskwire_v1_task, 9);
 
 /**
  * @generated from message taskwire.v1.ListTasksRequest
@@ -395,7 +468,7 @@ export type ListTasksRequest = Message<"taskwire.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 9);
+  messageDesc(file_taskwire_v1_task, 10);
 
 /**
  * @generated from message taskwire.v1.ListTasksResponse
@@ -426,7 +499,7 @@ export type ListTasksResponse = Message<"taskwire.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 10);
+  messageDesc(file_taskwire_v1_task, 11);
 
 /**
  * @generated from message taskwire.v1.CancelRequest
@@ -450,7 +523,7 @@ export type CancelRequest = Message<"taskwire.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 11);
+  messageDesc(file_taskwire_v1_task, 12);
 
 /**
  * @generated from message taskwire.v1.CancelResponse
@@ -467,7 +540,48 @@ export type CancelResponse = Message<"taskwire.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 12);
+  messageDesc(file_taskwire_v1_task, 13);
+
+/**
+ * @generated from message taskwire.v1.RetryRequest
+ */
+export type RetryRequest = Message<"taskwire.v1.RetryRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Attempts the new run may use, 1 to 1000. Unset: the job type's default_max_attempts.
+   *
+   * @generated from field: optional int32 additional_attempts = 2;
+   */
+  additionalAttempts?: number | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.RetryRequest.
+ * Use `create(RetryRequestSchema)` to create a new message.
+ */
+export const RetryRequestSchema: GenMessage<RetryRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task, 14);
+
+/**
+ * @generated from message taskwire.v1.RetryResponse
+ */
+export type RetryResponse = Message<"taskwire.v1.RetryResponse"> & {
+  /**
+   * @generated from field: taskwire.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.RetryResponse.
+ * Use `create(RetryResponseSchema)` to create a new message.
+ */
+export const RetryResponseSchema: GenMessage<RetryResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task, 15);
 
 /**
  * Where a task is in its life. WAITING -> PENDING -> RUNNING -> SUCCEEDED | PENDING (retry) | DEAD,
@@ -580,6 +694,13 @@ export enum AttemptOutcome {
    * @generated from enum value: ATTEMPT_OUTCOME_LOST = 6;
    */
   LOST = 6,
+
+  /**
+   * A draining worker handed the task back; the attempt does not count against max_attempts.
+   *
+   * @generated from enum value: ATTEMPT_OUTCOME_RELEASED = 7;
+   */
+  RELEASED = 7,
 }
 
 /**
@@ -644,6 +765,16 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof CancelRequestSchema;
     output: typeof CancelResponseSchema;
+  },
+  /**
+   * Re-queues a DEAD or CANCELLED task for a new run, keeping its history and attempt numbering.
+   *
+   * @generated from rpc taskwire.v1.TaskService.Retry
+   */
+  retry: {
+    methodKind: "unary";
+    input: typeof RetryRequestSchema;
+    output: typeof RetryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskwire_v1_task, 0);

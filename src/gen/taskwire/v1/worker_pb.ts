@@ -6,13 +6,44 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Any, Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Checkpoint } from "./task_pb.js";
+import { file_taskwire_v1_task } from "./task_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file taskwire/v1/worker.proto.
  */
 export const file_taskwire_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chh0YXNrd2lyZS92MS93b3JrZXIucHJvdG8SC3Rhc2t3aXJlLnYxIuwBCgpBc3NpZ25tZW50Eg8KB3Rhc2tfaWQYASABKAkSEAoIam9iX3R5cGUYAiABKAkSIwoFaW5wdXQYAyABKAsyFC5nb29nbGUucHJvdG9idWYuQW55Eg8KB2F0dGVtcHQYBCABKAUSFAoMbWF4X2F0dGVtcHRzGAUgASgFEhMKC2xlYXNlX3Rva2VuGAYgASgJEioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRAoLV29ya2VySGVsbG8SEQoJd29ya2VyX2lkGAEgASgJEhEKCWpvYl90eXBlcxgCIAMoCRIPCgdjcmVkaXRzGAMgASgFIm0KDlRhc2tDb21wbGV0aW9uEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRITCgtsZWFzZV90b2tlbhgDIAEoCRIkCgZvdXRwdXQYBCABKAsyFC5nb29nbGUucHJvdG9idWYuQW55ImoKC1Rhc2tGYWlsdXJlEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRITCgtsZWFzZV90b2tlbhgDIAEoCRINCgVlcnJvchgEIAEoCRIVCg1ub25fcmV0cnlhYmxlGAUgASgIIp8BCgxDbGFpbVJlcXVlc3QSKQoFaGVsbG8YASABKAsyGC50YXNrd2lyZS52MS5Xb3JrZXJIZWxsb0gAEi8KCGNvbXBsZXRlGAIgASgLMhsudGFza3dpcmUudjEuVGFza0NvbXBsZXRpb25IABIoCgRmYWlsGAMgASgLMhgudGFza3dpcmUudjEuVGFza0ZhaWx1cmVIAEIJCgdtZXNzYWdlIiIKDVdvcmtlcldlbGNvbWUSEQoJd29ya2VyX2lkGAEgASgJIj8KD0Fzc2lnbm1lbnRCYXRjaBIsCgthc3NpZ25tZW50cxgBIAMoCzIXLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnQiawoLVGFza1Jldm9rZWQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEikKBnJlYXNvbhgDIAEoDjIZLnRhc2t3aXJlLnYxLlJldm9rZVJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIlEKDFJlcG9ydFJlc3VsdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEAoIYWNjZXB0ZWQYAyABKAgSDQoFZXJyb3IYBCABKAki3wEKDUNsYWltUmVzcG9uc2USLQoHd2VsY29tZRgBIAEoCzIaLnRhc2t3aXJlLnYxLldvcmtlcldlbGNvbWVIABIzCgthc3NpZ25tZW50cxgCIAEoCzIcLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnRCYXRjaEgAEisKB3Jldm9rZWQYAyABKAsyGC50YXNrd2lyZS52MS5UYXNrUmV2b2tlZEgAEjIKDXJlcG9ydF9yZXN1bHQYBCABKAsyGS50YXNrd2lyZS52MS5SZXBvcnRSZXN1bHRIAEIJCgdtZXNzYWdlIkwKEUNsYWltVGFza3NSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIRCglqb2JfdHlwZXMYAiADKAkSEQoJbWF4X3Rhc2tzGAMgASgFIkIKEkNsYWltVGFza3NSZXNwb25zZRIsCgthc3NpZ25tZW50cxgBIAMoCzIXLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnQiRgoTQ29tcGxldGVUYXNrUmVxdWVzdBIvCgpjb21wbGV0aW9uGAEgASgLMhsudGFza3dpcmUudjEuVGFza0NvbXBsZXRpb24iFgoUQ29tcGxldGVUYXNrUmVzcG9uc2UiPAoPRmFpbFRhc2tSZXF1ZXN0EikKB2ZhaWx1cmUYASABKAsyGC50YXNrd2lyZS52MS5UYXNrRmFpbHVyZSISChBGYWlsVGFza1Jlc3BvbnNlKkoKDFJldm9rZVJlYXNvbhIdChlSRVZPS0VfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXUkVWT0tFX1JFQVNPTl9DQU5DRUxMRUQQATLAAgoNV29ya2VyU2VydmljZRJCCgVDbGFpbRIZLnRhc2t3aXJlLnYxLkNsYWltUmVxdWVzdBoaLnRhc2t3aXJlLnYxLkNsYWltUmVzcG9uc2UoATABEk0KCkNsYWltVGFza3MSHi50YXNrd2lyZS52MS5DbGFpbVRhc2tzUmVxdWVzdBofLnRhc2t3aXJlLnYxLkNsYWltVGFza3NSZXNwb25zZRJTCgxDb21wbGV0ZVRhc2sSIC50YXNrd2lyZS52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0GiEudGFza3dpcmUudjEuQ29tcGxldGVUYXNrUmVzcG9uc2USRwoIRmFpbFRhc2sSHC50YXNrd2lyZS52MS5GYWlsVGFza1JlcXVlc3QaHS50YXNrd2lyZS52MS5GYWlsVGFza1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chh0YXNrd2lyZS92MS93b3JrZXIucHJvdG8SC3Rhc2t3aXJlLnYxIj4KBUxlYXNlEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRITCgtsZWFzZV90b2tlbhgDIAEoCSLPAgoKQXNzaWdubWVudBIPCgd0YXNrX2lkGAEgASgJEhAKCGpvYl90eXBlGAIgASgJEiMKBWlucHV0GAMgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIPCgdhdHRlbXB0GAQgASgFEhQKDG1heF9hdHRlbXB0cxgFIAEoBRITCgtsZWFzZV90b2tlbhgGIAEoCRIqCgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGxlYXNlX2V4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCmNoZWNrcG9pbnQYCiABKAsyFy50YXNrd2lyZS52MS5DaGVja3BvaW50ImYKC1dvcmtlckhlbGxvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglqb2JfdHlwZXMYAiADKAkSDwoHY3JlZGl0cxgDIAEoBRIgCgRoZWxkGAQgAygLMhIudGFza3dpcmUudjEuTGVhc2UiEQoPV29ya2VySGVhcnRiZWF0ImgKDFRhc2tQcm9ncmVzcxIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSEAoIZnJhY3Rpb24YBCABKAESDwoHbWVzc2FnZRgFIAEoCSJ0Cg5UYXNrQ2hlY2twb2ludBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSKwoKY2hlY2twb2ludBgEIAEoCzIXLnRhc2t3aXJlLnYxLkNoZWNrcG9pbnQiVAoLVGFza1JlbGVhc2USDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhMKC2xlYXNlX3Rva2VuGAMgASgJEg4KBnJlYXNvbhgEIAEoCSINCgtXb3JrZXJEcmFpbiJtCg5UYXNrQ29tcGxldGlvbhIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSJAoGb3V0cHV0GAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSJqCgtUYXNrRmFpbHVyZRIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSDQoFZXJyb3IYBCABKAkSFQoNbm9uX3JldHJ5YWJsZRgFIAEoCCKMAwoMQ2xhaW1SZXF1ZXN0EikKBWhlbGxvGAEgASgLMhgudGFza3dpcmUudjEuV29ya2VySGVsbG9IABIvCghjb21wbGV0ZRgCIAEoCzIbLnRhc2t3aXJlLnYxLlRhc2tDb21wbGV0aW9uSAASKAoEZmFpbBgDIAEoCzIYLnRhc2t3aXJlLnYxLlRhc2tGYWlsdXJlSAASMQoJaGVhcnRiZWF0GAQgASgLMhwudGFza3dpcmUudjEuV29ya2VySGVhcnRiZWF0SAASLQoIcHJvZ3Jlc3MYBSABKAsyGS50YXNrd2lyZS52MS5UYXNrUHJvZ3Jlc3NIABIxCgpjaGVja3BvaW50GAYgASgLMhsudGFza3dpcmUudjEuVGFza0NoZWNrcG9pbnRIABIrCgdyZWxlYXNlGAcgASgLMhgudGFza3dpcmUudjEuVGFza1JlbGVhc2VIABIpCgVkcmFpbhgIIAEoCzIYLnRhc2t3aXJlLnYxLldvcmtlckRyYWluSABCCQoHbWVzc2FnZSJ+Cg1Xb3JrZXJXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIwoHYWRvcHRlZBgDIAMoCzISLnRhc2t3aXJlLnYxLkxlYXNlIj8KD0Fzc2lnbm1lbnRCYXRjaBIsCgthc3NpZ25tZW50cxgBIAMoCzIXLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnQiawoLVGFza1Jldm9rZWQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEikKBnJlYXNvbhgDIAEoDjIZLnRhc2t3aXJlLnYxLlJldm9rZVJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIngKDFJlcG9ydFJlc3VsdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEAoIYWNjZXB0ZWQYAyABKAgSDQoFZXJyb3IYBCABKAkSJQoEa2luZBgFIAEoDjIXLnRhc2t3aXJlLnYxLlJlcG9ydEtpbmQi3wEKDUNsYWltUmVzcG9uc2USLQoHd2VsY29tZRgBIAEoCzIaLnRhc2t3aXJlLnYxLldvcmtlcldlbGNvbWVIABIzCgthc3NpZ25tZW50cxgCIAEoCzIcLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnRCYXRjaEgAEisKB3Jldm9rZWQYAyABKAsyGC50YXNrd2lyZS52MS5UYXNrUmV2b2tlZEgAEjIKDXJlcG9ydF9yZXN1bHQYBCABKAsyGS50YXNrd2lyZS52MS5SZXBvcnRSZXN1bHRIAEIJCgdtZXNzYWdlIkwKEUNsYWltVGFza3NSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIRCglqb2JfdHlwZXMYAiADKAkSEQoJbWF4X3Rhc2tzGAMgASgFIkIKEkNsYWltVGFza3NSZXNwb25zZRIsCgthc3NpZ25tZW50cxgBIAMoCzIXLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnQiRgoTQ29tcGxldGVUYXNrUmVxdWVzdBIvCgpjb21wbGV0aW9uGAEgASgLMhsudGFza3dpcmUudjEuVGFza0NvbXBsZXRpb24iFgoUQ29tcGxldGVUYXNrUmVzcG9uc2UiPAoPRmFpbFRhc2tSZXF1ZXN0EikKB2ZhaWx1cmUYASABKAsyGC50YXNrd2lyZS52MS5UYXNrRmFpbHVyZSISChBGYWlsVGFza1Jlc3BvbnNlIkkKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEiIKBmxlYXNlcxgCIAMoCzISLnRhc2t3aXJlLnYxLkxlYXNlImsKEUhlYXJ0YmVhdFJlc3BvbnNlEiAKBGhlbGQYASADKAsyEi50YXNrd2lyZS52MS5MZWFzZRI0ChBsZWFzZV9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJEChVSZXBvcnRQcm9ncmVzc1JlcXVlc3QSKwoIcHJvZ3Jlc3MYASABKAsyGS50YXNrd2lyZS52MS5UYXNrUHJvZ3Jlc3MiGAoWUmVwb3J0UHJvZ3Jlc3NSZXNwb25zZSJIChVTYXZlQ2hlY2twb2ludFJlcXVlc3QSLwoKY2hlY2twb2ludBgBIAEoCzIbLnRhc2t3aXJlLnYxLlRhc2tDaGVja3BvaW50IhgKFlNhdmVDaGVja3BvaW50UmVzcG9uc2UiPwoSUmVsZWFzZVRhc2tSZXF1ZXN0EikKB3JlbGVhc2UYASABKAsyGC50YXNrd2lyZS52MS5UYXNrUmVsZWFzZSIVChNSZWxlYXNlVGFza1Jlc3BvbnNlItgBCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglqb2JfdHlwZXMYAiADKAkSDwoHY3JlZGl0cxgDIAEoBRIXCg90YXNrc19pbl9mbGlnaHQYBCABKAUSMAoMY29ubmVjdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X2hlYXJ0YmVhdF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJY29ubmVjdGVkGAcgASgIIlkKEkxpc3RXb3JrZXJzUmVxdWVzdBIcChRpbmNsdWRlX2Rpc2Nvbm5lY3RlZBgBIAEoCBIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJYChNMaXN0V29ya2Vyc1Jlc3BvbnNlEigKB3dvcmtlcnMYASADKAsyFy50YXNrd2lyZS52MS5Xb3JrZXJJbmZvEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSqFAQoMUmV2b2tlUmVhc29uEh0KGVJFVk9LRV9SRUFTT05fVU5TUEVDSUZJRUQQABIbChdSRVZPS0VfUkVBU09OX0NBTkNFTExFRBABEhsKF1JFVk9LRV9SRUFTT05fVElNRURfT1VUEAISHAoYUkVWT0tFX1JFQVNPTl9MRUFTRV9MT1NUEAMqjgEKClJlcG9ydEtpbmQSGwoXUkVQT1JUX0tJTkRfVU5TUEVDSUZJRUQQABIYChRSRVBPUlRfS0lORF9DT01QTEVURRABEhQKEFJFUE9SVF9LSU5EX0ZBSUwQAhIaChZSRVBPUlRfS0lORF9DSEVDS1BPSU5UEAMSFwoTUkVQT1JUX0tJTkRfUkVMRUFTRRAEMuYFCg1Xb3JrZXJTZXJ2aWNlEkIKBUNsYWltEhkudGFza3dpcmUudjEuQ2xhaW1SZXF1ZXN0GhoudGFza3dpcmUudjEuQ2xhaW1SZXNwb25zZSgBMAESTQoKQ2xhaW1UYXNrcxIeLnRhc2t3aXJlLnYxLkNsYWltVGFza3NSZXF1ZXN0Gh8udGFza3dpcmUudjEuQ2xhaW1UYXNrc1Jlc3BvbnNlEkoKCUhlYXJ0YmVhdBIdLnRhc2t3aXJlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHi50YXNrd2lyZS52MS5IZWFydGJlYXRSZXNwb25zZRJZCg5SZXBvcnRQcm9ncmVzcxIiLnRhc2t3aXJlLnYxLlJlcG9ydFByb2dyZXNzUmVxdWVzdBojLnRhc2t3aXJlLnYxLlJlcG9ydFByb2dyZXNzUmVzcG9uc2USWQoOU2F2ZUNoZWNrcG9pbnQSIi50YXNrd2lyZS52MS5TYXZlQ2hlY2twb2ludFJlcXVlc3QaIy50YXNrd2lyZS52MS5TYXZlQ2hlY2twb2ludFJlc3BvbnNlElAKC1JlbGVhc2VUYXNrEh8udGFza3dpcmUudjEuUmVsZWFzZVRhc2tSZXF1ZXN0GiAudGFza3dpcmUudjEuUmVsZWFzZVRhc2tSZXNwb25zZRJTCgxDb21wbGV0ZVRhc2sSIC50YXNrd2lyZS52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0GiEudGFza3dpcmUudjEuQ29tcGxldGVUYXNrUmVzcG9uc2USRwoIRmFpbFRhc2sSHC50YXNrd2lyZS52MS5GYWlsVGFza1JlcXVlc3QaHS50YXNrd2lyZS52MS5GYWlsVGFza1Jlc3BvbnNlElAKC0xpc3RXb3JrZXJzEh8udGFza3dpcmUudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GiAudGFza3dpcmUudjEuTGlzdFdvcmtlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskwire_v1_task]);
+
+/**
+ * Names one attempt's lease.
+ *
+ * @generated from message taskwire.v1.Lease
+ */
+export type Lease = Message<"taskwire.v1.Lease"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: string lease_token = 3;
+   */
+  leaseToken: string;
+};
+
+/**
+ * Describes the message taskwire.v1.Lease.
+ * Use `create(LeaseSchema)` to create a new message.
+ */
+export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 0);
 
 /**
  * One task handed to a worker: the worker alone may report on (task_id, attempt, lease_token).
@@ -65,6 +96,20 @@ export type Assignment = Message<"taskwire.v1.Assignment"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 8;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * When the lease ends unless the worker heartbeats (any message on the stream does not count).
+   *
+   * @generated from field: google.protobuf.Timestamp lease_expires_at = 9;
+   */
+  leaseExpiresAt?: Timestamp | undefined;
+
+  /**
+   * The checkpoint an earlier attempt saved, if any.
+   *
+   * @generated from field: taskwire.v1.Checkpoint checkpoint = 10;
+   */
+  checkpoint?: Checkpoint | undefined;
 };
 
 /**
@@ -72,7 +117,7 @@ export type Assignment = Message<"taskwire.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 0);
+  messageDesc(file_taskwire_v1_worker, 1);
 
 /**
  * The first message of a Claim stream.
@@ -101,6 +146,14 @@ export type WorkerHello = Message<"taskwire.v1.WorkerHello"> & {
    * @generated from field: int32 credits = 3;
    */
   credits: number;
+
+  /**
+   * After a reconnect: leases the worker still holds and is still working on. Those still current
+   * are adopted by this stream (and use its credits); the others are answered with `revoked`.
+   *
+   * @generated from field: repeated taskwire.v1.Lease held = 4;
+   */
+  held: Lease[];
 };
 
 /**
@@ -108,7 +161,151 @@ export type WorkerHello = Message<"taskwire.v1.WorkerHello"> & {
  * Use `create(WorkerHelloSchema)` to create a new message.
  */
 export const WorkerHelloSchema: GenMessage<WorkerHello> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 1);
+  messageDesc(file_taskwire_v1_worker, 2);
+
+/**
+ * Extends the leases of every task this stream holds. Send one at least every heartbeat_interval.
+ *
+ * @generated from message taskwire.v1.WorkerHeartbeat
+ */
+export type WorkerHeartbeat = Message<"taskwire.v1.WorkerHeartbeat"> & {
+};
+
+/**
+ * Describes the message taskwire.v1.WorkerHeartbeat.
+ * Use `create(WorkerHeartbeatSchema)` to create a new message.
+ */
+export const WorkerHeartbeatSchema: GenMessage<WorkerHeartbeat> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 3);
+
+/**
+ * Progress of an attempt: coalesced, the latest value wins.
+ *
+ * @generated from message taskwire.v1.TaskProgress
+ */
+export type TaskProgress = Message<"taskwire.v1.TaskProgress"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: string lease_token = 3;
+   */
+  leaseToken: string;
+
+  /**
+   * 0 to 1.
+   *
+   * @generated from field: double fraction = 4;
+   */
+  fraction: number;
+
+  /**
+   * At most 1000 characters.
+   *
+   * @generated from field: string message = 5;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message taskwire.v1.TaskProgress.
+ * Use `create(TaskProgressSchema)` to create a new message.
+ */
+export const TaskProgressSchema: GenMessage<TaskProgress> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 4);
+
+/**
+ * A checkpoint of an attempt, answered with report_result.
+ *
+ * @generated from message taskwire.v1.TaskCheckpoint
+ */
+export type TaskCheckpoint = Message<"taskwire.v1.TaskCheckpoint"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: string lease_token = 3;
+   */
+  leaseToken: string;
+
+  /**
+   * @generated from field: taskwire.v1.Checkpoint checkpoint = 4;
+   */
+  checkpoint?: Checkpoint | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.TaskCheckpoint.
+ * Use `create(TaskCheckpointSchema)` to create a new message.
+ */
+export const TaskCheckpointSchema: GenMessage<TaskCheckpoint> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 5);
+
+/**
+ * Hands a task back to PENDING without counting the attempt; answered with report_result.
+ *
+ * @generated from message taskwire.v1.TaskRelease
+ */
+export type TaskRelease = Message<"taskwire.v1.TaskRelease"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: string lease_token = 3;
+   */
+  leaseToken: string;
+
+  /**
+   * Why, for the history (e.g. "worker draining"); at most 1000 characters.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message taskwire.v1.TaskRelease.
+ * Use `create(TaskReleaseSchema)` to create a new message.
+ */
+export const TaskReleaseSchema: GenMessage<TaskRelease> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 6);
+
+/**
+ * The worker is stopping: assign it nothing more. It finishes or releases what it holds, then
+ * closes its side of the stream.
+ *
+ * @generated from message taskwire.v1.WorkerDrain
+ */
+export type WorkerDrain = Message<"taskwire.v1.WorkerDrain"> & {
+};
+
+/**
+ * Describes the message taskwire.v1.WorkerDrain.
+ * Use `create(WorkerDrainSchema)` to create a new message.
+ */
+export const WorkerDrainSchema: GenMessage<WorkerDrain> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 7);
 
 /**
  * A successful outcome.
@@ -145,7 +342,7 @@ export type TaskCompletion = Message<"taskwire.v1.TaskCompletion"> & {
  * Use `create(TaskCompletionSchema)` to create a new message.
  */
 export const TaskCompletionSchema: GenMessage<TaskCompletion> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 2);
+  messageDesc(file_taskwire_v1_worker, 8);
 
 /**
  * A failed outcome.
@@ -188,7 +385,7 @@ export type TaskFailure = Message<"taskwire.v1.TaskFailure"> & {
  * Use `create(TaskFailureSchema)` to create a new message.
  */
 export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 3);
+  messageDesc(file_taskwire_v1_worker, 9);
 
 /**
  * @generated from message taskwire.v1.ClaimRequest
@@ -215,6 +412,36 @@ export type ClaimRequest = Message<"taskwire.v1.ClaimRequest"> & {
      */
     value: TaskFailure;
     case: "fail";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.WorkerHeartbeat heartbeat = 4;
+     */
+    value: WorkerHeartbeat;
+    case: "heartbeat";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.TaskProgress progress = 5;
+     */
+    value: TaskProgress;
+    case: "progress";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.TaskCheckpoint checkpoint = 6;
+     */
+    value: TaskCheckpoint;
+    case: "checkpoint";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.TaskRelease release = 7;
+     */
+    value: TaskRelease;
+    case: "release";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.WorkerDrain drain = 8;
+     */
+    value: WorkerDrain;
+    case: "drain";
   } | { case: undefined; value?: undefined };
 };
 
@@ -223,7 +450,7 @@ export type ClaimRequest = Message<"taskwire.v1.ClaimRequest"> & {
  * Use `create(ClaimRequestSchema)` to create a new message.
  */
 export const ClaimRequestSchema: GenMessage<ClaimRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 4);
+  messageDesc(file_taskwire_v1_worker, 10);
 
 /**
  * The server's greeting, in answer to hello.
@@ -235,6 +462,20 @@ export type WorkerWelcome = Message<"taskwire.v1.WorkerWelcome"> & {
    * @generated from field: string worker_id = 1;
    */
   workerId: string;
+
+  /**
+   * Send a heartbeat at least this often.
+   *
+   * @generated from field: google.protobuf.Duration heartbeat_interval = 2;
+   */
+  heartbeatInterval?: Duration | undefined;
+
+  /**
+   * The held leases of hello that this stream adopted.
+   *
+   * @generated from field: repeated taskwire.v1.Lease adopted = 3;
+   */
+  adopted: Lease[];
 };
 
 /**
@@ -242,7 +483,7 @@ export type WorkerWelcome = Message<"taskwire.v1.WorkerWelcome"> & {
  * Use `create(WorkerWelcomeSchema)` to create a new message.
  */
 export const WorkerWelcomeSchema: GenMessage<WorkerWelcome> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 5);
+  messageDesc(file_taskwire_v1_worker, 11);
 
 /**
  * Several assignments in one message.
@@ -261,7 +502,7 @@ export type AssignmentBatch = Message<"taskwire.v1.AssignmentBatch"> & {
  * Use `create(AssignmentBatchSchema)` to create a new message.
  */
 export const AssignmentBatchSchema: GenMessage<AssignmentBatch> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 6);
+  messageDesc(file_taskwire_v1_worker, 12);
 
 /**
  * The worker must stop working on this attempt: any report on it will be rejected. Its credit is
@@ -296,10 +537,10 @@ export type TaskRevoked = Message<"taskwire.v1.TaskRevoked"> & {
  * Use `create(TaskRevokedSchema)` to create a new message.
  */
 export const TaskRevokedSchema: GenMessage<TaskRevoked> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 7);
+  messageDesc(file_taskwire_v1_worker, 13);
 
 /**
- * The server's answer to a complete or fail report.
+ * The server's answer to a complete, fail, checkpoint or release report.
  *
  * @generated from message taskwire.v1.ReportResult
  */
@@ -325,6 +566,11 @@ export type ReportResult = Message<"taskwire.v1.ReportResult"> & {
    * @generated from field: string error = 4;
    */
   error: string;
+
+  /**
+   * @generated from field: taskwire.v1.ReportKind kind = 5;
+   */
+  kind: ReportKind;
 };
 
 /**
@@ -332,7 +578,7 @@ export type ReportResult = Message<"taskwire.v1.ReportResult"> & {
  * Use `create(ReportResultSchema)` to create a new message.
  */
 export const ReportResultSchema: GenMessage<ReportResult> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 8);
+  messageDesc(file_taskwire_v1_worker, 14);
 
 /**
  * @generated from message taskwire.v1.ClaimResponse
@@ -373,7 +619,7 @@ export type ClaimResponse = Message<"taskwire.v1.ClaimResponse"> & {
  * Use `create(ClaimResponseSchema)` to create a new message.
  */
 export const ClaimResponseSchema: GenMessage<ClaimResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 9);
+  messageDesc(file_taskwire_v1_worker, 15);
 
 /**
  * @generated from message taskwire.v1.ClaimTasksRequest
@@ -406,7 +652,7 @@ export type ClaimTasksRequest = Message<"taskwire.v1.ClaimTasksRequest"> & {
  * Use `create(ClaimTasksRequestSchema)` to create a new message.
  */
 export const ClaimTasksRequestSchema: GenMessage<ClaimTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 10);
+  messageDesc(file_taskwire_v1_worker, 16);
 
 /**
  * @generated from message taskwire.v1.ClaimTasksResponse
@@ -425,7 +671,7 @@ export type ClaimTasksResponse = Message<"taskwire.v1.ClaimTasksResponse"> & {
  * Use `create(ClaimTasksResponseSchema)` to create a new message.
  */
 export const ClaimTasksResponseSchema: GenMessage<ClaimTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 11);
+  messageDesc(file_taskwire_v1_worker, 17);
 
 /**
  * @generated from message taskwire.v1.CompleteTaskRequest
@@ -442,7 +688,7 @@ export type CompleteTaskRequest = Message<"taskwire.v1.CompleteTaskRequest"> & {
  * Use `create(CompleteTaskRequestSchema)` to create a new message.
  */
 export const CompleteTaskRequestSchema: GenMessage<CompleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 12);
+  messageDesc(file_taskwire_v1_worker, 18);
 
 /**
  * @generated from message taskwire.v1.CompleteTaskResponse
@@ -455,7 +701,7 @@ export type CompleteTaskResponse = Message<"taskwire.v1.CompleteTaskResponse"> &
  * Use `create(CompleteTaskResponseSchema)` to create a new message.
  */
 export const CompleteTaskResponseSchema: GenMessage<CompleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 13);
+  messageDesc(file_taskwire_v1_worker, 19);
 
 /**
  * @generated from message taskwire.v1.FailTaskRequest
@@ -472,7 +718,7 @@ export type FailTaskRequest = Message<"taskwire.v1.FailTaskRequest"> & {
  * Use `create(FailTaskRequestSchema)` to create a new message.
  */
 export const FailTaskRequestSchema: GenMessage<FailTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 14);
+  messageDesc(file_taskwire_v1_worker, 20);
 
 /**
  * @generated from message taskwire.v1.FailTaskResponse
@@ -485,7 +731,253 @@ export type FailTaskResponse = Message<"taskwire.v1.FailTaskResponse"> & {
  * Use `create(FailTaskResponseSchema)` to create a new message.
  */
 export const FailTaskResponseSchema: GenMessage<FailTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 15);
+  messageDesc(file_taskwire_v1_worker, 21);
+
+/**
+ * @generated from message taskwire.v1.HeartbeatRequest
+ */
+export type HeartbeatRequest = Message<"taskwire.v1.HeartbeatRequest"> & {
+  /**
+   * The worker id used to claim the tasks.
+   *
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * 1 to 1000 leases.
+   *
+   * @generated from field: repeated taskwire.v1.Lease leases = 2;
+   */
+  leases: Lease[];
+};
+
+/**
+ * Describes the message taskwire.v1.HeartbeatRequest.
+ * Use `create(HeartbeatRequestSchema)` to create a new message.
+ */
+export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 22);
+
+/**
+ * @generated from message taskwire.v1.HeartbeatResponse
+ */
+export type HeartbeatResponse = Message<"taskwire.v1.HeartbeatResponse"> & {
+  /**
+   * The leases that were extended; any other named lease is no longer held.
+   *
+   * @generated from field: repeated taskwire.v1.Lease held = 1;
+   */
+  held: Lease[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp lease_expires_at = 2;
+   */
+  leaseExpiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.HeartbeatResponse.
+ * Use `create(HeartbeatResponseSchema)` to create a new message.
+ */
+export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 23);
+
+/**
+ * @generated from message taskwire.v1.ReportProgressRequest
+ */
+export type ReportProgressRequest = Message<"taskwire.v1.ReportProgressRequest"> & {
+  /**
+   * @generated from field: taskwire.v1.TaskProgress progress = 1;
+   */
+  progress?: TaskProgress | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.ReportProgressRequest.
+ * Use `create(ReportProgressRequestSchema)` to create a new message.
+ */
+export const ReportProgressRequestSchema: GenMessage<ReportProgressRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 24);
+
+/**
+ * @generated from message taskwire.v1.ReportProgressResponse
+ */
+export type ReportProgressResponse = Message<"taskwire.v1.ReportProgressResponse"> & {
+};
+
+/**
+ * Describes the message taskwire.v1.ReportProgressResponse.
+ * Use `create(ReportProgressResponseSchema)` to create a new message.
+ */
+export const ReportProgressResponseSchema: GenMessage<ReportProgressResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 25);
+
+/**
+ * @generated from message taskwire.v1.SaveCheckpointRequest
+ */
+export type SaveCheckpointRequest = Message<"taskwire.v1.SaveCheckpointRequest"> & {
+  /**
+   * @generated from field: taskwire.v1.TaskCheckpoint checkpoint = 1;
+   */
+  checkpoint?: TaskCheckpoint | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.SaveCheckpointRequest.
+ * Use `create(SaveCheckpointRequestSchema)` to create a new message.
+ */
+export const SaveCheckpointRequestSchema: GenMessage<SaveCheckpointRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 26);
+
+/**
+ * @generated from message taskwire.v1.SaveCheckpointResponse
+ */
+export type SaveCheckpointResponse = Message<"taskwire.v1.SaveCheckpointResponse"> & {
+};
+
+/**
+ * Describes the message taskwire.v1.SaveCheckpointResponse.
+ * Use `create(SaveCheckpointResponseSchema)` to create a new message.
+ */
+export const SaveCheckpointResponseSchema: GenMessage<SaveCheckpointResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 27);
+
+/**
+ * @generated from message taskwire.v1.ReleaseTaskRequest
+ */
+export type ReleaseTaskRequest = Message<"taskwire.v1.ReleaseTaskRequest"> & {
+  /**
+   * @generated from field: taskwire.v1.TaskRelease release = 1;
+   */
+  release?: TaskRelease | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.ReleaseTaskRequest.
+ * Use `create(ReleaseTaskRequestSchema)` to create a new message.
+ */
+export const ReleaseTaskRequestSchema: GenMessage<ReleaseTaskRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 28);
+
+/**
+ * @generated from message taskwire.v1.ReleaseTaskResponse
+ */
+export type ReleaseTaskResponse = Message<"taskwire.v1.ReleaseTaskResponse"> & {
+};
+
+/**
+ * Describes the message taskwire.v1.ReleaseTaskResponse.
+ * Use `create(ReleaseTaskResponseSchema)` to create a new message.
+ */
+export const ReleaseTaskResponseSchema: GenMessage<ReleaseTaskResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 29);
+
+/**
+ * A worker as ListWorkers shows it.
+ *
+ * @generated from message taskwire.v1.WorkerInfo
+ */
+export type WorkerInfo = Message<"taskwire.v1.WorkerInfo"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: repeated string job_types = 2;
+   */
+  jobTypes: string[];
+
+  /**
+   * @generated from field: int32 credits = 3;
+   */
+  credits: number;
+
+  /**
+   * RUNNING tasks held by this worker id, over all replicas.
+   *
+   * @generated from field: int32 tasks_in_flight = 4;
+   */
+  tasksInFlight: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp connected_at = 5;
+   */
+  connectedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_heartbeat_at = 6;
+   */
+  lastHeartbeatAt?: Timestamp | undefined;
+
+  /**
+   * False once its stream closed, or when no heartbeat came for two lease lengths.
+   *
+   * @generated from field: bool connected = 7;
+   */
+  connected: boolean;
+};
+
+/**
+ * Describes the message taskwire.v1.WorkerInfo.
+ * Use `create(WorkerInfoSchema)` to create a new message.
+ */
+export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 30);
+
+/**
+ * @generated from message taskwire.v1.ListWorkersRequest
+ */
+export type ListWorkersRequest = Message<"taskwire.v1.ListWorkersRequest"> & {
+  /**
+   * Also list workers that are no longer connected.
+   *
+   * @generated from field: bool include_disconnected = 1;
+   */
+  includeDisconnected: boolean;
+
+  /**
+   * 1 to 1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message taskwire.v1.ListWorkersRequest.
+ * Use `create(ListWorkersRequestSchema)` to create a new message.
+ */
+export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 31);
+
+/**
+ * @generated from message taskwire.v1.ListWorkersResponse
+ */
+export type ListWorkersResponse = Message<"taskwire.v1.ListWorkersResponse"> & {
+  /**
+   * @generated from field: repeated taskwire.v1.WorkerInfo workers = 1;
+   */
+  workers: WorkerInfo[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message taskwire.v1.ListWorkersResponse.
+ * Use `create(ListWorkersResponseSchema)` to create a new message.
+ */
+export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 32);
 
 /**
  * Why the server took a task back from a worker.
@@ -504,6 +996,20 @@ export enum RevokeReason {
    * @generated from enum value: REVOKE_REASON_CANCELLED = 1;
    */
   CANCELLED = 1,
+
+  /**
+   * The attempt ran past its timeout; it counts as a failed attempt.
+   *
+   * @generated from enum value: REVOKE_REASON_TIMED_OUT = 2;
+   */
+  TIMED_OUT = 2,
+
+  /**
+   * The lease ended without a heartbeat, or is no longer current; the task was taken back.
+   *
+   * @generated from enum value: REVOKE_REASON_LEASE_LOST = 3;
+   */
+  LEASE_LOST = 3,
 }
 
 /**
@@ -511,6 +1017,44 @@ export enum RevokeReason {
  */
 export const RevokeReasonSchema: GenEnum<RevokeReason> = /*@__PURE__*/
   enumDesc(file_taskwire_v1_worker, 0);
+
+/**
+ * Which report a report_result answers.
+ *
+ * @generated from enum taskwire.v1.ReportKind
+ */
+export enum ReportKind {
+  /**
+   * @generated from enum value: REPORT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: REPORT_KIND_COMPLETE = 1;
+   */
+  COMPLETE = 1,
+
+  /**
+   * @generated from enum value: REPORT_KIND_FAIL = 2;
+   */
+  FAIL = 2,
+
+  /**
+   * @generated from enum value: REPORT_KIND_CHECKPOINT = 3;
+   */
+  CHECKPOINT = 3,
+
+  /**
+   * @generated from enum value: REPORT_KIND_RELEASE = 4;
+   */
+  RELEASE = 4,
+}
+
+/**
+ * Describes the enum taskwire.v1.ReportKind.
+ */
+export const ReportKindSchema: GenEnum<ReportKind> = /*@__PURE__*/
+  enumDesc(file_taskwire_v1_worker, 1);
 
 /**
  * Hands tasks to workers and takes their results.
@@ -532,7 +1076,8 @@ export const WorkerService: GenService<{
     output: typeof ClaimResponseSchema;
   },
   /**
-   * For clients without bidirectional streams: claims up to max_tasks ready tasks at once.
+   * For clients without bidirectional streams: claims up to max_tasks ready tasks at once. The
+   * caller must Heartbeat before each lease ends.
    *
    * @generated from rpc taskwire.v1.WorkerService.ClaimTasks
    */
@@ -540,6 +1085,46 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof ClaimTasksRequestSchema;
     output: typeof ClaimTasksResponseSchema;
+  },
+  /**
+   * Extends the named leases; answers which are still held.
+   *
+   * @generated from rpc taskwire.v1.WorkerService.Heartbeat
+   */
+  heartbeat: {
+    methodKind: "unary";
+    input: typeof HeartbeatRequestSchema;
+    output: typeof HeartbeatResponseSchema;
+  },
+  /**
+   * Records progress of an attempt (coalesced: the latest value wins).
+   *
+   * @generated from rpc taskwire.v1.WorkerService.ReportProgress
+   */
+  reportProgress: {
+    methodKind: "unary";
+    input: typeof ReportProgressRequestSchema;
+    output: typeof ReportProgressResponseSchema;
+  },
+  /**
+   * Saves a checkpoint durably on the task; the next attempt receives it.
+   *
+   * @generated from rpc taskwire.v1.WorkerService.SaveCheckpoint
+   */
+  saveCheckpoint: {
+    methodKind: "unary";
+    input: typeof SaveCheckpointRequestSchema;
+    output: typeof SaveCheckpointResponseSchema;
+  },
+  /**
+   * Hands a task back to PENDING without counting the attempt (a draining worker).
+   *
+   * @generated from rpc taskwire.v1.WorkerService.ReleaseTask
+   */
+  releaseTask: {
+    methodKind: "unary";
+    input: typeof ReleaseTaskRequestSchema;
+    output: typeof ReleaseTaskResponseSchema;
   },
   /**
    * Reports success of an assignment. FAILED_PRECONDITION when the lease is no longer current
@@ -562,6 +1147,16 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof FailTaskRequestSchema;
     output: typeof FailTaskResponseSchema;
+  },
+  /**
+   * Lists the namespace's workers with their job types, credits, tasks in flight and last heartbeat.
+   *
+   * @generated from rpc taskwire.v1.WorkerService.ListWorkers
+   */
+  listWorkers: {
+    methodKind: "unary";
+    input: typeof ListWorkersRequestSchema;
+    output: typeof ListWorkersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskwire_v1_worker, 0);

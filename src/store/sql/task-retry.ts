@@ -1,0 +1,19 @@
+/** Retry: a DEAD or CANCELLED task runs again, keeping its history and attempt numbering. */
+import { TASK_TRANSITIONS } from "../../core/task-state.js";
+import type { TaskRecord } from "../../core/task.js";
+import type { Db } from "../db.js";
+import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
+
+// Guarded by the transition table's sources. The row trigger task_notify_pending wakes dispatchers.
+const SQL = `
+UPDATE task t
+SET state = 'pending', run_at = now(), finished_at = NULL, max_attempts = t.attempt + $3, output_type_url = NULL,
+  output = NULL, progress = 0, progress_message = '', updated_at = now()
+WHERE t.id = $1 AND t.namespace = $2 AND t.state = ANY($4::text[])
+RETURNING ${TASK_COLUMNS}`;
+
+/** Re-queues the task with `additionalAttempts` more attempts; undefined when absent or not retryable. */
+export async function taskRetry(db: Db, params: { namespace: string; id: string; additionalAttempts: number }): Promise<TaskRecord | undefined> {
+  const [row] = await db.query<TaskRow>(SQL, [params.id, params.namespace, params.additionalAttempts, TASK_TRANSITIONS.retry.from]);
+  return row === undefined ? undefined : taskFromRow(row);
+}
