@@ -25,7 +25,7 @@ export interface ServerConfig {
 export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   return {
     host: env.TASKWIRE_HOST ?? "127.0.0.1",
-    port: env.TASKWIRE_PORT === undefined ? 8080 : Number(env.TASKWIRE_PORT),
+    port: 8080,
     databaseUrl: env.TASKWIRE_DATABASE_URL || null,
     dataDir: env.TASKWIRE_DATA_DIR ?? ".taskwire",
     migrate: true,

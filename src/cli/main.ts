@@ -1,5 +1,5 @@
 /** The `taskwire` command: `server start`, `migrate`. */
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { defaultConfig, type ServerConfig } from "../config.js";
 import { createLogger } from "../logger.js";
 import { startServer } from "../main.js";
@@ -10,7 +10,7 @@ const defaults = defaultConfig();
 
 function parsePort(value: string): number {
   const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`--port must be 0 to 65535, got ${value}`);
+  if (!/^\d+$/.test(value) || port > 65_535) throw new InvalidArgumentError("a port is a whole number from 0 to 65535 (0: any free port)");
   return port;
 }
 
@@ -80,7 +80,8 @@ async function migrate(options: { databaseUrl?: string; dataDir: string; logLeve
 const databaseOption = () =>
   new Option("--database-url <url>", "PostgreSQL URL; without it an embedded PostgreSQL runs under --data-dir").env("TASKWIRE_DATABASE_URL");
 const dataDirOption = () => new Option("--data-dir <dir>", "data folder of the embedded PostgreSQL").default(defaults.dataDir).env("TASKWIRE_DATA_DIR");
-const logLevelOption = () => new Option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent").default(defaults.logLevel).env("TASKWIRE_LOG_LEVEL");
+const logLevelOption = () =>
+  new Option("--log-level <level>", "how much to log").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default(defaults.logLevel).env("TASKWIRE_LOG_LEVEL");
 
 const program = new Command("taskwire").description("Taskwire: a background-job engine served over gRPC, gRPC-Web and Connect").showHelpAfterError();
 

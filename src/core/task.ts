@@ -30,7 +30,6 @@ export interface TaskRecord {
   lastError: string | null;
   backoffBaseMs: number;
   backoffCapMs: number;
-  leaseMs: number;
   leaseExpiresAt: Date | null;
   /** 0 to 1, with a message; the latest an attempt reported. */
   progress: number;
@@ -68,7 +67,6 @@ export interface NewTask {
   runAt: Date | null;
   backoffBaseMs: number;
   backoffCapMs: number;
-  leaseMs: number;
 }
 
 /** A job type as stored. */

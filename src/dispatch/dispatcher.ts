@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import type { Assignment, FailureReport, ReleaseReport } from "../core/task.js";
+import type { Assignment, CompletionReport, FailureReport, LeaseRef, ReleaseReport } from "../core/task.js";
 import type { Db } from "../store/db.js";
 import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
 import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
@@ -144,31 +144,34 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.emit("session:closed", session);
   }
 
-  /** Records a completion reported by a session's worker. */
-  async complete(handle: WorkerSession, report: Parameters<ReportBatcher["complete"]>[0]): Promise<ReportAnswer> {
-    try {
-      return await this.options.batcher.complete(report);
-    } finally {
-      this.release(handle as Session, report.taskId, report.attempt);
-    }
+  /**
+   * Records a completion, from a stream or a unary call. The holder on this replica (if any) gets
+   * its credit back once the lease is gone: the report was accepted, or it named the very lease
+   * the holder has and was rejected (so that lease ended meanwhile). A rejected report naming
+   * another lease, or a database error, leaves the holder's task alone.
+   */
+  complete(report: CompletionReport): Promise<ReportAnswer> {
+    return this.settle(report, this.options.batcher.complete(report));
   }
 
-  /** Records a draining worker's hand-back. */
-  async releaseTask(handle: WorkerSession, report: ReleaseReport): Promise<ReportAnswer> {
-    try {
-      return await this.options.batcher.release(report);
-    } finally {
-      this.release(handle as Session, report.taskId, report.attempt);
-    }
+  /** Records a failure (see complete). */
+  fail(report: FailureReport): Promise<ReportAnswer> {
+    return this.settle(report, this.options.batcher.fail(report));
   }
 
-  /** Records a failure reported by a session's worker. */
-  async fail(handle: WorkerSession, report: FailureReport): Promise<ReportAnswer> {
-    try {
-      return await this.options.batcher.fail(report);
-    } finally {
-      this.release(handle as Session, report.taskId, report.attempt);
+  /** Records a hand-back without counting the attempt (see complete). */
+  releaseTask(report: ReleaseReport): Promise<ReportAnswer> {
+    return this.settle(report, this.options.batcher.release(report));
+  }
+
+  private async settle(report: LeaseRef, written: Promise<ReportAnswer>): Promise<ReportAnswer> {
+    const answer = await written;
+    const session = this.holders.get(report.taskId);
+    const held = session?.inFlight.get(report.taskId);
+    if (session !== undefined && held !== undefined && held.attempt === report.attempt && held.leaseToken === report.leaseToken) {
+      this.release(session, report.taskId, report.attempt);
     }
+    return answer;
   }
 
   /** A NOTIFY said tasks of (ns, jt) are ready now, or will be at `at`. */
@@ -252,8 +255,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       .then(async (claimed) => {
         session.claiming = false;
         if (session.closed || session.draining) {
-          // The stream ended (or began draining) while claiming: the worker never saw these.
-          await Promise.all(claimed.map((a) => this.failLost(a, session.workerId, "worker disconnected before delivery")));
+          // The stream ended (or began draining) while claiming: the worker never saw these, so
+          // they go back without counting the attempt.
+          await Promise.all(
+            claimed.map((a) =>
+              this.options.batcher
+                .release({ namespace: a.namespace, taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, reason: "not delivered: the worker was leaving" })
+                .catch((error: unknown) => this.options.logger.error({ err: error, taskId: a.taskId }, "could not hand back an undelivered task")),
+            ),
+          );
           return;
         }
         if (claimed.length < free && session.wakeCount === wakeCount) session.mayHaveWork = false;

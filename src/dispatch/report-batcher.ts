@@ -65,9 +65,10 @@ export class ReportBatcher {
   }
 
   private async flush(): Promise<void> {
-    const completions = this.completions.splice(0, MAX_BATCH);
-    const failures = this.failures.splice(0, MAX_BATCH);
-    const releases = this.releases.splice(0, MAX_BATCH);
+    const seen = new Set<string>();
+    const completions = this.firstOfEach(this.completions.splice(0, MAX_BATCH), seen);
+    const failures = this.firstOfEach(this.failures.splice(0, MAX_BATCH), seen);
+    const releases = this.firstOfEach(this.releases.splice(0, MAX_BATCH), seen);
     if (this.completions.length > 0 || this.failures.length > 0 || this.releases.length > 0) this.schedule();
     await Promise.all([this.flushCompletions(completions), this.flushFailures(failures), this.flushReleases(releases)]);
   }
@@ -80,6 +81,22 @@ export class ReportBatcher {
     } catch (error) {
       for (const p of batch) p.reject(error);
     }
+  }
+
+  /**
+   * Keeps the first report of each lease in this flush; a second one (a replay, or complete and
+   * fail of the same attempt) is rejected, as it would be after the first was written.
+   */
+  private firstOfEach<R extends CompletionReport | FailureReport | ReleaseReport>(batch: Pending<R, ReportAnswer>[], seen: Set<string>): Pending<R, ReportAnswer>[] {
+    return batch.filter((p) => {
+      const k = reportKey(p.report);
+      if (!seen.has(k)) {
+        seen.add(k);
+        return true;
+      }
+      p.resolve(undefined);
+      return false;
+    });
   }
 
   private async flushReleases(batch: Pending<ReleaseReport, ReportAnswer>[]): Promise<void> {

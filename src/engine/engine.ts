@@ -50,7 +50,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
   return {
     database,
     dispatcher,
-    jobTypes: new JobTypeRegistry(database.orm),
+    jobTypes: new JobTypeRegistry(database.orm, database.db),
     tasks: new Tasks(database.db, database.pool, batcher, logger),
     listener,
     sweeper,

@@ -3,13 +3,19 @@
  * one, and they change rarely. Registering through this replica refreshes its entry at once; other
  * replicas see the change within the cache's lifetime.
  */
-import { type MikroORM, UniqueConstraintViolationException } from "@mikro-orm/postgresql";
+import type { MikroORM } from "@mikro-orm/postgresql";
 import type { JobTypeRecord } from "../core/task.js";
 import { TaskwireError } from "../core/errors.js";
+import type { Db } from "../store/db.js";
 import { JobType } from "../store/entities/index.js";
+import { jobTypeUpsert } from "../store/sql/job-type-upsert.js";
 
 /** How long a cached job type is trusted (ms). */
 const CACHE_MS = 2_000;
+
+function key(namespace: string, name: string): string {
+  return `${namespace}\u0000${name}`;
+}
 
 /** What RegisterJobType writes. */
 export type JobTypeInput = Omit<JobTypeRecord, "createdAt" | "updatedAt">;
@@ -36,16 +42,18 @@ function toRecord(row: JobType): JobTypeRecord {
 export class JobTypeRegistry {
   private readonly cache = new Map<string, { record: JobTypeRecord | undefined; expires: number }>();
 
-  constructor(private readonly orm: MikroORM) {}
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly db: Db,
+  ) {}
 
   /** The job type, or undefined when the namespace has none of that name. */
   async find(namespace: string, name: string): Promise<JobTypeRecord | undefined> {
-    const key = `${namespace}\u0000${name}`;
-    const hit = this.cache.get(key);
+    const hit = this.cache.get(key(namespace, name));
     if (hit !== undefined && hit.expires > Date.now()) return hit.record;
     const row = await this.orm.em.fork().findOne(JobType, { namespace, name });
     const record = row === null ? undefined : toRecord(row);
-    this.cache.set(key, { record, expires: Date.now() + CACHE_MS });
+    this.cache.set(key(namespace, name), { record, expires: Date.now() + CACHE_MS });
     return record;
   }
 
@@ -60,40 +68,9 @@ export class JobTypeRegistry {
 
   /** Creates or updates a job type; `created` tells which. */
   async register(input: JobTypeInput): Promise<{ record: JobTypeRecord; created: boolean }> {
-    try {
-      return await this.upsert(input);
-    } catch (error) {
-      // Two first registrations raced; the loser finds the winner's row and updates it.
-      if (error instanceof UniqueConstraintViolationException) return this.upsert(input);
-      throw error;
-    }
-  }
-
-  private async upsert(input: JobTypeInput): Promise<{ record: JobTypeRecord; created: boolean }> {
-    const em = this.orm.em.fork();
-    const result = await em.transactional(async (tx) => {
-      const existing = await tx.findOne(JobType, { namespace: input.namespace, name: input.name }, { lockMode: 4 /* PESSIMISTIC_WRITE */ });
-      const fields = {
-        inputType: input.inputType,
-        outputType: input.outputType,
-        descriptors: input.descriptors === null ? null : Buffer.from(input.descriptors),
-        defaultPriority: input.defaultPriority,
-        defaultMaxAttempts: input.defaultMaxAttempts,
-        defaultTimeoutMs: input.defaultTimeoutMs,
-        backoffBaseMs: input.backoffBaseMs,
-        backoffCapMs: input.backoffCapMs,
-        leaseMs: input.leaseMs,
-      };
-      if (existing !== null) {
-        tx.assign(existing, { ...fields, updatedAt: new Date() });
-        return { row: existing, created: false };
-      }
-      const row = tx.create(JobType, { namespace: input.namespace, name: input.name, ...fields, createdAt: new Date(), updatedAt: new Date() });
-      return { row, created: true };
-    });
-    const record = toRecord(result.row);
-    this.cache.set(`${input.namespace}\u0000${input.name}`, { record, expires: Date.now() + CACHE_MS });
-    return { record, created: result.created };
+    const created = await jobTypeUpsert(this.db, input);
+    this.cache.delete(key(input.namespace, input.name));
+    return { record: await this.get(input.namespace, input.name), created };
   }
 
   /** One page of the namespace's job types by name, after `afterName`. */

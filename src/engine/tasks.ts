@@ -2,7 +2,7 @@
 import type { Logger } from "pino";
 import { TaskwireError } from "../core/errors.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
-import type { Assignment, CompletionReport, FailureReport, LeaseRef, NewTask, ReleaseReport, TaskDetail, TaskRecord } from "../core/task.js";
+import type { Assignment, LeaseRef, NewTask, TaskDetail, TaskRecord } from "../core/task.js";
 import { illegalTransitionMessage } from "../core/task-state.js";
 import type { Db } from "../store/db.js";
 import { withTransaction } from "../store/orm.js";
@@ -50,6 +50,9 @@ export class Tasks {
   async list(filter: TaskFilter, pageSize: number, pageToken: string): Promise<{ tasks: TaskRecord[]; nextPageToken: string; total: number }> {
     const fingerprint = filterFingerprint(filter);
     const afterId = pageToken === "" ? null : decodePageToken(pageToken, fingerprint);
+    if (afterId !== null && !/^[1-9][0-9]{0,18}$/.test(afterId)) {
+      throw new TaskwireError("INVALID_ARGUMENT", "page_token: is not a token this server issued; pass next_page_token from the previous response");
+    }
     const [page, total] = await Promise.all([
       taskListPage(this.db, filter, { afterId, limit: pageSize + 1 }),
       taskCount(this.db, filter),
@@ -94,11 +97,6 @@ export class Tasks {
     return taskLeaseExtend(this.db, { namespace, workerId, leases });
   }
 
-  /** Unary release: back to PENDING without counting the attempt. */
-  async release(report: ReleaseReport): Promise<void> {
-    if ((await this.batcher.release(report)) === undefined) throw await this.explainRejection(report);
-  }
-
   /** Saves a checkpoint; throws STALE_LEASE / NOT_FOUND when the lease is not current. */
   async checkpoint(lease: LeaseRef, checkpoint: Uint8Array): Promise<void> {
     if (!(await taskCheckpointSave(this.db, lease, checkpoint))) throw await this.explainRejection(lease);
@@ -112,18 +110,6 @@ export class Tasks {
   /** Unary claim for workers without streams. */
   claim(params: { namespace: string; workerId: string; jobTypes: readonly string[]; limit: number }): Promise<Assignment[]> {
     return taskClaimAvailable(this.db, params);
-  }
-
-  /** Unary completion: resolves when accepted, throws STALE_LEASE / NOT_FOUND when not. */
-  async complete(report: CompletionReport): Promise<void> {
-    if ((await this.batcher.complete(report)) === undefined) throw await this.explainRejection(report);
-  }
-
-  /** Unary failure: resolves when accepted, throws STALE_LEASE / NOT_FOUND when not. */
-  async fail(report: FailureReport): Promise<ReportAnswer> {
-    const answer = await this.batcher.fail(report);
-    if (answer === undefined) throw await this.explainRejection(report);
-    return answer;
   }
 
   /** Why a report was not accepted: the task is unknown, finished, or held by another lease. */

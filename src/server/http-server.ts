@@ -61,15 +61,19 @@ export async function listenDualProtocol(
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("error", () => socket.destroy());
-    socket.once("readable", () => {
-      const head: Buffer | null = socket.read();
-      if (head === null) return; // closed before sending anything
+    // Wait for enough bytes to tell: "PRI" starts only the HTTP/2 preface (RFC 9113 reserves
+    // the method), so three bytes, or any byte that differs from the preface, decide.
+    let head = Buffer.alloc(0);
+    const onReadable = () => {
+      for (let chunk: Buffer | null; (chunk = socket.read()) !== null; ) head = Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, HTTP2_PREFACE.length);
+      const matches = head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
+      if (matches && head.length < 3) return;
+      socket.off("readable", onReadable);
       socket.unshift(head);
-      const isHttp2 = HTTP2_PREFACE.subarray(0, Math.min(head.length, HTTP2_PREFACE.length)).equals(
-        head.subarray(0, Math.min(head.length, HTTP2_PREFACE.length)),
-      );
-      (isHttp2 ? h2 : h1).emit("connection", socket);
-    });
+      (matches ? h2 : h1).emit("connection", socket);
+    };
+    socket.on("readable", onReadable);
   });
 
   await new Promise<void>((resolve, reject) => {

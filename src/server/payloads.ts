@@ -9,12 +9,25 @@ import { AnySchema, FileDescriptorSetSchema, ListValueSchema, StructSchema, Valu
 import { invalidArgument } from "../core/errors.js";
 import { LIMITS } from "../core/limits.js";
 import type { JobTypeRecord, Payload } from "../core/task.js";
+import type { Logger } from "pino";
+import type { Db } from "../store/db.js";
+import { jobTypeDescriptorsSince } from "../store/sql/job-type-descriptors-since.js";
 
 const JSON_SCHEMAS = new Map<string, DescMessage>([
   [ValueSchema.typeName, ValueSchema],
   [StructSchema.typeName, StructSchema],
   [ListValueSchema.typeName, ListValueSchema],
 ]);
+
+/** A type URL: printable ASCII, a "/" before the message name, at most 2048 characters. */
+const TYPE_URL = /^[\x21-\x7e]{0,2000}\/[A-Za-z_][A-Za-z0-9_.]{0,500}$/;
+
+/** Throws INVALID_ARGUMENT unless the type URL is well-formed. */
+export function checkTypeUrl(field: string, typeUrl: string): void {
+  if (!TYPE_URL.test(typeUrl)) {
+    throw invalidArgument(field, `has type URL ${JSON.stringify(typeUrl.slice(0, 200))}; expected "type.googleapis.com/<message name>"`);
+  }
+}
 
 /** The message name of a type URL ("type.googleapis.com/acme.v1.Foo" -> "acme.v1.Foo"). */
 export function typeNameOf(typeUrl: string): string {
@@ -45,15 +58,50 @@ export class PayloadTypes {
 
   /** The registry of a job type's descriptors, if it has any (cached per stored descriptor blob). */
   registryOf(jobType: JobTypeRecord): FileRegistry | undefined {
-    const bytes = jobType.descriptors;
-    if (bytes === null) return undefined;
+    return jobType.descriptors === null ? undefined : this.addDescriptors(jobType.descriptors);
+  }
+
+  /**
+   * Parses a stored descriptor set and makes its messages renderable as JSON. The newest
+   * definition of a message replaces an older one (a job type re-registered with a new field).
+   */
+  addDescriptors(bytes: Uint8Array): FileRegistry {
     let registry = this.byDescriptors.get(bytes);
     if (registry === undefined) {
       registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes));
       this.byDescriptors.set(bytes, registry);
-      for (const type of registry) if (type.kind === "message" && this.jsonRegistry.getMessage(type.typeName) === undefined) this.jsonRegistry.add(type);
+      for (const type of registry) {
+        if (type.kind !== "message" || JSON_SCHEMAS.has(type.typeName)) continue;
+        const known = this.jsonRegistry.getMessage(type.typeName);
+        if (known !== undefined) this.jsonRegistry.remove(known);
+        this.jsonRegistry.add(type);
+      }
     }
     return registry;
+  }
+
+  /**
+   * Keeps the JSON registry in step with the database: loads every descriptor set now, then the
+   * ones changed since, every `intervalMs`, so that JSON clients of any replica can read and
+   * write typed payloads after a restart or a registration elsewhere.
+   */
+  async follow(db: Db, intervalMs: number, signal: AbortSignal, logger: Logger): Promise<void> {
+    let since = new Date(0);
+    const refresh = async () => {
+      const { descriptors, newest } = await jobTypeDescriptorsSince(db, since);
+      for (const bytes of descriptors) {
+        try {
+          this.addDescriptors(bytes);
+        } catch (error) {
+          logger.warn({ err: error }, "could not load a job type's descriptors");
+        }
+      }
+      since = newest;
+    };
+    await refresh();
+    const timer = setInterval(() => void refresh().catch((error: unknown) => logger.warn({ err: error }, "could not refresh job type descriptors")), intervalMs);
+    timer.unref();
+    signal.addEventListener("abort", () => clearInterval(timer), { once: true });
   }
 
   /**
@@ -68,6 +116,7 @@ export class PayloadTypes {
     if (any.value.byteLength > LIMITS.maxPayloadBytes) {
       throw invalidArgument(field, `is ${any.value.byteLength} bytes; the limit is ${LIMITS.maxPayloadBytes} bytes`);
     }
+    checkTypeUrl(field, any.typeUrl);
     const actual = typeNameOf(any.typeUrl);
     let schema: DescMessage | undefined;
     if (expectedType === "") {

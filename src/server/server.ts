@@ -18,6 +18,7 @@ export async function startRpcServer(
   options: { host: string; port: number; shutdownSignal: AbortSignal },
 ): Promise<DualProtocolServer> {
   const payloads = new PayloadTypes();
+  await payloads.follow(engine.database.db, 2_000, options.shutdownSignal, logger);
   const probe = createDatabaseProbe(engine.database.db);
   const handler = connectNodeAdapter({
     routes: createRoutes(engine, payloads, probe, logger),

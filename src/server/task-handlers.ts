@@ -35,7 +35,6 @@ async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string
     timeoutMs: spec.timeout === undefined ? jobType.defaultTimeoutMs : durationMsInRange(`${field}.timeout`, spec.timeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),
     runAt,
     ...retryPolicy(`${field}.retry`, spec.retry, jobType),
-    leaseMs: jobType.leaseMs,
   };
 }
 

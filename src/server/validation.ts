@@ -68,14 +68,19 @@ export function leaseToken(field: string, value: string): string {
   return token;
 }
 
-/** Text cut to at most `max` characters (for stored error messages, which must not be refused). */
+/**
+ * Text cut to at most `max` characters, NUL characters replaced (PostgreSQL text cannot hold them),
+ * for stored error messages, which must not be refused.
+ */
 export function truncate(value: string, max: number): string {
-  return value.length <= max ? value : `${value.slice(0, max - 1)}…`;
+  const clean = value.replaceAll("\u0000", "\uFFFD");
+  return clean.length <= max ? clean : `${clean.slice(0, max - 1)}…`;
 }
 
-/** Text of at most `max` characters. */
+/** Text of at most `max` characters, without NUL characters. */
 export function boundedText(field: string, value: string, max: number): string {
   if (value.length > max) throw invalidArgument(field, `is ${value.length} characters; the limit is ${max}`);
+  if (value.includes("\u0000")) throw invalidArgument(field, "contains a NUL character, which text fields cannot hold");
   return value;
 }
 

@@ -32,10 +32,10 @@ import {
   type WorkerHello,
   type WorkerService,
 } from "../gen/taskwire/v1/worker_pb.js";
-import { ensureJsonRenderable } from "./json-rendering.js";
+import { ensureJsonRenderable, isJsonRequest } from "./json-rendering.js";
 import { assignmentToProto } from "./mapping.js";
 import { MessageQueue } from "./message-queue.js";
-import type { PayloadTypes } from "./payloads.js";
+import { checkTypeUrl, type PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
 import { intInRange, leaseToken, pageSize, requireName, taskId, truncate } from "./validation.js";
 import { randomBytes } from "node:crypto";
@@ -59,9 +59,10 @@ async function completionReport(engine: Engine, payloads: PayloadTypes, namespac
   if (c === undefined) throw invalidArgument("completion", "is required");
   const report = leaseRef(namespace, c, "completion");
   const jobType = jobTypeName === undefined ? undefined : await engine.jobTypes.find(namespace, jobTypeName);
+  if (c.output !== undefined) checkTypeUrl("completion.output", c.output.typeUrl);
   const output = jobType === undefined
     ? (c.output === undefined ? null : { typeUrl: c.output.typeUrl, value: c.output.value })
-    : payloads.check("output", c.output, jobType.outputType, jobType, true);
+    : payloads.check("completion.output", c.output, jobType.outputType, jobType, true);
   return { ...report, output };
 }
 
@@ -130,10 +131,22 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
     await em().upsert(Worker, { namespace, id: workerId, jobTypes, credits, connectedAt, lastSeenAt: connectedAt, disconnectedAt: null });
   }
 
+  /**
+   * Checked before claiming for a JSON client: a claimed task whose input it cannot be sent would
+   * sit RUNNING until its lease ends.
+   */
+  async function ensureInputsRenderable(ctx: HandlerContext, namespace: string, jobTypes: readonly string[]): Promise<void> {
+    if (!isJsonRequest(ctx)) return;
+    const records = await Promise.all(jobTypes.map((name) => engine.jobTypes.get(namespace, name)));
+    const inputs = records.filter((r) => r.inputType !== "").map((r) => ({ jobType: r.name, payloads: [{ typeUrl: `type.googleapis.com/${r.inputType}`, value: new Uint8Array() }] }));
+    await ensureJsonRenderable(ctx, namespace, inputs, engine.jobTypes, payloads);
+  }
+
   /** Validates hello, records the worker, adopts still-held leases and opens the dispatch session. */
-  async function openSession(hello: WorkerHello, namespace: string, out: MessageQueue<ClaimResponse>, connectedAt: Date): Promise<WorkerSession> {
+  async function openSession(hello: WorkerHello, namespace: string, out: MessageQueue<ClaimResponse>, connectedAt: Date, ctx: HandlerContext): Promise<WorkerSession> {
     const workerId = hello.workerId === "" ? `worker-${randomBytes(4).toString("hex")}` : requireName("hello.worker_id", hello.workerId);
     const jobTypes = await checkJobTypes(engine, namespace, hello.jobTypes);
+    await ensureInputsRenderable(ctx, namespace, jobTypes);
     const credits = intInRange("hello.credits", hello.credits, 1, LIMITS.maxCredits);
     if (hello.held.length > LIMITS.maxCredits) throw invalidArgument("hello.held", `has ${hello.held.length} leases; the limit is ${LIMITS.maxCredits}`);
     const held = hello.held.map((l, i) => leaseRef(namespace, l, `hello.held[${i}]`));
@@ -214,19 +227,19 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         case "complete": {
           const report = await completionReport(engine, payloads, session.namespace, message.value, session.inFlight.get(message.value.taskId)?.jobType);
           lease = report;
-          accepted = (await engine.dispatcher.complete(session, report)) !== undefined;
+          accepted = (await engine.dispatcher.complete(report)) !== undefined;
           break;
         }
         case "fail": {
           const report = failureReport(session.namespace, message.value);
           lease = report;
-          accepted = (await engine.dispatcher.fail(session, report)) !== undefined;
+          accepted = (await engine.dispatcher.fail(report)) !== undefined;
           break;
         }
         case "release": {
           const report = releaseReport(session.namespace, message.value);
           lease = report;
-          accepted = (await engine.dispatcher.releaseTask(session, report)) !== undefined;
+          accepted = (await engine.dispatcher.releaseTask(report)) !== undefined;
           break;
         }
         case "checkpoint": {
@@ -259,7 +272,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       }
       const connectedAt = new Date();
       const out = new MessageQueue<ClaimResponse>();
-      const session = await openSession(first.value.message.value, namespace, out, connectedAt);
+      const session = await openSession(first.value.message.value, namespace, out, connectedAt, ctx);
       const pending = new Set<Promise<void>>();
       const reading = (async () => {
         for (;;) {
@@ -279,6 +292,8 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         yield* out;
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
+        // Reports already received are written before the session's leftovers are judged.
+        await Promise.allSettled(pending);
         // A stream that ends after `drain` ended cleanly: what the worker still holds is lost now.
         // Any other end (a reset looks like a normal end here) may be a network break: the leases
         // stay until the worker reconnects and adopts them, or the sweeper takes them back.
@@ -294,15 +309,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const workerId = requireName("worker_id", req.workerId);
       const jobTypes = await checkJobTypes(engine, namespace, req.jobTypes);
       const limit = intInRange("max_tasks", req.maxTasks, 1, LIMITS.maxCredits);
-      // Checked before claiming: a claimed task that cannot be delivered would sit RUNNING.
-      const inputs = await Promise.all(jobTypes.map(async (name) => ({ name, jobType: await engine.jobTypes.get(namespace, name) })));
-      await ensureJsonRenderable(
-        ctx,
-        namespace,
-        inputs.filter((x) => x.jobType.inputType !== "").map((x) => ({ jobType: x.name, payloads: [{ typeUrl: `type.googleapis.com/${x.jobType.inputType}`, value: new Uint8Array() }] })),
-        engine.jobTypes,
-        payloads,
-      );
+      await ensureInputsRenderable(ctx, namespace, jobTypes);
       await em()
         .upsert(Worker, { namespace, id: workerId, jobTypes, credits: limit, connectedAt: new Date(), lastSeenAt: new Date(), disconnectedAt: null })
         .catch((error: unknown) => logger.warn({ err: error }, "could not record a worker"));
@@ -314,12 +321,14 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const namespace = namespaceOf(ctx);
       const id = req.completion === undefined ? undefined : taskId("completion.task_id", req.completion.taskId);
       const task = id === undefined ? undefined : await engine.tasks.get(namespace, id).catch(() => undefined);
-      await engine.tasks.complete(await completionReport(engine, payloads, namespace, req.completion, task?.jobType));
+      const report = await completionReport(engine, payloads, namespace, req.completion, task?.jobType);
+      if ((await engine.dispatcher.complete(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },
 
     async failTask(req, ctx) {
-      await engine.tasks.fail(failureReport(namespaceOf(ctx), req.failure));
+      const report = failureReport(namespaceOf(ctx), req.failure);
+      if ((await engine.dispatcher.fail(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },
 
@@ -350,7 +359,8 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
     },
 
     async releaseTask(req, ctx) {
-      await engine.tasks.release(releaseReport(namespaceOf(ctx), req.release));
+      const report = releaseReport(namespaceOf(ctx), req.release);
+      if ((await engine.dispatcher.releaseTask(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },
 

@@ -49,11 +49,9 @@ async function stopOrphan(pgdata: string, logger: Logger): Promise<void> {
   if (!existsSync(pidFile)) return;
   const pid = Number((await readFile(pidFile, "utf8")).split("\n")[0]);
   if (!Number.isInteger(pid) || pid <= 0) return;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return; // not running: PostgreSQL removes a stale pid file itself
-  }
+  // After a reboot the pid may belong to anything: only a postgres serving this folder is ours.
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  if (!cmdline.includes("postgres") || !cmdline.includes(pgdata)) return; // PostgreSQL removes a stale pid file itself
   logger.warn({ pid }, "stopping an embedded PostgreSQL left running by an earlier process");
   process.kill(pid, "SIGINT");
   for (let i = 0; i < 100; i++) {
@@ -108,13 +106,18 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
     throw new Error(`the embedded PostgreSQL did not start (data in ${pgdata}); run with --log-level debug to see its log`, { cause: error });
   }
   const base = `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}`;
-  const admin = new pg.Client({ connectionString: `${base}/postgres` });
-  await admin.connect();
   try {
-    const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [DATABASE]);
-    if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${DATABASE}`);
-  } finally {
-    await admin.end();
+    const admin = new pg.Client({ connectionString: `${base}/postgres` });
+    await admin.connect();
+    try {
+      const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [DATABASE]);
+      if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${DATABASE}`);
+    } finally {
+      await admin.end();
+    }
+  } catch (error) {
+    await server.stop().catch(() => undefined);
+    throw error;
   }
   // If this process exits without stop() (a crash, process.exit), ask PostgreSQL for a fast
   // shutdown so that it does not outlive us; 'exit' listeners must be synchronous.

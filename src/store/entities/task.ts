@@ -25,7 +25,6 @@ const TaskSchema = defineEntity({
     finishedAt: p.datetime().nullable(),
     backoffBaseMs: p.integer().default(1000),
     backoffCapMs: p.integer().default(600000),
-    leaseMs: p.integer().default(30000),
     leaseExpiresAt: p.datetime().nullable(),
     timeoutAt: p.datetime().nullable(),
     progress: p.double().default(0),

@@ -7,7 +7,7 @@ import { toDate } from "./task-columns.js";
 // state = 'pending'. FOR UPDATE SKIP LOCKED lets concurrent claimers (any replica) take disjoint
 // rows without waiting; the statement commits on its own, so the row's state is the lock from then
 // on and no transaction stays open while the task runs. The attempt's history row is written by
-// the same statement.
+// the same statement. The lease length is the job type's current one (primary-key lookup).
 const SQL = `
 WITH picked AS (
   SELECT id FROM task
@@ -18,10 +18,10 @@ WITH picked AS (
 ), claimed AS (
   UPDATE task t
   SET state = 'running', attempt = t.attempt + 1, worker_id = $4, lease_token = gen_random_uuid(), updated_at = now(),
-    lease_expires_at = now() + t.lease_ms * interval '1 millisecond',
+    lease_expires_at = now() + jt.lease_ms * interval '1 millisecond',
     timeout_at = now() + t.timeout_ms * interval '1 millisecond', progress = 0, progress_message = ''
-  FROM picked
-  WHERE t.id = picked.id
+  FROM picked, job_type jt
+  WHERE t.id = picked.id AND jt.namespace = t.namespace AND jt.name = t.job_type
   RETURNING t.id, t.job_type, t.input_type_url, t.input, t.attempt, t.max_attempts, t.lease_token, t.timeout_ms,
     t.created_at, t.priority, t.run_at, t.lease_expires_at, t.checkpoint
 ), history AS (

@@ -6,7 +6,7 @@ import type { TaskState } from "../../core/task-state.js";
 export const TASK_COLUMNS = `t.id::text AS id, t.namespace, t.job_type, t.state, t.input_type_url, t.input,
   t.output_type_url, t.output, t.priority, t.attempt, t.max_attempts, t.timeout_ms, t.run_at,
   t.created_at, t.updated_at, t.finished_at, t.worker_id, t.last_error, t.backoff_base_ms, t.backoff_cap_ms,
-  t.lease_ms, t.lease_expires_at, t.progress, t.progress_message, t.checkpoint`;
+  t.lease_expires_at, t.progress, t.progress_message, t.checkpoint`;
 
 /** A row of TASK_COLUMNS. */
 export interface TaskRow {
@@ -30,7 +30,6 @@ export interface TaskRow {
   last_error: string | null;
   backoff_base_ms: number;
   backoff_cap_ms: number;
-  lease_ms: number;
   lease_expires_at: Date | string | null;
   progress: number;
   progress_message: string;
@@ -68,7 +67,6 @@ export function taskFromRow(row: TaskRow): TaskRecord {
     lastError: row.last_error,
     backoffBaseMs: row.backoff_base_ms,
     backoffCapMs: row.backoff_cap_ms,
-    leaseMs: row.lease_ms,
     leaseExpiresAt: toDate(row.lease_expires_at),
     progress: row.progress,
     progressMessage: row.progress_message,

@@ -25,7 +25,7 @@ WITH report AS (
   RETURNING t.id, t.attempt, t.state, r.lease_token
 ), history AS (
   UPDATE task_attempt a SET outcome = r.outcome, error = r.error, ended_at = now()
-  FROM failed f JOIN report r ON r.id = f.id
+  FROM failed f JOIN report r ON r.id = f.id AND r.attempt = f.attempt AND r.lease_token = f.lease_token
   WHERE a.task_id = f.id AND a.number = f.attempt
 )
 SELECT id::text AS id, attempt, lease_token::text AS lease_token, state FROM failed`;

@@ -8,12 +8,12 @@ import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 // Ids come from an identity column, assigned in input order, so sorting by id restores that order.
 const SQL = `
 INSERT INTO task AS t (namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at,
-  backoff_base_ms, backoff_cap_ms, lease_ms)
+  backoff_base_ms, backoff_cap_ms)
 SELECT r.namespace, r.job_type, r.input_type_url, r.input, r.priority, r.max_attempts, r.timeout_ms, coalesce(r.run_at, now()),
-  r.backoff_base_ms, r.backoff_cap_ms, r.lease_ms
+  r.backoff_base_ms, r.backoff_cap_ms
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int[], $6::int[], $7::int[], $8::timestamptz[],
-  $9::int[], $10::int[], $11::int[])
-  AS r(namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at, backoff_base_ms, backoff_cap_ms, lease_ms)
+  $9::int[], $10::int[])
+  AS r(namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at, backoff_base_ms, backoff_cap_ms)
 RETURNING ${TASK_COLUMNS}`;
 
 /** Inserts the tasks as PENDING and returns them in the order given. */
@@ -29,7 +29,6 @@ export async function taskInsertBatch(db: Db, tasks: readonly NewTask[]): Promis
     tasks.map((x) => x.runAt),
     tasks.map((x) => x.backoffBaseMs),
     tasks.map((x) => x.backoffCapMs),
-    tasks.map((x) => x.leaseMs),
   ]);
   return rows.map(taskFromRow).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
 }

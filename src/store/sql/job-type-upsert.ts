@@ -1,0 +1,48 @@
+/** RegisterJobType: create or update a job type in one statement, race-free. */
+import type { Db } from "../db.js";
+
+// ON CONFLICT on the primary key settles concurrent first registrations inside PostgreSQL; xmax is
+// 0 only for a freshly inserted row, which tells the caller whether it created the job type.
+const SQL = `
+INSERT INTO job_type AS j (namespace, name, input_type, output_type, descriptors, default_priority, default_max_attempts,
+  default_timeout_ms, backoff_base_ms, backoff_cap_ms, lease_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (namespace, name) DO UPDATE SET input_type = excluded.input_type, output_type = excluded.output_type,
+  descriptors = excluded.descriptors, default_priority = excluded.default_priority,
+  default_max_attempts = excluded.default_max_attempts, default_timeout_ms = excluded.default_timeout_ms,
+  backoff_base_ms = excluded.backoff_base_ms, backoff_cap_ms = excluded.backoff_cap_ms, lease_ms = excluded.lease_ms,
+  updated_at = now()
+RETURNING (xmax = 0) AS created`;
+
+/** The fields RegisterJobType writes. */
+export interface JobTypeFields {
+  namespace: string;
+  name: string;
+  inputType: string;
+  outputType: string;
+  descriptors: Uint8Array | null;
+  defaultPriority: number;
+  defaultMaxAttempts: number;
+  defaultTimeoutMs: number | null;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  leaseMs: number;
+}
+
+/** Creates or updates the job type; true when it was created. */
+export async function jobTypeUpsert(db: Db, f: JobTypeFields): Promise<boolean> {
+  const [row] = await db.query<{ created: boolean }>(SQL, [
+    f.namespace,
+    f.name,
+    f.inputType,
+    f.outputType,
+    f.descriptors === null ? null : Buffer.from(f.descriptors),
+    f.defaultPriority,
+    f.defaultMaxAttempts,
+    f.defaultTimeoutMs,
+    f.backoffBaseMs,
+    f.backoffCapMs,
+    f.leaseMs,
+  ]);
+  return row!.created;
+}
