@@ -27,6 +27,14 @@ export class ProgressCoalescer {
     this.latest.set(report.taskId, report);
   }
 
+  /**
+   * Before an attempt's outcome is written: writes its pending progress first (with everything
+   * else pending, in the same statement), since progress is only accepted while the task runs.
+   */
+  async flushBefore(taskId: string): Promise<void> {
+    if (this.latest.has(taskId)) await this.flush();
+  }
+
   /** Writes what is pending (also called on stop, so the last value is not lost). */
   flush(): Promise<void> {
     if (this.latest.size === 0) return this.flushing;

@@ -1,15 +1,15 @@
 /**
- * The producer's side of Taskwire: register job types, submit tasks with typed inputs, read and
- * cancel them. Errors are the ConnectErrors the server answered with, unwrapped, so callers switch
+ * The producer's side of Taskwire: register job types, submit tasks with typed inputs, read, cancel
+ * and retry them, and list the workers. Errors are the ConnectErrors the server answered with, unwrapped, so callers switch
  * on `error.code` as with any Connect client.
  */
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient as createConnectClient, type CallOptions, type Client } from "@connectrpc/connect";
-import { JobTypeService, type RegisterJobTypeResponse } from "../gen/taskwire/v1/job_type_pb.js";
+import { JobTypeService, RetryPolicySchema, type RegisterJobTypeResponse, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
 import { TaskService, TaskSpecSchema, TaskState, type ListTasksResponse, type Task, type TaskSpec } from "../gen/taskwire/v1/task_pb.js";
-import { WorkerService } from "../gen/taskwire/v1/worker_pb.js";
-import type { JobRef } from "./define-job.js";
+import { WorkerService, type ListWorkersResponse } from "../gen/taskwire/v1/worker_pb.js";
+import type { JobRef, RetryOptions } from "./define-job.js";
 import { descriptorSetOf } from "./descriptor-set.js";
 import { packPayload, payloadTypeName, unpackPayload, type PayloadInit, type PayloadOf, type PayloadSchema } from "./payload.js";
 import { resolveTransport, type ConnectionOptions } from "./transport.js";
@@ -27,6 +27,10 @@ export interface JobTypeSpec {
   defaultPriority?: number;
   defaultMaxAttempts?: number;
   defaultTimeoutMs?: number;
+  /** How long a worker holds a task without a heartbeat before it is taken back, 1 s to 1 h (server default 30 s). */
+  leaseDurationMs?: number;
+  /** Backoff between attempts (server default: 1 s base, 10 min cap). */
+  defaultRetry?: RetryOptions;
 }
 
 /** Per-task settings; unset ones take the job type's defaults (0 is a value, not "unset"). */
@@ -39,6 +43,18 @@ export interface SubmitOptions {
   timeoutMs?: number;
   /** Not before this time (at most one year ahead). */
   runAt?: Date;
+  /** Backoff between attempts; unset fields take the job type's. */
+  retry?: RetryOptions;
+}
+
+/** ListWorkers options. */
+export interface WorkerFilter {
+  /** Also list workers that are no longer connected. */
+  includeDisconnected?: boolean;
+  /** 1 to 1000; unset: 100. */
+  pageSize?: number;
+  /** A previous response's nextPageToken. */
+  pageToken?: string;
 }
 
 /** ListTasks filters; every one is optional, and the lists match any of their values. */
@@ -75,6 +91,10 @@ export interface TaskwireClient {
   listTasks(filter?: TaskFilter, call?: CallOptions): Promise<ListTasksResponse>;
   /** Cancels a waiting, pending or running task; returns it as cancelled. */
   cancel(id: string, reason?: string, call?: CallOptions): Promise<Task>;
+  /** Re-queues a dead or cancelled task with `additionalAttempts` more (unset: the job type's default_max_attempts); returns it. */
+  retry(id: string, additionalAttempts?: number, call?: CallOptions): Promise<Task>;
+  /** Lists the namespace's workers (job types, credits, tasks in flight, last heartbeat), one page at a time. */
+  listWorkers(filter?: WorkerFilter, call?: CallOptions): Promise<ListWorkersResponse>;
   /** Same as the exported taskOutput(). */
   taskOutput<O extends PayloadSchema>(task: Task, job: JobRef<PayloadSchema, O>): PayloadOf<O> | undefined;
   /** The generated clients on the same transport. */
@@ -135,6 +155,19 @@ export function createClient(options: ClientOptions): TaskwireClient {
       const response = await raw.tasks.cancel({ id, reason }, call);
       return required(response.task, "Cancel");
     },
+
+    async retry(id, additionalAttempts, call) {
+      // Unset (not 0) when the caller did not say: only then does the job type's default apply.
+      const response = await raw.tasks.retry({ id, additionalAttempts }, call);
+      return required(response.task, "Retry");
+    },
+
+    listWorkers(filter = {}, call) {
+      return raw.workers.listWorkers(
+        { includeDisconnected: filter.includeDisconnected ?? false, pageSize: filter.pageSize ?? 0, pageToken: filter.pageToken ?? "" },
+        call,
+      );
+    },
   };
 }
 
@@ -157,7 +190,9 @@ function registerRequestOf(target: JobRef | JobTypeSpec) {
       outputType: target.outputType ?? "",
       defaultPriority: target.defaultPriority,
       defaultMaxAttempts: target.defaultMaxAttempts,
-      defaultTimeout: target.defaultTimeoutMs === undefined ? undefined : durationFromMs(target.defaultTimeoutMs),
+      defaultTimeout: optionalDuration(target.defaultTimeoutMs),
+      leaseDuration: optionalDuration(target.leaseDurationMs),
+      defaultRetry: retryPolicyOf(target.defaultRetry),
     };
   }
   const schemas = [target.input, target.output].filter((s): s is DescMessage => s !== "json");
@@ -169,7 +204,9 @@ function registerRequestOf(target: JobRef | JobTypeSpec) {
     descriptors: descriptorSetOf(schemas),
     defaultPriority: defaults.priority,
     defaultMaxAttempts: defaults.maxAttempts,
-    defaultTimeout: defaults.timeoutMs === undefined ? undefined : durationFromMs(defaults.timeoutMs),
+    defaultTimeout: optionalDuration(defaults.timeoutMs),
+    leaseDuration: optionalDuration(defaults.leaseDurationMs),
+    defaultRetry: retryPolicyOf(defaults.defaultRetry),
   };
 }
 
@@ -184,9 +221,20 @@ function taskSpecOf<I extends PayloadSchema>(job: JobRef<I, PayloadSchema>, inpu
     // Unset (not 0) when the caller did not say: the job type's default applies only then.
     priority: options.priority,
     maxAttempts: options.maxAttempts,
-    timeout: options.timeoutMs === undefined ? undefined : durationFromMs(options.timeoutMs),
+    timeout: optionalDuration(options.timeoutMs),
     runAt: options.runAt === undefined ? undefined : timestampFromDate(options.runAt),
+    retry: retryPolicyOf(options.retry),
   });
+}
+
+function optionalDuration(ms: number | undefined) {
+  return ms === undefined ? undefined : durationFromMs(ms);
+}
+
+/** Unset fields stay unset (0 is a value: a zero base retries at once), so the server's defaults apply to them. */
+function retryPolicyOf(retry: RetryOptions | undefined): RetryPolicy | undefined {
+  if (retry === undefined) return undefined;
+  return create(RetryPolicySchema, { backoffBase: optionalDuration(retry.backoffBaseMs), backoffCap: optionalDuration(retry.backoffCapMs) });
 }
 
 function required(task: Task | undefined, rpc: string): Task {

@@ -2,14 +2,18 @@
  * Typed job definitions: one object ties a job type's name to its input and output schemas and to
  * the handler a worker runs, so producers and workers share the types without codegen of their own.
  */
+import type { CheckpointData } from "./checkpoint.js";
 import type { PayloadInit, PayloadOf, PayloadSchema } from "./payload.js";
 
-/** What a handler knows about the attempt it runs. */
+/** What a handler knows about the attempt it runs, and how it reports along the way. */
 export interface JobContext {
   /**
-   * Aborted when the attempt must stop: the server revoked it (e.g. the task was cancelled), the
-   * connection was lost (the server has re-queued it), the attempt's timeout passed, or the worker
-   * is stopping. `signal.reason` is an Error saying which.
+   * Aborted when the attempt must stop; `signal.reason` is an Error whose name says why:
+   * "CancelledError" (a client cancelled the task), "TimeoutError" (the attempt's timeout passed),
+   * "LeaseLostError" (the server took the task back, e.g. after missed heartbeats or a reconnect
+   * that could not keep it), or a plain Error "worker stopping" (stop() ran out of grace; the task
+   * is released to run again without counting this attempt). A lost connection alone does not abort:
+   * the worker reconnects and keeps the work.
    */
   readonly signal: AbortSignal;
   readonly taskId: string;
@@ -17,6 +21,21 @@ export interface JobContext {
   readonly attempt: number;
   readonly maxAttempts: number;
   readonly jobType: string;
+  /** The checkpoint an earlier attempt of this task saved (bytes or JSON, as saved), if any. */
+  readonly previousCheckpoint: CheckpointData | undefined;
+  /**
+   * Reports progress (fraction 0 to 1, message up to 1000 characters). Fire-and-forget and cheap to
+   * call often: the SDK sends at most one update per 200 ms per task, always the latest, and the
+   * last one before the attempt's result. Never throws: fractions outside 0..1 are clamped, NaN is ignored.
+   */
+  progress(fraction: number, message?: string): void;
+  /**
+   * Saves state durably on the task, so the next attempt gets it as previousCheckpoint. Resolves
+   * once the server stored it (or a newer checkpoint of this attempt); rejects with the server's
+   * message when refused, or with the abort reason once the attempt was taken back. The attempt's
+   * result is reported only after its checkpoints are answered.
+   */
+  checkpoint(data: CheckpointData): Promise<void>;
 }
 
 /**
@@ -36,6 +55,18 @@ export interface JobDefaults {
   maxAttempts?: number;
   /** Per-attempt timeout, 1 ms to 24 h. */
   timeoutMs?: number;
+  /** How long a worker holds a task without a heartbeat before it is taken back, 1 s to 1 h (server default 30 s). */
+  leaseDurationMs?: number;
+  /** Backoff between attempts (server default: 1 s base, 10 min cap). */
+  defaultRetry?: RetryOptions;
+}
+
+/** Exponential backoff between attempts: the delay after attempt n is jittered within min(cap, base * 2^(n-1)). */
+export interface RetryOptions {
+  /** 0 to 24 h; 0 retries at once. */
+  backoffBaseMs?: number;
+  /** 0 to 24 h, at least the base. */
+  backoffCapMs?: number;
 }
 
 /** A job type as producers see it: its name and payload schemas, no handler needed. */

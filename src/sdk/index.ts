@@ -1,13 +1,15 @@
 /** The Taskwire TypeScript SDK: typed job definitions, a producer client and a worker. */
 export { defineJob, isNonRetryableError, NonRetryableError } from "./define-job.js";
-export type { Job, JobContext, JobDefaults, JobHandler, JobRef } from "./define-job.js";
+export type { Job, JobContext, JobDefaults, JobHandler, JobRef, RetryOptions } from "./define-job.js";
+export type { CheckpointData } from "./checkpoint.js";
 export { packPayload, PayloadError, payloadTypeName, unpackPayload } from "./payload.js";
 export type { PayloadInit, PayloadOf, PayloadSchema } from "./payload.js";
 export { createClient, taskOutput } from "./client.js";
-export type { ClientOptions, JobTypeSpec, RawClients, SubmitOptions, TaskFilter, TaskwireClient } from "./client.js";
+export type { ClientOptions, JobTypeSpec, RawClients, SubmitOptions, TaskFilter, TaskwireClient, WorkerFilter } from "./client.js";
 export { createWorker } from "./worker.js";
-export type { TaskOutcome, Worker, WorkerEvents, WorkerLogger, WorkerOptions } from "./worker.js";
+export type { StopOptions, TaskOutcome, Worker, WorkerEvents, WorkerLogger, WorkerOptions } from "./worker.js";
 export type { ConnectionOptions } from "./transport.js";
 // Producers compare task states without importing generated code themselves.
 export { TaskState } from "../gen/taskwire/v1/task_pb.js";
 export type { Task } from "../gen/taskwire/v1/task_pb.js";
+export type { ListWorkersResponse, WorkerInfo } from "../gen/taskwire/v1/worker_pb.js";

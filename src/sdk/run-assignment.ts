@@ -4,6 +4,7 @@
  */
 import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Assignment } from "../gen/taskwire/v1/worker_pb.js";
+import { decodeCheckpoint } from "./checkpoint.js";
 import { isNonRetryableError, type Job, type JobContext } from "./define-job.js";
 import { packPayload, unpackPayload, type PayloadInit, type PayloadSchema } from "./payload.js";
 
@@ -15,8 +16,11 @@ export type AttemptResult =
   | { kind: "completed"; output: Any | undefined }
   | { kind: "failed"; error: string; nonRetryable: boolean };
 
-/** Unpacks the input, runs the handler with `signal`, and packs its output. */
-export async function runAssignment(job: Job | undefined, assignment: Assignment, signal: AbortSignal): Promise<AttemptResult> {
+/** The parts of a JobContext that belong to the worker's bookkeeping of the attempt. */
+export type AttemptControls = Pick<JobContext, "signal" | "progress" | "checkpoint">;
+
+/** Unpacks the input and the previous checkpoint, runs the handler with `controls`, and packs its output. */
+export async function runAssignment(job: Job | undefined, assignment: Assignment, controls: AttemptControls): Promise<AttemptResult> {
   if (job === undefined) {
     // The server only sends job types named in hello, so this is a server bug; retrying elsewhere may help.
     return { kind: "failed", error: `this worker has no handler for job type ${JSON.stringify(assignment.jobType)}`, nonRetryable: false };
@@ -28,12 +32,22 @@ export async function runAssignment(job: Job | undefined, assignment: Assignment
     // The same bytes will not unpack on a retry either.
     return { kind: "failed", error: `input rejected: ${describe(error)}`, nonRetryable: true };
   }
+  let previousCheckpoint;
+  try {
+    previousCheckpoint = decodeCheckpoint(assignment.checkpoint);
+  } catch (error) {
+    // Stored on the task, so every retry would get the same unreadable checkpoint.
+    return { kind: "failed", error: `checkpoint rejected: ${describe(error)}`, nonRetryable: true };
+  }
   const ctx: JobContext = {
-    signal,
+    signal: controls.signal,
     taskId: assignment.taskId,
     attempt: assignment.attempt,
     maxAttempts: assignment.maxAttempts,
     jobType: assignment.jobType,
+    previousCheckpoint,
+    progress: controls.progress,
+    checkpoint: controls.checkpoint,
   };
   let output: PayloadInit<PayloadSchema> | void;
   try {

@@ -1,95 +1,41 @@
 /**
- * A worker: one WorkerService.Claim stream that receives assignments for the worker's job types,
- * runs their handlers (never more than `concurrency` at once) and reports each outcome on the same
- * stream. It reconnects with backoff when the stream breaks, and stops cleanly on request.
+ * A worker: one WorkerService.Claim stream at a time that receives assignments for the worker's job
+ * types, runs their handlers (never more than `concurrency` at once) and reports each outcome.
  *
- * Who reports what: only the attempt's holder on the stream it was assigned on. When the server
- * revokes an attempt, or that stream ends, the server has already taken the attempt back, so the
- * handler's signal is aborted and its eventual result is dropped (a report would be rejected).
+ * Leases outlive streams. When a stream breaks, handlers keep running and their reports wait; the
+ * next stream's hello names every lease still held, and its welcome says which the server adopted:
+ * those get their unanswered reports again, the others are aborted and dropped. A lease's fate is
+ * settled only by a report_result, a `revoked`, or non-adoption, so no result is silently lost.
+ *
+ * Phases: idle -> running -> draining (stop(): drain sent, handlers finish; after the grace period
+ * the rest are released) -> closing (half-close, wait for the server to end the stream) -> stopped.
  */
 import { EventEmitter } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { create } from "@bufbuild/protobuf";
-import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient as createConnectClient, type Client } from "@connectrpc/connect";
 import { backoffDelayMs, type BackoffPolicy } from "../core/backoff.js";
-import {
-  ClaimRequestSchema,
-  WorkerService,
-  type Assignment,
-  type ClaimRequest,
-  type ClaimResponse,
-  type TaskRevoked,
-} from "../gen/taskwire/v1/worker_pb.js";
+import { WorkerService, type Assignment, type ClaimResponse, type ReportResult, type TaskRevoked, type WorkerWelcome } from "../gen/taskwire/v1/worker_pb.js";
+import { Attempt } from "./attempt.js";
+import { drainRequest, heartbeatIntervalMs, helloRequest, namedError, revokeError, runKey } from "./claim-messages.js";
+import { ClaimSession } from "./claim-session.js";
 import type { Job } from "./define-job.js";
-import { createPushQueue, type PushQueue } from "./push-queue.js";
-import { runAssignment, type AttemptResult } from "./run-assignment.js";
-import { resolveTransport, type ConnectionOptions, type OwnedTransport } from "./transport.js";
+import { resolveTransport, type OwnedTransport } from "./transport.js";
+import type { StopOptions, TaskOutcome, Worker, WorkerEvents, WorkerLogger, WorkerOptions } from "./worker-types.js";
 
-/** How long stop() lets in-flight handlers settle (and their reports be answered) before closing the stream. */
-const STOP_GRACE_MS = 5_000;
+export type { StopOptions, TaskOutcome, Worker, WorkerEvents, WorkerLogger, WorkerOptions } from "./worker-types.js";
+
+/** stop()'s default time for running handlers to finish and report. */
+const DEFAULT_GRACE_MS = 10_000;
+/** How long stop() waits for the answers to its releases (and reports still out) after the grace period. */
+const RELEASE_WAIT_MS = 2_000;
 /** How long stop() waits for the server to end the stream after the half-close, before cutting it. */
 const CLOSE_GRACE_MS = 1_000;
+/** Why a draining worker hands tasks back, for the task history. */
+const RELEASE_REASON = "worker draining";
 /** Keepalive PINGs on the worker's own connection: a server host that vanished is noticed in ~45 s (30 s + 15 s ping timeout). */
 const PING_INTERVAL_MS = 30_000;
 /** Errors that another try cannot fix (wrong job type names, no permission, not a Taskwire server). */
 const PERMANENT_CODES: ReadonlySet<Code> = new Set([Code.InvalidArgument, Code.NotFound, Code.PermissionDenied, Code.Unauthenticated, Code.Unimplemented]);
-
-/** Where the worker logs; pino's (fields, message) order, which console also accepts. */
-export interface WorkerLogger {
-  info(fields: Record<string, unknown>, message: string): void;
-  warn(fields: Record<string, unknown>, message: string): void;
-  error(fields: Record<string, unknown>, message: string): void;
-}
-
-/** Worker settings. */
-export type WorkerOptions = ConnectionOptions & {
-  /** The job types this worker runs (1 to 100, distinct names); each must be registered. */
-  jobs: readonly Job[];
-  /** Handlers run at once, 1 to 1000; sent to the server as the stream's credits. */
-  concurrency: number;
-  /** Names the worker in task history; unset: the server makes one up (kept across reconnects). */
-  workerId?: string;
-  /** Default: warnings and errors to the console, info dropped. */
-  logger?: WorkerLogger;
-  /** Reconnect backoff with jitter: the delay doubles from initialDelayMs (100) up to maxDelayMs (5000). */
-  reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
-};
-
-/**
- * How a started attempt ended for this worker: its outcome was reported as completed or failed, or
- * it was "revoked": taken back (server revoke, lost stream, or released by stop()) and not reported.
- */
-export type TaskOutcome = "completed" | "failed" | "revoked";
-
-/** Typed events, so tests can wait for them instead of sleeping. */
-export interface WorkerEvents {
-  /** A stream was welcomed (the first connection and every reconnection). */
-  connected: [{ workerId: string }];
-  "task:started": [{ taskId: string; attempt: number }];
-  /** Exactly once per task:started. */
-  "task:finished": [{ taskId: string; attempt: number; outcome: TaskOutcome }];
-  /** A welcomed stream ended; `error` is unset when it ended cleanly (e.g. by stop()). */
-  disconnected: [{ error?: unknown }];
-}
-
-/** A running worker. */
-export interface Worker {
-  /**
-   * Connects; resolves when the server welcomed the stream. Transient failures (server not up yet)
-   * are retried; a permanent one (e.g. INVALID_ARGUMENT for an unregistered job type) rejects and
-   * stops the worker. Resolves without connecting if stop() is called first.
-   */
-  start(): Promise<void>;
-  /** Takes no new work, aborts running handlers, lets them settle (up to ~5 s), closes the stream and the connection. */
-  stop(): Promise<void>;
-  /** Subscribes to an event; returns the unsubscribe function. */
-  on<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): () => void;
-  /** Subscribes to the next occurrence of an event; returns the unsubscribe function. */
-  once<E extends keyof WorkerEvents>(event: E, listener: (...args: WorkerEvents[E]) => void): () => void;
-  /** The id the server knows this worker by, once welcomed. */
-  readonly workerId: string | undefined;
-}
 
 /** Creates a worker; nothing connects until start(). */
 export function createWorker(options: WorkerOptions): Worker {
@@ -110,29 +56,7 @@ export function createWorker(options: WorkerOptions): Worker {
   return new ClaimWorker(options, jobs, concurrency, backoff, options.logger ?? consoleLogger);
 }
 
-/** An assignment's handler while it runs. */
-interface Run {
-  readonly key: string;
-  readonly assignment: Assignment;
-  /** The stream it was assigned on: the only one its outcome may be reported on. */
-  readonly session: Session;
-  readonly controller: AbortController;
-  /** Why the signal was aborted first; decides whether the outcome is still reported. */
-  abortedBy: "revoked" | "disconnected" | "timeout" | "stopping" | undefined;
-}
-
-/** One Claim stream. */
-interface Session {
-  readonly requests: PushQueue<ClaimRequest>;
-  /** Cuts the call; used only when the stream must end without the server's cooperation. */
-  readonly call: AbortController;
-  welcomed: boolean;
-  ended: boolean;
-  /** Keys of reports sent and not yet answered by report_result. */
-  readonly unanswered: Set<string>;
-}
-
-type Phase = "idle" | "running" | "stopping" | "stopped";
+type Phase = "idle" | "running" | "draining" | "closing" | "stopped";
 
 class ClaimWorker implements Worker {
   workerId: string | undefined;
@@ -142,23 +66,21 @@ class ClaimWorker implements Worker {
   // accept a listener typed by a generic event name).
   private readonly events = new EventEmitter();
   private phase: Phase = "idle";
-  private session: Session | undefined;
-  /** Started handlers, by task id and attempt; they hold the worker's slots until they settle. */
-  private readonly running = new Map<string, Run>();
+  private session: ClaimSession | undefined;
   /**
-   * Assignments waiting for a slot. The server frees a credit as soon as it revokes an attempt, and
-   * a new stream starts with full credits, while those handlers may not have returned yet: the
-   * server can then send more than the free slots, and the excess waits here.
+   * Every lease held, in assignment order, plus ended ones whose handler has not returned yet (they
+   * still take a slot). Not-yet-started ones wait here for a slot: the server may send more than the
+   * free slots, since it returns a revoked attempt's credit before its handler returns.
    */
-  private backlog: { assignment: Assignment; session: Session }[] = [];
-  /** Wakes the reconnect backoff when stop() is called. */
+  private readonly attempts = new Map<string, Attempt>();
+  /** Wakes the reconnect backoff when stop() closes the worker. */
   private readonly lifetime = new AbortController();
   private loopDone: Promise<void> = Promise.resolve();
   private started: Promise<void> | undefined;
   private settleStart: { resolve(): void; reject(error: unknown): void } | undefined;
   private stopped: Promise<void> | undefined;
-  /** Set while stop() waits for handlers and reports; called whenever either count may have dropped. */
-  private onIdle: (() => void) | undefined;
+  /** Set while stop() waits; called whenever a lease or handler may have finished. */
+  private onChange: (() => void) | undefined;
 
   constructor(
     private readonly options: WorkerOptions,
@@ -184,8 +106,10 @@ class ClaimWorker implements Worker {
     return this.started;
   }
 
-  stop(): Promise<void> {
-    this.stopped ??= this.shutdown();
+  stop(options: StopOptions = {}): Promise<void> {
+    const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+    if (!(graceMs >= 0)) return Promise.reject(new RangeError(`taskwire worker: graceMs must be a number >= 0, not ${graceMs}`));
+    this.stopped ??= this.shutdown(graceMs);
     return this.stopped;
   }
 
@@ -199,11 +123,20 @@ class ClaimWorker implements Worker {
     return () => this.events.off(event, listener);
   }
 
-  /** Keeps one stream open: connect, serve until it ends, back off, reconnect. */
+  /** While running, or draining with leases still owed an answer: keep a stream open, reconnecting with backoff. */
+  private wantsStream(): boolean {
+    return this.phase === "running" || (this.phase === "draining" && this.holdsLeases());
+  }
+
+  private holdsLeases(): boolean {
+    for (const attempt of this.attempts.values()) if (attempt.outcome === undefined) return true;
+    return false;
+  }
+
   private async loop(): Promise<void> {
     let failures = 0;
     let everWelcomed = false;
-    while (this.phase === "running") {
+    while (this.wantsStream()) {
       const session = this.openSession();
       let error: unknown;
       try {
@@ -215,7 +148,7 @@ class ClaimWorker implements Worker {
       }
       everWelcomed ||= session.welcomed;
       this.endSession(session, error);
-      if (this.phase !== "running") break;
+      if (!this.wantsStream()) break;
 
       const code = error === undefined ? undefined : ConnectError.from(error).code;
       if (!everWelcomed && code !== undefined && PERMANENT_CODES.has(code)) {
@@ -240,198 +173,191 @@ class ClaimWorker implements Worker {
     }
   }
 
-  private openSession(): Session {
-    const session: Session = {
-      requests: createPushQueue<ClaimRequest>(),
-      call: new AbortController(),
-      welcomed: false,
-      ended: false,
-      unanswered: new Set(),
-    };
-    session.requests.push(
-      create(ClaimRequestSchema, {
-        message: {
-          case: "hello",
-          value: {
-            // After a reconnect, keep the id the server gave us, so the task history shows one worker.
-            workerId: this.options.workerId ?? this.workerId ?? "",
-            jobTypes: [...this.jobs.keys()],
-            credits: this.concurrency,
-          },
-        },
-      }),
-    );
+  private openSession(): ClaimSession {
+    const held = [...this.attempts.values()].filter((attempt) => attempt.outcome === undefined);
+    const session = new ClaimSession(new Set(held.map((attempt) => attempt.key)));
+    // After a reconnect, keep the id the server gave us, so the task history shows one worker.
+    const workerId = this.options.workerId ?? this.workerId ?? "";
+    session.requests.push(helloRequest(workerId, [...this.jobs.keys()], this.concurrency, held.map((attempt) => attempt.lease)));
     this.session = session;
     return session;
   }
 
-  private onResponse(session: Session, response: ClaimResponse): void {
+  private onResponse(session: ClaimSession, response: ClaimResponse): void {
     const message = response.message;
     switch (message.case) {
       case "welcome":
-        session.welcomed = true;
-        this.workerId = message.value.workerId;
-        this.logger.info({ workerId: this.workerId }, "taskwire worker: connected");
-        this.emit("connected", { workerId: this.workerId });
-        this.settleStart?.resolve();
-        return;
+        return this.welcome(session, message.value);
       case "assignments":
         for (const assignment of message.value.assignments) this.accept(session, assignment);
-        this.pump();
-        return;
+        return this.pumpSlots();
       case "revoked":
-        this.revoke(message.value);
-        return;
-      case "reportResult": {
-        const { taskId, attempt, accepted, error } = message.value;
-        session.unanswered.delete(runKey(taskId, attempt));
-        if (!accepted) this.logger.warn({ taskId, attempt, error }, "taskwire worker: the server rejected a report");
-        this.checkIdle();
-        return;
-      }
+        return this.revoke(message.value);
+      case "reportResult":
+        return this.answer(message.value);
       case undefined:
         // A message kind added to the contract after this SDK: nothing to do with it.
         return;
     }
   }
 
-  private accept(session: Session, assignment: Assignment): void {
-    // While stopping, take no new work: the half-close gives it back to the server.
-    if (this.phase !== "running") return;
-    this.backlog.push({ assignment, session });
-  }
-
-  /** Starts waiting assignments while slots are free. */
-  private pump(): void {
-    while (this.phase === "running" && this.running.size < this.concurrency) {
-      const next = this.backlog.shift();
-      if (next === undefined) return;
-      if (next.session.ended) continue; // the server took it back when that stream ended
-      this.startRun(next.session, next.assignment);
+  private welcome(session: ClaimSession, welcome: WorkerWelcome): void {
+    session.welcome(heartbeatIntervalMs(welcome));
+    this.workerId = welcome.workerId;
+    // Drain first, so the server stops assigning before it sees the reports that free credits.
+    if (this.phase === "draining") session.send(drainRequest());
+    const adopted = new Set(welcome.adopted.map((lease) => runKey(lease.taskId, lease.attempt)));
+    let lost = 0;
+    for (const key of session.held) {
+      const attempt = this.attempts.get(key);
+      if (attempt === undefined || attempt.outcome !== undefined) continue;
+      if (adopted.has(key)) {
+        attempt.adopt(session);
+      } else {
+        lost += 1;
+        this.endAttempt(attempt, "revoked", namedError("LeaseLostError", "lease lost after reconnect"));
+      }
     }
+    this.logger.info({ workerId: this.workerId, adopted: adopted.size, lost }, "taskwire worker: connected");
+    this.emit("connected", { workerId: this.workerId });
+    this.settleStart?.resolve();
+    this.pumpSlots();
   }
 
-  private startRun(session: Session, assignment: Assignment): void {
-    const { taskId, attempt } = assignment;
-    const key = runKey(taskId, attempt);
-    if (this.running.has(key)) {
-      this.logger.warn({ taskId, attempt }, "taskwire worker: the server assigned an attempt that is already running; ignored");
+  private accept(session: ClaimSession, assignment: Assignment): void {
+    const key = runKey(assignment.taskId, assignment.attempt);
+    const known = this.attempts.get(key);
+    if (known !== undefined && known.outcome === undefined) {
+      this.logger.warn({ taskId: assignment.taskId, attempt: assignment.attempt }, "taskwire worker: the server assigned an attempt already held; ignored");
       return;
     }
-    const run: Run = { key, assignment, session, controller: new AbortController(), abortedBy: undefined };
-    this.running.set(key, run);
-    // The server enforces the timeout; aborting here too lets the handler stop instead of working for nothing.
-    const timeoutMs = assignment.timeout === undefined ? 0 : durationMs(assignment.timeout);
-    const timer =
-      timeoutMs > 0 ? setTimeout(() => this.abort(run, "timeout", new Error(`attempt timed out after ${timeoutMs} ms`)), timeoutMs).unref() : undefined;
-    this.emit("task:started", { taskId, attempt });
-    runAssignment(this.jobs.get(assignment.jobType), assignment, run.controller.signal)
-      .then((result) => {
-        clearTimeout(timer);
-        this.settle(run, result);
-      })
-      .catch((error: unknown) => this.logger.error({ err: error, taskId, attempt }, "taskwire worker: settling a task failed"));
+    const attempt = new Attempt(assignment, session);
+    this.attempts.set(key, attempt);
+    // Raced with our drain: hand it straight back rather than let it sit until its lease expires.
+    if (this.phase !== "running") attempt.release(RELEASE_REASON);
   }
 
-  /** Decides what to report for a settled handler, reports it, and frees its slot. */
-  private settle(run: Run, result: AttemptResult): void {
-    this.running.delete(run.key);
-    const { taskId, attempt, leaseToken } = run.assignment;
-    let report: ClaimRequest | undefined;
-    if (run.abortedBy === "revoked" || run.abortedBy === "disconnected" || run.session.ended) {
-      // The server already took the attempt back; a report would only be rejected.
-      report = undefined;
-    } else if (result.kind === "failed" && run.abortedBy === "stopping") {
-      // Released on shutdown, not a failure of the task: the half-close returns it to the server.
-      report = undefined;
-    } else if (result.kind === "completed") {
-      report = create(ClaimRequestSchema, { message: { case: "complete", value: { taskId, attempt, leaseToken, output: result.output } } });
-    } else {
-      report = create(ClaimRequestSchema, {
-        message: { case: "fail", value: { taskId, attempt, leaseToken, error: result.error, nonRetryable: result.nonRetryable } },
-      });
-      this.logger.warn({ taskId, attempt, error: result.error, nonRetryable: result.nonRetryable }, "taskwire worker: task failed");
+  /** Starts waiting attempts while slots are free. */
+  private pumpSlots(): void {
+    if (this.phase !== "running") return;
+    let busy = 0;
+    for (const attempt of this.attempts.values()) if (attempt.busy) busy += 1;
+    for (const attempt of this.attempts.values()) {
+      if (busy >= this.concurrency) return;
+      if (!attempt.waiting) continue;
+      busy += 1;
+      this.startRun(attempt);
     }
-    let outcome: TaskOutcome = "revoked";
-    if (report !== undefined && run.session.requests.push(report)) {
-      run.session.unanswered.add(run.key);
-      outcome = result.kind;
-    }
-    this.emit("task:finished", { taskId, attempt, outcome });
-    this.pump();
-    this.checkIdle();
+  }
+
+  private startRun(attempt: Attempt): void {
+    const { taskId, attempt: number } = attempt.assignment;
+    this.emit("task:started", { taskId, attempt: number });
+    attempt
+      .run(this.jobs.get(attempt.assignment.jobType))
+      .then((result) => {
+        if (result.kind === "failed" && attempt.outcome === undefined) {
+          this.logger.warn({ taskId, attempt: number, error: result.error, nonRetryable: result.nonRetryable }, "taskwire worker: task failed");
+        }
+        attempt.settle(result);
+        this.afterChange(attempt);
+      })
+      .catch((error: unknown) => this.logger.error({ err: error, taskId, attempt: number }, "taskwire worker: settling a task failed"));
   }
 
   private revoke(notice: TaskRevoked): void {
-    const key = runKey(notice.taskId, notice.attempt);
-    const reason = new Error(notice.message || "the server revoked the task");
-    const run = this.running.get(key);
-    if (run !== undefined) {
-      this.logger.info({ taskId: notice.taskId, attempt: notice.attempt, message: notice.message }, "taskwire worker: task revoked");
-      this.abort(run, "revoked", reason);
-      // Revoked wins over an earlier abort (e.g. a timeout): its outcome must not be reported either way.
-      run.abortedBy = "revoked";
-      return;
-    }
-    // Not started yet: drop it; its credit is already back on the server.
-    this.backlog = this.backlog.filter((waiting) => runKey(waiting.assignment.taskId, waiting.assignment.attempt) !== key);
+    const attempt = this.attempts.get(runKey(notice.taskId, notice.attempt));
+    if (attempt === undefined || attempt.outcome !== undefined) return;
+    this.logger.info({ taskId: notice.taskId, attempt: notice.attempt, reason: notice.reason, message: notice.message }, "taskwire worker: task revoked");
+    this.endAttempt(attempt, "revoked", revokeError(notice.reason, notice.message));
   }
 
-  private abort(run: Run, by: NonNullable<Run["abortedBy"]>, reason: Error): void {
-    if (run.controller.signal.aborted) return;
-    run.abortedBy = by;
-    run.controller.abort(reason);
+  private answer(result: ReportResult): void {
+    const { taskId, attempt: number, accepted, error, kind } = result;
+    if (!accepted) this.logger.warn({ taskId, attempt: number, kind, error }, "taskwire worker: the server rejected a report");
+    const attempt = this.attempts.get(runKey(taskId, number));
+    if (attempt === undefined) return;
+    const outcome = attempt.answer(kind, accepted, error);
+    if (outcome === undefined) return;
+    if (outcome === "released" && attempt.started) this.emit("task:released", { taskId, attempt: number });
+    this.afterChange(attempt);
   }
 
-  private endSession(session: Session, error: unknown): void {
-    session.ended = true;
-    session.requests.close();
-    session.call.abort(); // releases the HTTP/2 stream if the call is still half-open
-    session.unanswered.clear();
+  private endAttempt(attempt: Attempt, outcome: TaskOutcome, reason: Error): void {
+    attempt.end(outcome, reason);
+    this.afterChange(attempt);
+  }
+
+  /** Forgets a lease once it is done, refills the slots, and wakes stop(). */
+  private afterChange(attempt: Attempt): void {
+    if (attempt.outcome !== undefined && !attempt.busy) this.forget(attempt);
+    this.pumpSlots();
+    this.onChange?.();
+  }
+
+  /** Drops a finished lease; task:finished is emitted exactly once per started attempt. */
+  private forget(attempt: Attempt): void {
+    if (this.attempts.get(attempt.key) === attempt) this.attempts.delete(attempt.key);
+    if (!attempt.started || attempt.finishedEmitted) return;
+    attempt.finishedEmitted = true;
+    const { taskId, attempt: number } = attempt.assignment;
+    this.emit("task:finished", { taskId, attempt: number, outcome: attempt.outcome ?? "revoked" });
+  }
+
+  private endSession(session: ClaimSession, error: unknown): void {
+    session.end();
     if (this.session === session) this.session = undefined;
-    // The server re-queues whatever this stream held: stop the work, drop the results.
-    for (const run of this.running.values()) {
-      if (run.session === session) this.abort(run, "disconnected", new Error("connection to the server lost; the task was handed back"));
-    }
-    this.backlog = this.backlog.filter((waiting) => waiting.session !== session);
-    this.checkIdle();
-    if (session.welcomed) {
-      this.emit("disconnected", error === undefined ? {} : { error });
-    }
+    // Leases stay: handlers keep running and their reports wait for the next stream to adopt them.
+    this.onChange?.();
+    if (session.welcomed) this.emit("disconnected", error === undefined ? {} : { error });
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(graceMs: number): Promise<void> {
     if (this.phase === "idle" || this.phase === "stopped") {
       this.phase = "stopped";
       this.owned.close();
       return;
     }
-    this.phase = "stopping";
+    this.phase = "draining";
     this.settleStart?.resolve(); // start() must not hang when stopped before a welcome
-    this.backlog = []; // never started: the half-close gives them back
-    for (const run of this.running.values()) this.abort(run, "stopping", new Error("worker stopping"));
+    this.session?.send(drainRequest());
+    // Never started: hand them back at once, so another worker can run them.
+    for (const attempt of this.attempts.values()) if (attempt.waiting) attempt.release(RELEASE_REASON);
 
-    // Let handlers settle and their reports be answered, so finished work is recorded as such
-    // rather than "lost" when the stream closes.
-    const idle = new Promise<void>((resolve) => (this.onIdle = resolve));
-    this.checkIdle();
-    const drained = await settlesWithin(idle, STOP_GRACE_MS);
-    this.onIdle = undefined;
-    if (!drained) {
-      this.logger.warn({ running: this.running.size }, "taskwire worker: handlers still running after the stop grace period; their tasks go back to the server");
+    if (!(await this.waitFor(() => this.attempts.size === 0, graceMs))) {
+      const late = [...this.attempts.values()].filter((attempt) => attempt.busy && attempt.outcome === undefined);
+      if (late.length > 0) this.logger.warn({ running: late.length }, "taskwire worker: handlers still running after the grace period; releasing their tasks");
+      for (const attempt of late) attempt.release(RELEASE_REASON, new Error("worker stopping"));
+      await this.waitFor(() => !this.holdsLeases(), RELEASE_WAIT_MS);
     }
 
-    // Half-close: the server ends its side, and treats attempts still held as lost (retried).
-    this.session?.requests.close();
+    this.phase = "closing";
     this.lifetime.abort(); // wakes a reconnect backoff
+    this.session?.halfClose(); // the server answers what it has, then ends the stream
     if (!(await settlesWithin(this.loopDone, CLOSE_GRACE_MS))) this.session?.call.abort();
     await this.loopDone;
+    // Whatever is left was not answered in time: its fate is the server's now.
+    for (const attempt of [...this.attempts.values()]) {
+      attempt.end("revoked", new Error("worker stopped"));
+      this.forget(attempt);
+    }
     this.phase = "stopped";
     this.owned.close();
   }
 
-  private checkIdle(): void {
-    if (this.onIdle !== undefined && this.running.size === 0 && (this.session?.unanswered.size ?? 0) === 0) this.onIdle();
+  /** True once `done()` holds, false after `ms`; re-checked on every lease or stream change. */
+  private async waitFor(done: () => boolean, ms: number): Promise<boolean> {
+    if (done()) return true;
+    const reached = new Promise<void>((resolve) => {
+      this.onChange = () => {
+        if (done()) resolve();
+      };
+    });
+    try {
+      return await settlesWithin(reached, ms);
+    } finally {
+      this.onChange = undefined;
+    }
   }
 
   private emit<E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]): void {
@@ -453,10 +379,6 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
   } finally {
     clearTimeout(timer);
   }
-}
-
-function runKey(taskId: string, attempt: number): string {
-  return `${taskId}#${attempt}`;
 }
 
 const consoleLogger: WorkerLogger = {

@@ -223,6 +223,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
     try {
       let lease: LeaseRef;
       let accepted: boolean;
+      await engine.progress.flushBefore(message.value.taskId);
       switch (message.case) {
         case "complete": {
           const report = await completionReport(engine, payloads, session.namespace, message.value, session.inFlight.get(message.value.taskId)?.jobType);

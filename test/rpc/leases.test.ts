@@ -246,6 +246,20 @@ t.test("checkpoints are durable and handed to the next attempt; progress is coal
   await worker.close();
 });
 
+t.test("progress sent right before the outcome is written before it, not dropped", async (t) => {
+  await s.jobTypes.registerJobType({ name: "last.words", defaultMaxAttempts: 1 });
+  const worker = openClaimStream(s.workers, { workerId: "w-last", jobTypes: ["last.words"], credits: 1 });
+  const task = (await s.tasks.submit({ task: { jobType: "last.words", input: jsonAny(1) } })).task!;
+  const [a] = (await worker.next("assignments")).assignments;
+  worker.send({ case: "progress", value: { $typeName: "taskwire.v1.TaskProgress", taskId: task.id, attempt: 1, leaseToken: a!.leaseToken, fraction: 0.75, message: "last words" } });
+  worker.send({ case: "fail", value: { $typeName: "taskwire.v1.TaskFailure", taskId: task.id, attempt: 1, leaseToken: a!.leaseToken, error: "gave up", nonRetryable: true } });
+  t.equal((await worker.next("reportResult")).accepted, true);
+  const dead = await get(task.id);
+  t.same([dead.state, dead.progress, dead.progressMessage], [TaskState.DEAD, 0.75, "last words"]);
+  worker.send({ case: "drain", value: { $typeName: "taskwire.v1.WorkerDrain" } });
+  await worker.close();
+});
+
 t.test("ListWorkers shows connected workers with job types, credits, tasks in flight and last heartbeat", async (t) => {
   await s.jobTypes.registerJobType({ name: "listed" });
   const other = await leased("leased.listed");
