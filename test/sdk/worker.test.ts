@@ -133,3 +133,87 @@ t.test("a worker reconnects after a server restart and resumes work", async (t) 
   t.equal(done.state, TaskState.SUCCEEDED);
   t.ok(reconnected >= 1, "the worker connected again");
 });
+
+t.test("a handler that ignores its AbortSignal after a timeout: the attempt times out and its late result does not count", async (t) => {
+  let finishedLate = 0;
+  const stubborn = defineJob({
+    name: "stubborn",
+    input: "json",
+    output: "json",
+    handler: async () => {
+      await new Promise((r) => setTimeout(r, 800)); // ignores ctx.signal on purpose
+      finishedLate += 1;
+      return "late";
+    },
+  });
+  await client.registerJobType({ name: "stubborn", defaultTimeoutMs: 200, defaultMaxAttempts: 1 });
+  const worker = startWorker(t, { baseUrl: s.url, jobs: [stubborn], concurrency: 1 });
+  await worker.start();
+  const task = await client.submit(stubborn, null);
+  const dead = await finished(task.id);
+  t.equal(dead.state, TaskState.DEAD);
+  t.same(dead.attempts.map((a) => a.outcome), [AttemptOutcome.TIMED_OUT]);
+  t.match(dead.lastError, /attempt 1 timed out after 200 ms/);
+  while (finishedLate === 0) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 200));
+  const after = await client.getTask(task.id);
+  t.same([after.state, after.output], [TaskState.DEAD, undefined], "the handler's late result was not recorded");
+});
+
+t.test("graceful drain under load: no task lost, no attempt burnt", async (t) => {
+  const slow = defineJob({
+    name: "drain.load",
+    input: "json",
+    output: "json",
+    handler: async (input, ctx) => {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 150);
+        ctx.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()));
+      });
+      ctx.signal.throwIfAborted();
+      return input;
+    },
+  });
+  await client.registerJobType({ name: "drain.load", defaultMaxAttempts: 1 });
+  const leaving = startWorker(t, { baseUrl: s.url, jobs: [slow], concurrency: 8, workerId: "leaving" });
+  await leaving.start();
+  const tasks = await client.submitBatch(slow, Array.from({ length: 60 }, (_, i) => ({ i })));
+  await new Promise((r) => setTimeout(r, 200));
+  await leaving.stop({ graceMs: 50 });
+  const staying = startWorker(t, { baseUrl: s.url, jobs: [slow], concurrency: 16, workerId: "staying" });
+  await staying.start();
+  for (const task of tasks) await finished(task.id, 30_000);
+  const rows = await s.server.engine.database.db.query<{ state: string; outcomes: string[] }>(
+    `SELECT t.state, array_agg(a.outcome ORDER BY a.number) AS outcomes FROM task t JOIN task_attempt a ON a.task_id = t.id
+     WHERE t.job_type = 'drain.load' GROUP BY t.id, t.state`,
+  );
+  t.equal(rows.length, 60);
+  t.same(rows.filter((r) => r.state !== "succeeded"), [], "every task succeeded (max_attempts 1: a burnt attempt would have made it DEAD)");
+  const outcomes = rows.flatMap((r) => r.outcomes);
+  t.same(outcomes.filter((o) => o !== "succeeded" && o !== "released"), [], "no attempt lost or failed");
+  t.ok(outcomes.includes("released"), `${outcomes.filter((o) => o === "released").length} attempt(s) released by the drain`);
+});
+
+t.test("a result finished while the server was down is delivered after the restart", async (t) => {
+  const config = { ...defaultConfig({}), port: 0, databaseUrl: s.databaseUrl, logLevel: "silent", safetyPollMs: 500, sweepIntervalMs: 200 };
+  let server = await startServer(config, testLogger());
+  const port = server.port;
+  t.teardown(() => server.stop());
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let started!: () => void;
+  const running = new Promise<void>((resolve) => (started = resolve));
+  const gated = defineJob({ name: "gated", input: "json", output: "json", handler: async () => (started(), await gate, "after restart") });
+  await client.registerJobType({ name: "gated", leaseDurationMs: 10_000 });
+  const worker = startWorker(t, { baseUrl: server.url, jobs: [gated], concurrency: 1, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+  await worker.start();
+  const task = await client.submit(gated, null);
+  await running;
+  await server.stop();
+  release(); // the handler finishes while no server is up
+  await new Promise((r) => setTimeout(r, 300));
+  server = await startServer({ ...config, port }, testLogger());
+  const done = await finished(task.id);
+  t.equal(done.state, TaskState.SUCCEEDED);
+  t.same(done.attempts.map((a) => a.outcome), [AttemptOutcome.SUCCEEDED], "one attempt: the result was re-sent, not re-run");
+});
