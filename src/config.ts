@@ -17,6 +17,10 @@ export interface ServerConfig {
   sweepIntervalMs: number;
   /** Progress is written at most this often per task (ms). */
   progressFlushMs: number;
+  /** Idle StreamStatus streams get a keep-alive this often (ms). */
+  streamKeepaliveMs: number;
+  /** Events a watcher may have queued before it catches up from the database instead. */
+  watcherBuffer: number;
   /** Allow binding a non-loopback address although requests are not authenticated. */
   allowUnauthenticatedRemote: boolean;
 }
@@ -33,6 +37,8 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     safetyPollMs: 5_000,
     sweepIntervalMs: 1_000,
     progressFlushMs: 250,
+    streamKeepaliveMs: 15_000,
+    watcherBuffer: 1_000,
     allowUnauthenticatedRemote: false,
   };
 }

@@ -47,10 +47,16 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       safetyPollMs: config.safetyPollMs,
       sweepIntervalMs: config.sweepIntervalMs,
       progressFlushMs: config.progressFlushMs,
+      watcherBuffer: config.watcherBuffer,
     });
     cleanups.push(() => engine.stop());
     const shutdown = new AbortController();
-    const server = await startRpcServer(engine, logger, { host: config.host, port: config.port, shutdownSignal: shutdown.signal });
+    const server = await startRpcServer(engine, logger, {
+      host: config.host,
+      port: config.port,
+      shutdownSignal: shutdown.signal,
+      streamKeepaliveMs: config.streamKeepaliveMs,
+    });
     cleanups.push(async () => {
       shutdown.abort();
       await server.close();

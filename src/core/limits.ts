@@ -27,6 +27,8 @@ export const LIMITS = {
   maxCheckpointBytes: 1024 * 1024,
   /** Leases per Heartbeat call. */
   maxLeasesPerHeartbeat: 1_000,
+  /** WaitTask and Submit's wait (ms). */
+  maxWaitMs: 5 * 60 * 1_000,
   /** run_at at most this far ahead (ms). */
   maxDelayMs: 366 * 24 * 60 * 60 * 1_000,
   /** Encoded payload size (bytes). */

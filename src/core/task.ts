@@ -136,3 +136,30 @@ export interface ProgressReport extends LeaseRef {
   fraction: number;
   message: string;
 }
+
+/** What a task event reports. */
+export type TaskEventKind = "created" | "state_changed" | "progress";
+
+/** A durable task event; `seq` orders the events of a namespace. */
+export interface TaskEventRecord {
+  namespace: string;
+  seq: bigint;
+  taskId: string;
+  jobType: string;
+  kind: TaskEventKind;
+  state: TaskState;
+  previousState: TaskState | null;
+  attempt: number;
+  progress: number;
+  progressMessage: string;
+  error: string | null;
+  workerId: string | null;
+  at: Date;
+}
+
+/** Which events a watcher wants; empty lists mean "any". */
+export interface EventFilter {
+  taskIds: readonly string[];
+  jobTypes: readonly string[];
+  states: readonly TaskState[];
+}

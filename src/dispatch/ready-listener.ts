@@ -24,11 +24,19 @@ export interface RevokeNotice {
 /** Channel names, shared with the SQL that NOTIFYs. */
 export const READY_CHANNEL = "taskwire_ready";
 export const REVOKE_CHANNEL = "taskwire_revoke";
+export const EVENTS_CHANNEL = "taskwire_events";
+
+/** A namespace has task events up to `seq`. */
+export interface EventsNotice {
+  ns: string;
+  seq: number | string;
+}
 
 /** What the listener calls; `onResync` after a reconnect, since notices may have been missed. */
 export interface ListenerHandlers {
   onReady(notice: ReadyNotice): void;
   onRevoke(notice: RevokeNotice): void;
+  onEvents(notice: EventsNotice): void;
   onResync(): void;
 }
 
@@ -53,6 +61,7 @@ export function startReadyListener(url: string, handlers: ListenerHandlers, logg
       const payload = JSON.parse(msg.payload ?? "{}");
       if (msg.channel === READY_CHANNEL) handlers.onReady(payload as ReadyNotice);
       else if (msg.channel === REVOKE_CHANNEL) handlers.onRevoke(payload as RevokeNotice);
+      else if (msg.channel === EVENTS_CHANNEL) handlers.onEvents(payload as EventsNotice);
     } catch (error) {
       logger.error({ err: error, channel: msg.channel }, "could not handle a notification");
     }
@@ -71,7 +80,7 @@ export function startReadyListener(url: string, handlers: ListenerHandlers, logg
     });
     try {
       await next.connect();
-      await next.query(`LISTEN ${READY_CHANNEL}; LISTEN ${REVOKE_CHANNEL}`);
+      await next.query(`LISTEN ${READY_CHANNEL}; LISTEN ${REVOKE_CHANNEL}; LISTEN ${EVENTS_CHANNEL}`);
       if (closed) {
         await next.end();
         return;

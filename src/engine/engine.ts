@@ -5,6 +5,7 @@ import { startReadyListener, type ReadyListener } from "../dispatch/ready-listen
 import { LeaseSweeper } from "../dispatch/lease-sweeper.js";
 import { ProgressCoalescer } from "../dispatch/progress-coalescer.js";
 import { ReportBatcher } from "../dispatch/report-batcher.js";
+import { EventHub } from "../events/event-hub.js";
 import type { Database } from "../store/orm.js";
 import { JobTypeRegistry } from "./job-type-registry.js";
 import { Tasks } from "./tasks.js";
@@ -15,8 +16,10 @@ export interface EngineOptions {
   safetyPollMs: number;
   /** How often expired leases and timeouts are swept (ms). */
   sweepIntervalMs: number;
-  /** Progress is written at most this often per task (ms). */
+  /** Progress is written at most this often per task (ms), so at most 1000/this progress events per second per task. */
   progressFlushMs: number;
+  /** Events a watcher may have queued before it is switched to catching up from the database. */
+  watcherBuffer: number;
 }
 
 /** A running engine. */
@@ -28,6 +31,7 @@ export interface Engine {
   listener: ReadyListener;
   sweeper: LeaseSweeper;
   progress: ProgressCoalescer;
+  events: EventHub;
   /** Stops dispatch and notifications (streams must be closed first); does not close the database. */
   stop(): Promise<void>;
 }
@@ -38,12 +42,17 @@ export function createEngine(database: Database, logger: Logger, options: Engine
   const dispatcher = new Dispatcher({ db: database.db, batcher, logger, safetyPollMs: options.safetyPollMs });
   const sweeper = new LeaseSweeper(database.db, logger, options.sweepIntervalMs);
   const progress = new ProgressCoalescer(database.db, logger, options.progressFlushMs);
+  const events = new EventHub(database.db, logger, options.watcherBuffer);
   const listener = startReadyListener(
     database.url,
     {
       onReady: (notice) => dispatcher.onReady(notice),
       onRevoke: (notice) => dispatcher.onRevoke(notice),
-      onResync: () => dispatcher.wakeAll(),
+      onEvents: (notice) => events.onNotice(notice),
+      onResync: () => {
+        dispatcher.wakeAll();
+        events.onResync();
+      },
     },
     logger,
   );
@@ -55,6 +64,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
     listener,
     sweeper,
     progress,
+    events,
     async stop() {
       dispatcher.stop();
       await Promise.all([sweeper.stop(), progress.stop(), listener.close()]);

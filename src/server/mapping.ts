@@ -1,13 +1,32 @@
 /** Domain records to protobuf messages: the only module that knows both shapes. */
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { Assignment as AssignmentRecord, AttemptOutcome as DomainOutcome, JobTypeRecord, TaskDetail, TaskRecord } from "../core/task.js";
+import type {
+  Assignment as AssignmentRecord,
+  AttemptOutcome as DomainOutcome,
+  JobTypeRecord,
+  TaskDetail,
+  TaskEventKind as DomainEventKind,
+  TaskEventRecord,
+  TaskRecord,
+} from "../core/task.js";
 import type { TaskState as DomainState } from "../core/task-state.js";
 import { TASK_STATES } from "../core/task-state.js";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { fromBinary } from "@bufbuild/protobuf";
 import { JobTypeSchema, RetryPolicySchema, type JobType, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
-import { AttemptOutcome, CheckpointSchema, TaskAttemptSchema, TaskSchema, TaskState, type Checkpoint, type Task } from "../gen/taskwire/v1/task_pb.js";
+import {
+  AttemptOutcome,
+  CheckpointSchema,
+  TaskAttemptSchema,
+  TaskEventKind,
+  TaskEventSchema,
+  TaskSchema,
+  TaskState,
+  type Checkpoint,
+  type Task,
+  type TaskEvent,
+} from "../gen/taskwire/v1/task_pb.js";
 import { AssignmentSchema, type Assignment } from "../gen/taskwire/v1/worker_pb.js";
 import { toAny } from "./payloads.js";
 
@@ -38,6 +57,30 @@ function retryToProto(r: { backoffBaseMs: number; backoffCapMs: number }): Retry
 /** A stored checkpoint (encoded taskwire.v1.Checkpoint) as a message. */
 function checkpointToProto(bytes: Uint8Array | null): Checkpoint | undefined {
   return bytes === null ? undefined : fromBinary(CheckpointSchema, bytes);
+}
+
+const EVENT_KIND_TO_PROTO: Record<DomainEventKind, TaskEventKind> = {
+  created: TaskEventKind.CREATED,
+  state_changed: TaskEventKind.STATE_CHANGED,
+  progress: TaskEventKind.PROGRESS,
+};
+
+/** A task event. */
+export function eventToProto(e: TaskEventRecord): TaskEvent {
+  return create(TaskEventSchema, {
+    sequence: e.seq,
+    taskId: e.taskId,
+    jobType: e.jobType,
+    kind: EVENT_KIND_TO_PROTO[e.kind],
+    state: STATE_TO_PROTO[e.state],
+    previousState: e.previousState === null ? TaskState.UNSPECIFIED : STATE_TO_PROTO[e.previousState],
+    attempt: e.attempt,
+    progress: e.progress,
+    progressMessage: e.progressMessage,
+    error: e.error ?? "",
+    workerId: e.workerId ?? "",
+    at: timestampFromDate(e.at),
+  });
 }
 
 /** A protobuf TaskState as the domain state, or undefined for UNSPECIFIED / unknown numbers. */

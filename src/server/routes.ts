@@ -13,10 +13,10 @@ import { createTaskHandlers } from "./task-handlers.js";
 import { createWorkerHandlers } from "./worker-handlers.js";
 
 /** Registers Taskwire's services and the standard health service. */
-export function createRoutes(engine: Engine, payloads: PayloadTypes, probe: () => Promise<boolean>, logger: Logger) {
+export function createRoutes(engine: Engine, payloads: PayloadTypes, probe: () => Promise<boolean>, logger: Logger, options: { streamKeepaliveMs: number }) {
   return (router: ConnectRouter) => {
     router.service(JobTypeService, createJobTypeHandlers(engine, payloads));
-    router.service(TaskService, createTaskHandlers(engine, payloads));
+    router.service(TaskService, createTaskHandlers(engine, payloads, options));
     router.service(WorkerService, createWorkerHandlers(engine, payloads, logger));
     router.service(Health, createHealthHandlers(probe));
   };

@@ -15,13 +15,13 @@ const READ_MAX_BYTES = 5 * 1024 * 1024;
 export async function startRpcServer(
   engine: Engine,
   logger: Logger,
-  options: { host: string; port: number; shutdownSignal: AbortSignal },
+  options: { host: string; port: number; shutdownSignal: AbortSignal; streamKeepaliveMs: number },
 ): Promise<DualProtocolServer> {
   const payloads = new PayloadTypes();
   await payloads.follow(engine.database.db, 2_000, options.shutdownSignal, logger);
   const probe = createDatabaseProbe(engine.database.db);
   const handler = connectNodeAdapter({
-    routes: createRoutes(engine, payloads, probe, logger),
+    routes: createRoutes(engine, payloads, probe, logger, { streamKeepaliveMs: options.streamKeepaliveMs }),
     interceptors: [createErrorInterceptor(logger)],
     shutdownSignal: options.shutdownSignal,
     readMaxBytes: READ_MAX_BYTES,

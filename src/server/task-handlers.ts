@@ -3,12 +3,20 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
 import { invalidArgument } from "../core/errors.js";
 import { LIMITS } from "../core/limits.js";
-import type { NewTask, TaskRecord } from "../core/task.js";
+import type { EventFilter, NewTask, TaskRecord } from "../core/task.js";
 import type { TaskState as DomainState } from "../core/task-state.js";
 import type { Engine } from "../engine/engine.js";
-import type { TaskService, TaskSpec } from "../gen/taskwire/v1/task_pb.js";
+import { StreamKeepAliveSchema, TaskSchema, type TaskService, type TaskSpec, type TaskState } from "../gen/taskwire/v1/task_pb.js";
 import { ensureJsonRenderable, isJsonRequest } from "./json-rendering.js";
-import { stateFromProto, taskToProto } from "./mapping.js";
+import { eventToProto, stateFromProto, taskToProto } from "./mapping.js";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { followEvents } from "../events/status-stream.js";
+import { waitForTask } from "../events/wait-for-task.js";
+import { taskNotFound } from "../engine/tasks.js";
+import { withTransaction } from "../store/orm.js";
+import { namespaceEventSeq } from "../store/sql/task-event-read.js";
+import { taskSnapshot } from "../store/sql/task-snapshot.js";
 import type { PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
 import { boundedText, durationMsInRange, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
@@ -38,18 +46,91 @@ async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string
   };
 }
 
+/** Validates StreamStatus / WaitTask selections. */
+function eventSelection(req: { taskIds: string[]; jobTypes: string[]; states: TaskState[] }): EventFilter {
+  if (req.taskIds.length > LIMITS.maxPageSize) throw invalidArgument("task_ids", `has ${req.taskIds.length} ids; the limit is ${LIMITS.maxPageSize}`);
+  return {
+    taskIds: req.taskIds.map((id, i) => taskId(`task_ids[${i}]`, id)),
+    jobTypes: req.jobTypes.map((name, i) => requireName(`job_types[${i}]`, name)),
+    states: req.states.map((s, i) => {
+      const state = stateFromProto(s);
+      if (state === undefined) throw invalidArgument(`states[${i}]`, `${s} is not a task state; use TASK_STATE_WAITING .. TASK_STATE_CANCELLED`);
+      return state;
+    }),
+  };
+}
+
 /** The TaskService implementation. */
-export function createTaskHandlers(engine: Engine, payloads: PayloadTypes): Partial<ServiceImpl<typeof TaskService>> {
+export function createTaskHandlers(engine: Engine, payloads: PayloadTypes, options: { streamKeepaliveMs: number }): Partial<ServiceImpl<typeof TaskService>> {
+  const deps = { db: engine.database.db, pool: engine.database.pool, hub: engine.events };
+
+  /** Waits for the task (WaitTask, Submit with wait_timeout). */
+  const wait = async (ctx: HandlerContext, namespace: string, id: string, timeoutMs: number) => {
+    const result = await waitForTask(deps, { namespace, id, timeoutMs, signal: ctx.signal });
+    if (result === undefined) throw taskNotFound(id);
+    return { ...result, detail: await engine.tasks.get(namespace, id) };
+  };
   /** Checks JSON responses can show every task's payloads. */
   const renderable = (ctx: HandlerContext, tasks: readonly TaskRecord[]) =>
     ensureJsonRenderable(ctx, namespaceOf(ctx), tasks.map((x) => ({ jobType: x.jobType, payloads: [x.input, x.output] })), engine.jobTypes, payloads);
 
   return {
     async submit(req, ctx: HandlerContext) {
-      const task = await newTask(engine, payloads, namespaceOf(ctx), req.task, "task");
+      const namespace = namespaceOf(ctx);
+      const task = await newTask(engine, payloads, namespace, req.task, "task");
+      const waitMs = durationMsInRange("wait_timeout", req.waitTimeout, 1, LIMITS.maxWaitMs);
       // No JSON rendering check needed: a JSON request's input was already decoded with the registry.
       const [created] = await engine.tasks.submit([task]);
-      return { task: taskToProto(created!) };
+      if (waitMs === null) return { task: taskToProto(created!) };
+      // The task is committed: a timeout is an answer (wait_timed_out), never an error.
+      const waited = await wait(ctx, namespace, created!.id, waitMs);
+      await renderable(ctx, [waited.detail]);
+      return { task: taskToProto(waited.detail), waitTimedOut: waited.timedOut };
+    },
+
+    async waitTask(req, ctx) {
+      const namespace = namespaceOf(ctx);
+      const id = taskId("id", req.id);
+      if (req.timeout === undefined) throw invalidArgument("timeout", `is required: how long to wait, 1 ms to ${LIMITS.maxWaitMs} ms`);
+      const timeoutMs = durationMsInRange("timeout", req.timeout, 1, LIMITS.maxWaitMs)!;
+      const waited = await wait(ctx, namespace, id, timeoutMs);
+      if (waited.timedOut) {
+        throw new ConnectError(
+          `task ${id} is still ${waited.task.state.toUpperCase()} after ${timeoutMs} ms`,
+          Code.DeadlineExceeded,
+          undefined,
+          [{ desc: TaskSchema, value: taskToProto(waited.detail) }],
+        );
+      }
+      await renderable(ctx, [waited.detail]);
+      return { task: taskToProto(waited.detail) };
+    },
+
+    async *streamStatus(req, ctx) {
+      const namespace = namespaceOf(ctx);
+      const filter = eventSelection(req);
+      let position: bigint;
+      if (req.since !== undefined) {
+        const latest = await namespaceEventSeq(deps.db, namespace);
+        if (req.since < 0n || req.since > latest) {
+          throw invalidArgument("since", `is ${req.since}; allowed: 0 to ${latest}, the namespace's latest event (pass a cursor this server sent)`);
+        }
+        position = req.since;
+      } else {
+        const snapshot = await withTransaction(
+          deps.pool,
+          async (tx) => ({ seq: await namespaceEventSeq(tx, namespace), tasks: await taskSnapshot(tx, namespace, filter, LIMITS.maxPageSize) }),
+          { repeatableRead: true },
+        );
+        await renderable(ctx, snapshot.tasks);
+        position = snapshot.seq;
+        for (const task of snapshot.tasks) yield { message: { case: "snapshot", value: taskToProto(task) }, cursor: snapshot.seq };
+      }
+      const watcher = engine.events.subscribe(namespace, filter, position);
+      for await (const item of followEvents(deps.db, engine.events, watcher, { keepaliveMs: options.streamKeepaliveMs, signal: ctx.signal })) {
+        if (item.kind === "event") yield { message: { case: "event", value: eventToProto(item.event) }, cursor: item.cursor };
+        else if (item.kind === "keepalive") yield { message: { case: "keepalive", value: create(StreamKeepAliveSchema) }, cursor: item.cursor };
+      }
     },
 
     async submitBatch(req, ctx) {

@@ -52,12 +52,12 @@ export function poolDb(pool: pg.Pool | pg.PoolClient): Db {
 }
 
 /** Runs `work` in one transaction on one pooled connection; rolls back if it throws. */
-export async function withTransaction<T>(pool: pg.Pool, work: (db: Db) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(pool: pg.Pool, work: (db: Db) => Promise<T>, options: { repeatableRead?: boolean } = {}): Promise<T> {
   const client = await pool.connect();
   // A connection whose ROLLBACK fails is broken (server gone): destroy it instead of pooling it.
   let broken = false;
   try {
-    await client.query("BEGIN");
+    await client.query(options.repeatableRead === true ? "BEGIN ISOLATION LEVEL REPEATABLE READ" : "BEGIN");
     const result = await work(poolDb(client));
     await client.query("COMMIT");
     return result;

@@ -24,7 +24,14 @@ export interface TestServer {
 /** Starts a server on a fresh database; stopped when the test ends. */
 export async function startTestServer(
   t: Test,
-  options: { safetyPollMs?: number; sweepIntervalMs?: number; progressFlushMs?: number; databaseUrl?: string } = {},
+  options: {
+    safetyPollMs?: number;
+    sweepIntervalMs?: number;
+    progressFlushMs?: number;
+    databaseUrl?: string;
+    streamKeepaliveMs?: number;
+    watcherBuffer?: number;
+  } = {},
 ): Promise<TestServer> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabaseUrl(t));
   const server = await startServer(
@@ -36,6 +43,8 @@ export async function startTestServer(
       safetyPollMs: options.safetyPollMs ?? 1_000,
       sweepIntervalMs: options.sweepIntervalMs ?? 100,
       progressFlushMs: options.progressFlushMs ?? 50,
+      streamKeepaliveMs: options.streamKeepaliveMs ?? 15_000,
+      watcherBuffer: options.watcherBuffer ?? 1_000,
     },
     testLogger(),
   );

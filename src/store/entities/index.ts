@@ -3,7 +3,8 @@ import { JobType } from "./job-type.js";
 import { Namespace } from "./namespace.js";
 import { Task } from "./task.js";
 import { TaskAttempt } from "./task-attempt.js";
+import { TaskEvent } from "./task-event.js";
 import { Worker } from "./worker.js";
 
-export { JobType, Namespace, Task, TaskAttempt, Worker };
-export const ENTITIES = [Namespace, JobType, Task, TaskAttempt, Worker];
+export { JobType, Namespace, Task, TaskAttempt, TaskEvent, Worker };
+export const ENTITIES = [Namespace, JobType, Task, TaskAttempt, TaskEvent, Worker];

@@ -6,6 +6,7 @@ const NamespaceSchema = defineEntity({
   properties: {
     name: p.text().primary(),
     createdAt: p.datetime().defaultRaw("now()"),
+    eventSeq: p.bigint("string").defaultRaw("0"),
   },
 });
 

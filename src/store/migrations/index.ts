@@ -1,8 +1,10 @@
 /** Every migration, in order. Listed in code so that they run the same under tsx and compiled JS. */
 import { Migration0001Initial } from "./migration-0001-initial.js";
 import { Migration0002Leases } from "./migration-0002-leases.js";
+import { Migration0003TaskEvents } from "./migration-0003-task-events.js";
 
 export const MIGRATIONS = [
   { name: "0001_initial", class: Migration0001Initial },
   { name: "0002_leases", class: Migration0002Leases },
+  { name: "0003_task_events", class: Migration0003TaskEvents },
 ];

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskwire/v1/task.proto.
  */
 export const file_taskwire_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChZ0YXNrd2lyZS92MS90YXNrLnByb3RvEgt0YXNrd2lyZS52MSJOCgpDaGVja3BvaW50EhAKBmJpbmFyeRgBIAEoDEgAEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIAEIGCgRkYXRhIpICCghUYXNrU3BlYxIQCghqb2JfdHlwZRgBIAEoCRIjCgVpbnB1dBgCIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSFQoIcHJpb3JpdHkYAyABKAVIAIgBARIZCgxtYXhfYXR0ZW1wdHMYBCABKAVIAYgBARIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoFcmV0cnkYByABKAsyGC50YXNrd2lyZS52MS5SZXRyeVBvbGljeUILCglfcHJpb3JpdHlCDwoNX21heF9hdHRlbXB0cyLLAQoLVGFza0F0dGVtcHQSDgoGbnVtYmVyGAEgASgFEhEKCXdvcmtlcl9pZBgCIAEoCRIsCgdvdXRjb21lGAMgASgOMhsudGFza3dpcmUudjEuQXR0ZW1wdE91dGNvbWUSDQoFZXJyb3IYBCABKAkSLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMFCgRUYXNrEgoKAmlkGAEgASgJEhAKCGpvYl90eXBlGAIgASgJEiUKBXN0YXRlGAMgASgOMhYudGFza3dpcmUudjEuVGFza1N0YXRlEiMKBWlucHV0GAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIkCgZvdXRwdXQYBSABKAsyFC5nb29nbGUucHJvdG9idWYuQW55EhAKCHByaW9yaXR5GAYgASgFEg8KB2F0dGVtcHQYByABKAUSFAoMbWF4X2F0dGVtcHRzGAggASgFEioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoGcnVuX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd29ya2VyX2lkGA4gASgJEhIKCmxhc3RfZXJyb3IYDyABKAkSGwoOcXVldWVfcG9zaXRpb24YECABKANIAIgBARIqCghhdHRlbXB0cxgRIAMoCzIYLnRhc2t3aXJlLnYxLlRhc2tBdHRlbXB0EicKBXJldHJ5GBIgASgLMhgudGFza3dpcmUudjEuUmV0cnlQb2xpY3kSEAoIcHJvZ3Jlc3MYEyABKAESGAoQcHJvZ3Jlc3NfbWVzc2FnZRgUIAEoCRIrCgpjaGVja3BvaW50GBUgASgLMhcudGFza3dpcmUudjEuQ2hlY2twb2ludBI0ChBsZWFzZV9leHBpcmVzX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIRCg9fcXVldWVfcG9zaXRpb24iNAoNU3VibWl0UmVxdWVzdBIjCgR0YXNrGAEgASgLMhUudGFza3dpcmUudjEuVGFza1NwZWMiMQoOU3VibWl0UmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2siOgoSU3VibWl0QmF0Y2hSZXF1ZXN0EiQKBXRhc2tzGAEgAygLMhUudGFza3dpcmUudjEuVGFza1NwZWMiNwoTU3VibWl0QmF0Y2hSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRhc2t3aXJlLnYxLlRhc2siHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiMgoPR2V0VGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrIu4BChBMaXN0VGFza3NSZXF1ZXN0EhEKCWpvYl90eXBlcxgBIAMoCRImCgZzdGF0ZXMYAiADKA4yFi50YXNrd2lyZS52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAMgASgJEjEKDWNyZWF0ZWRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSJjChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRhc2t3aXJlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgDIisKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjEKDkNhbmNlbFJlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrIlQKDFJldHJ5UmVxdWVzdBIKCgJpZBgBIAEoCRIgChNhZGRpdGlvbmFsX2F0dGVtcHRzGAIgASgFSACIAQFCFgoUX2FkZGl0aW9uYWxfYXR0ZW1wdHMiMAoNUmV0cnlSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFzayq4AQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1dBSVRJTkcQARIWChJUQVNLX1NUQVRFX1BFTkRJTkcQAhIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAxIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAEEhMKD1RBU0tfU1RBVEVfREVBRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYq/wEKDkF0dGVtcHRPdXRjb21lEh8KG0FUVEVNUFRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhsKF0FUVEVNUFRfT1VUQ09NRV9SVU5OSU5HEAESHQoZQVRURU1QVF9PVVRDT01FX1NVQ0NFRURFRBACEhoKFkFUVEVNUFRfT1VUQ09NRV9GQUlMRUQQAxIdChlBVFRFTVBUX09VVENPTUVfQ0FOQ0VMTEVEEAQSHQoZQVRURU1QVF9PVVRDT01FX1RJTUVEX09VVBAFEhgKFEFUVEVNUFRfT1VUQ09NRV9MT1NUEAYSHAoYQVRURU1QVF9PVVRDT01FX1JFTEVBU0VEEAcytwMKC1Rhc2tTZXJ2aWNlEkEKBlN1Ym1pdBIaLnRhc2t3aXJlLnYxLlN1Ym1pdFJlcXVlc3QaGy50YXNrd2lyZS52MS5TdWJtaXRSZXNwb25zZRJQCgtTdWJtaXRCYXRjaBIfLnRhc2t3aXJlLnYxLlN1Ym1pdEJhdGNoUmVxdWVzdBogLnRhc2t3aXJlLnYxLlN1Ym1pdEJhdGNoUmVzcG9uc2USRAoHR2V0VGFzaxIbLnRhc2t3aXJlLnYxLkdldFRhc2tSZXF1ZXN0GhwudGFza3dpcmUudjEuR2V0VGFza1Jlc3BvbnNlEkoKCUxpc3RUYXNrcxIdLnRhc2t3aXJlLnYxLkxpc3RUYXNrc1JlcXVlc3QaHi50YXNrd2lyZS52MS5MaXN0VGFza3NSZXNwb25zZRJBCgZDYW5jZWwSGi50YXNrd2lyZS52MS5DYW5jZWxSZXF1ZXN0GhsudGFza3dpcmUudjEuQ2FuY2VsUmVzcG9uc2USPgoFUmV0cnkSGS50YXNrd2lyZS52MS5SZXRyeVJlcXVlc3QaGi50YXNrd2lyZS52MS5SZXRyeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_protobuf_struct, file_taskwire_v1_job_type]);
+  fileDesc("ChZ0YXNrd2lyZS92MS90YXNrLnByb3RvEgt0YXNrd2lyZS52MSJOCgpDaGVja3BvaW50EhAKBmJpbmFyeRgBIAEoDEgAEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIAEIGCgRkYXRhIpICCghUYXNrU3BlYxIQCghqb2JfdHlwZRgBIAEoCRIjCgVpbnB1dBgCIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSFQoIcHJpb3JpdHkYAyABKAVIAIgBARIZCgxtYXhfYXR0ZW1wdHMYBCABKAVIAYgBARIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoFcmV0cnkYByABKAsyGC50YXNrd2lyZS52MS5SZXRyeVBvbGljeUILCglfcHJpb3JpdHlCDwoNX21heF9hdHRlbXB0cyLLAQoLVGFza0F0dGVtcHQSDgoGbnVtYmVyGAEgASgFEhEKCXdvcmtlcl9pZBgCIAEoCRIsCgdvdXRjb21lGAMgASgOMhsudGFza3dpcmUudjEuQXR0ZW1wdE91dGNvbWUSDQoFZXJyb3IYBCABKAkSLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMFCgRUYXNrEgoKAmlkGAEgASgJEhAKCGpvYl90eXBlGAIgASgJEiUKBXN0YXRlGAMgASgOMhYudGFza3dpcmUudjEuVGFza1N0YXRlEiMKBWlucHV0GAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIkCgZvdXRwdXQYBSABKAsyFC5nb29nbGUucHJvdG9idWYuQW55EhAKCHByaW9yaXR5GAYgASgFEg8KB2F0dGVtcHQYByABKAUSFAoMbWF4X2F0dGVtcHRzGAggASgFEioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoGcnVuX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd29ya2VyX2lkGA4gASgJEhIKCmxhc3RfZXJyb3IYDyABKAkSGwoOcXVldWVfcG9zaXRpb24YECABKANIAIgBARIqCghhdHRlbXB0cxgRIAMoCzIYLnRhc2t3aXJlLnYxLlRhc2tBdHRlbXB0EicKBXJldHJ5GBIgASgLMhgudGFza3dpcmUudjEuUmV0cnlQb2xpY3kSEAoIcHJvZ3Jlc3MYEyABKAESGAoQcHJvZ3Jlc3NfbWVzc2FnZRgUIAEoCRIrCgpjaGVja3BvaW50GBUgASgLMhcudGFza3dpcmUudjEuQ2hlY2twb2ludBI0ChBsZWFzZV9leHBpcmVzX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIRCg9fcXVldWVfcG9zaXRpb24iSQoPV2FpdFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iMwoQV2FpdFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFzayLIAgoJVGFza0V2ZW50EhAKCHNlcXVlbmNlGAEgASgDEg8KB3Rhc2tfaWQYAiABKAkSEAoIam9iX3R5cGUYAyABKAkSKAoEa2luZBgEIAEoDjIaLnRhc2t3aXJlLnYxLlRhc2tFdmVudEtpbmQSJQoFc3RhdGUYBSABKA4yFi50YXNrd2lyZS52MS5UYXNrU3RhdGUSLgoOcHJldmlvdXNfc3RhdGUYBiABKA4yFi50YXNrd2lyZS52MS5UYXNrU3RhdGUSDwoHYXR0ZW1wdBgHIAEoBRIQCghwcm9ncmVzcxgIIAEoARIYChBwcm9ncmVzc19tZXNzYWdlGAkgASgJEg0KBWVycm9yGAogASgJEhEKCXdvcmtlcl9pZBgLIAEoCRImCgJhdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigAEKE1N0cmVhbVN0YXR1c1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSEQoJam9iX3R5cGVzGAIgAygJEiYKBnN0YXRlcxgDIAMoDjIWLnRhc2t3aXJlLnYxLlRhc2tTdGF0ZRISCgVzaW5jZRgEIAEoA0gAiAEBQggKBl9zaW5jZSIRCg9TdHJlYW1LZWVwQWxpdmUitAEKFFN0cmVhbVN0YXR1c1Jlc3BvbnNlEiUKCHNuYXBzaG90GAEgASgLMhEudGFza3dpcmUudjEuVGFza0gAEicKBWV2ZW50GAIgASgLMhYudGFza3dpcmUudjEuVGFza0V2ZW50SAASMQoJa2VlcGFsaXZlGAMgASgLMhwudGFza3dpcmUudjEuU3RyZWFtS2VlcEFsaXZlSAASDgoGY3Vyc29yGAQgASgDQgkKB21lc3NhZ2UiZQoNU3VibWl0UmVxdWVzdBIjCgR0YXNrGAEgASgLMhUudGFza3dpcmUudjEuVGFza1NwZWMSLwoMd2FpdF90aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkkKDlN1Ym1pdFJlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrEhYKDndhaXRfdGltZWRfb3V0GAIgASgIIjoKElN1Ym1pdEJhdGNoUmVxdWVzdBIkCgV0YXNrcxgBIAMoCzIVLnRhc2t3aXJlLnYxLlRhc2tTcGVjIjcKE1N1Ym1pdEJhdGNoUmVzcG9uc2USIAoFdGFza3MYASADKAsyES50YXNrd2lyZS52MS5UYXNrIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIjIKD0dldFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFzayLuAQoQTGlzdFRhc2tzUmVxdWVzdBIRCglqb2JfdHlwZXMYASADKAkSJgoGc3RhdGVzGAIgAygOMhYudGFza3dpcmUudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgDIAEoCRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkiYwoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES50YXNrd2lyZS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRITCgt0b3RhbF9jb3VudBgDIAEoAyIrCg1DYW5jZWxSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIxCg5DYW5jZWxSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFzayJUCgxSZXRyeVJlcXVlc3QSCgoCaWQYASABKAkSIAoTYWRkaXRpb25hbF9hdHRlbXB0cxgCIAEoBUgAiAEBQhYKFF9hZGRpdGlvbmFsX2F0dGVtcHRzIjAKDVJldHJ5UmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2squAEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9XQUlUSU5HEAESFgoSVEFTS19TVEFURV9QRU5ESU5HEAISFgoSVEFTS19TVEFURV9SVU5OSU5HEAMSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBBITCg9UQVNLX1NUQVRFX0RFQUQQBRIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAGKv8BCg5BdHRlbXB0T3V0Y29tZRIfChtBVFRFTVBUX09VVENPTUVfVU5TUEVDSUZJRUQQABIbChdBVFRFTVBUX09VVENPTUVfUlVOTklORxABEh0KGUFUVEVNUFRfT1VUQ09NRV9TVUNDRUVERUQQAhIaChZBVFRFTVBUX09VVENPTUVfRkFJTEVEEAMSHQoZQVRURU1QVF9PVVRDT01FX0NBTkNFTExFRBAEEh0KGUFUVEVNUFRfT1VUQ09NRV9USU1FRF9PVVQQBRIYChRBVFRFTVBUX09VVENPTUVfTE9TVBAGEhwKGEFUVEVNUFRfT1VUQ09NRV9SRUxFQVNFRBAHKo4BCg1UYXNrRXZlbnRLaW5kEh8KG1RBU0tfRVZFTlRfS0lORF9VTlNQRUNJRklFRBAAEhsKF1RBU0tfRVZFTlRfS0lORF9DUkVBVEVEEAESIQodVEFTS19FVkVOVF9LSU5EX1NUQVRFX0NIQU5HRUQQAhIcChhUQVNLX0VWRU5UX0tJTkRfUFJPR1JFU1MQAzLXBAoLVGFza1NlcnZpY2USQQoGU3VibWl0EhoudGFza3dpcmUudjEuU3VibWl0UmVxdWVzdBobLnRhc2t3aXJlLnYxLlN1Ym1pdFJlc3BvbnNlElAKC1N1Ym1pdEJhdGNoEh8udGFza3dpcmUudjEuU3VibWl0QmF0Y2hSZXF1ZXN0GiAudGFza3dpcmUudjEuU3VibWl0QmF0Y2hSZXNwb25zZRJECgdHZXRUYXNrEhsudGFza3dpcmUudjEuR2V0VGFza1JlcXVlc3QaHC50YXNrd2lyZS52MS5HZXRUYXNrUmVzcG9uc2USSgoJTGlzdFRhc2tzEh0udGFza3dpcmUudjEuTGlzdFRhc2tzUmVxdWVzdBoeLnRhc2t3aXJlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkEKBkNhbmNlbBIaLnRhc2t3aXJlLnYxLkNhbmNlbFJlcXVlc3QaGy50YXNrd2lyZS52MS5DYW5jZWxSZXNwb25zZRI+CgVSZXRyeRIZLnRhc2t3aXJlLnYxLlJldHJ5UmVxdWVzdBoaLnRhc2t3aXJlLnYxLlJldHJ5UmVzcG9uc2USRwoIV2FpdFRhc2sSHC50YXNrd2lyZS52MS5XYWl0VGFza1JlcXVlc3QaHS50YXNrd2lyZS52MS5XYWl0VGFza1Jlc3BvbnNlElUKDFN0cmVhbVN0YXR1cxIgLnRhc2t3aXJlLnYxLlN0cmVhbVN0YXR1c1JlcXVlc3QaIS50YXNrd2lyZS52MS5TdHJlYW1TdGF0dXNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_protobuf_struct, file_taskwire_v1_job_type]);
 
 /**
  * State a handler saved to resume from: durable on the task and handed to the next attempt.
@@ -304,26 +304,33 @@ export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_taskwire_v1_task, 3);
 
 /**
- * @generated from message taskwire.v1.SubmitRequest
+ * @generated from message taskwire.v1.WaitTaskRequest
  */
-export type SubmitRequest = Message<"taskwire.v1.SubmitRequest"> & {
+export type WaitTaskRequest = Message<"taskwire.v1.WaitTaskRequest"> & {
   /**
-   * @generated from field: taskwire.v1.TaskSpec task = 1;
+   * @generated from field: string id = 1;
    */
-  task?: TaskSpec | undefined;
+  id: string;
+
+  /**
+   * Required: 1 ms to 5 min.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 2;
+   */
+  timeout?: Duration | undefined;
 };
 
 /**
- * Describes the message taskwire.v1.SubmitRequest.
- * Use `create(SubmitRequestSchema)` to create a new message.
+ * Describes the message taskwire.v1.WaitTaskRequest.
+ * Use `create(WaitTaskRequestSchema)` to create a new message.
  */
-export const SubmitRequestSchema: GenMessage<SubmitRequest> = /*@__PURE__*/
+export const WaitTaskRequestSchema: GenMessage<WaitTaskRequest> = /*@__PURE__*/
   messageDesc(file_taskwire_v1_task, 4);
 
 /**
- * @generated from message taskwire.v1.SubmitResponse
+ * @generated from message taskwire.v1.WaitTaskResponse
  */
-export type SubmitResponse = Message<"taskwire.v1.SubmitResponse"> & {
+export type WaitTaskResponse = Message<"taskwire.v1.WaitTaskResponse"> & {
   /**
    * @generated from field: taskwire.v1.Task task = 1;
    */
@@ -331,11 +338,239 @@ export type SubmitResponse = Message<"taskwire.v1.SubmitResponse"> & {
 };
 
 /**
+ * Describes the message taskwire.v1.WaitTaskResponse.
+ * Use `create(WaitTaskResponseSchema)` to create a new message.
+ */
+export const WaitTaskResponseSchema: GenMessage<WaitTaskResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task, 5);
+
+/**
+ * One durable event of a task. Sequence numbers order all events of a namespace, without gaps in
+ * what a watcher can see.
+ *
+ * @generated from message taskwire.v1.TaskEvent
+ */
+export type TaskEvent = Message<"taskwire.v1.TaskEvent"> & {
+  /**
+   * @generated from field: int64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: string task_id = 2;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: string job_type = 3;
+   */
+  jobType: string;
+
+  /**
+   * @generated from field: taskwire.v1.TaskEventKind kind = 4;
+   */
+  kind: TaskEventKind;
+
+  /**
+   * @generated from field: taskwire.v1.TaskState state = 5;
+   */
+  state: TaskState;
+
+  /**
+   * @generated from field: taskwire.v1.TaskState previous_state = 6;
+   */
+  previousState: TaskState;
+
+  /**
+   * @generated from field: int32 attempt = 7;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: double progress = 8;
+   */
+  progress: number;
+
+  /**
+   * @generated from field: string progress_message = 9;
+   */
+  progressMessage: string;
+
+  /**
+   * The error of a failed attempt, or the reason of a cancel or dead-letter.
+   *
+   * @generated from field: string error = 10;
+   */
+  error: string;
+
+  /**
+   * @generated from field: string worker_id = 11;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 12;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.TaskEvent.
+ * Use `create(TaskEventSchema)` to create a new message.
+ */
+export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task, 6);
+
+/**
+ * @generated from message taskwire.v1.StreamStatusRequest
+ */
+export type StreamStatusRequest = Message<"taskwire.v1.StreamStatusRequest"> & {
+  /**
+   * Only these tasks (up to 1000).
+   *
+   * @generated from field: repeated string task_ids = 1;
+   */
+  taskIds: string[];
+
+  /**
+   * Only tasks of these job types.
+   *
+   * @generated from field: repeated string job_types = 2;
+   */
+  jobTypes: string[];
+
+  /**
+   * Only events into (and snapshots of tasks in) these states.
+   *
+   * @generated from field: repeated taskwire.v1.TaskState states = 3;
+   */
+  states: TaskState[];
+
+  /**
+   * Resume: every event with a greater sequence number is replayed, then live ones follow; no
+   * snapshot is sent. Unset: a snapshot of the selected unfinished tasks (and of named ones in any
+   * state), then live events.
+   *
+   * @generated from field: optional int64 since = 4;
+   */
+  since?: bigint | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.StreamStatusRequest.
+ * Use `create(StreamStatusRequestSchema)` to create a new message.
+ */
+export const StreamStatusRequestSchema: GenMessage<StreamStatusRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task, 7);
+
+/**
+ * No event for a while: the stream is alive.
+ *
+ * @generated from message taskwire.v1.StreamKeepAlive
+ */
+export type StreamKeepAlive = Message<"taskwire.v1.StreamKeepAlive"> & {
+};
+
+/**
+ * Describes the message taskwire.v1.StreamKeepAlive.
+ * Use `create(StreamKeepAliveSchema)` to create a new message.
+ */
+export const StreamKeepAliveSchema: GenMessage<StreamKeepAlive> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task, 8);
+
+/**
+ * @generated from message taskwire.v1.StreamStatusResponse
+ */
+export type StreamStatusResponse = Message<"taskwire.v1.StreamStatusResponse"> & {
+  /**
+   * @generated from oneof taskwire.v1.StreamStatusResponse.message
+   */
+  message: {
+    /**
+     * The current state of one selected task (snapshot, before live events).
+     *
+     * @generated from field: taskwire.v1.Task snapshot = 1;
+     */
+    value: Task;
+    case: "snapshot";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.TaskEvent event = 2;
+     */
+    value: TaskEvent;
+    case: "event";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.StreamKeepAlive keepalive = 3;
+     */
+    value: StreamKeepAlive;
+    case: "keepalive";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Pass as `since` to resume after this message.
+   *
+   * @generated from field: int64 cursor = 4;
+   */
+  cursor: bigint;
+};
+
+/**
+ * Describes the message taskwire.v1.StreamStatusResponse.
+ * Use `create(StreamStatusResponseSchema)` to create a new message.
+ */
+export const StreamStatusResponseSchema: GenMessage<StreamStatusResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task, 9);
+
+/**
+ * @generated from message taskwire.v1.SubmitRequest
+ */
+export type SubmitRequest = Message<"taskwire.v1.SubmitRequest"> & {
+  /**
+   * @generated from field: taskwire.v1.TaskSpec task = 1;
+   */
+  task?: TaskSpec | undefined;
+
+  /**
+   * When set (1 ms to 5 min), the response waits until the task finishes or this time passes.
+   *
+   * @generated from field: google.protobuf.Duration wait_timeout = 2;
+   */
+  waitTimeout?: Duration | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.SubmitRequest.
+ * Use `create(SubmitRequestSchema)` to create a new message.
+ */
+export const SubmitRequestSchema: GenMessage<SubmitRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task, 10);
+
+/**
+ * @generated from message taskwire.v1.SubmitResponse
+ */
+export type SubmitResponse = Message<"taskwire.v1.SubmitResponse"> & {
+  /**
+   * As committed, or as finished when the call waited.
+   *
+   * @generated from field: taskwire.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+
+  /**
+   * True when wait_timeout was set and passed before the task finished: the task exists and runs on.
+   *
+   * @generated from field: bool wait_timed_out = 2;
+   */
+  waitTimedOut: boolean;
+};
+
+/**
  * Describes the message taskwire.v1.SubmitResponse.
  * Use `create(SubmitResponseSchema)` to create a new message.
  */
 export const SubmitResponseSchema: GenMessage<SubmitResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 5);
+  messageDesc(file_taskwire_v1_task, 11);
 
 /**
  * @generated from message taskwire.v1.SubmitBatchRequest
@@ -354,7 +589,7 @@ export type SubmitBatchRequest = Message<"taskwire.v1.SubmitBatchRequest"> & {
  * Use `create(SubmitBatchRequestSchema)` to create a new message.
  */
 export const SubmitBatchRequestSchema: GenMessage<SubmitBatchRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 6);
+  messageDesc(file_taskwire_v1_task, 12);
 
 /**
  * @generated from message taskwire.v1.SubmitBatchResponse
@@ -373,7 +608,7 @@ export type SubmitBatchResponse = Message<"taskwire.v1.SubmitBatchResponse"> & {
  * Use `create(SubmitBatchResponseSchema)` to create a new message.
  */
 export const SubmitBatchResponseSchema: GenMessage<SubmitBatchResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 7);
+  messageDesc(file_taskwire_v1_task, 13);
 
 /**
  * @generated from message taskwire.v1.GetTaskRequest
@@ -390,7 +625,7 @@ export type GetTaskRequest = Message<"taskwire.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 8);
+  messageDesc(file_taskwire_v1_task, 14);
 
 /**
  * @generated from message taskwire.v1.GetTaskResponse
@@ -407,7 +642,7 @@ export type GetTaskResponse = Message<"taskwire.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 9);
+  messageDesc(file_taskwire_v1_task, 15);
 
 /**
  * @generated from message taskwire.v1.ListTasksRequest
@@ -468,7 +703,7 @@ export type ListTasksRequest = Message<"taskwire.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 10);
+  messageDesc(file_taskwire_v1_task, 16);
 
 /**
  * @generated from message taskwire.v1.ListTasksResponse
@@ -499,7 +734,7 @@ export type ListTasksResponse = Message<"taskwire.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 11);
+  messageDesc(file_taskwire_v1_task, 17);
 
 /**
  * @generated from message taskwire.v1.CancelRequest
@@ -523,7 +758,7 @@ export type CancelRequest = Message<"taskwire.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 12);
+  messageDesc(file_taskwire_v1_task, 18);
 
 /**
  * @generated from message taskwire.v1.CancelResponse
@@ -540,7 +775,7 @@ export type CancelResponse = Message<"taskwire.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 13);
+  messageDesc(file_taskwire_v1_task, 19);
 
 /**
  * @generated from message taskwire.v1.RetryRequest
@@ -564,7 +799,7 @@ export type RetryRequest = Message<"taskwire.v1.RetryRequest"> & {
  * Use `create(RetryRequestSchema)` to create a new message.
  */
 export const RetryRequestSchema: GenMessage<RetryRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 14);
+  messageDesc(file_taskwire_v1_task, 20);
 
 /**
  * @generated from message taskwire.v1.RetryResponse
@@ -581,7 +816,7 @@ export type RetryResponse = Message<"taskwire.v1.RetryResponse"> & {
  * Use `create(RetryResponseSchema)` to create a new message.
  */
 export const RetryResponseSchema: GenMessage<RetryResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task, 15);
+  messageDesc(file_taskwire_v1_task, 21);
 
 /**
  * Where a task is in its life. WAITING -> PENDING -> RUNNING -> SUCCEEDED | PENDING (retry) | DEAD,
@@ -710,6 +945,45 @@ export const AttemptOutcomeSchema: GenEnum<AttemptOutcome> = /*@__PURE__*/
   enumDesc(file_taskwire_v1_task, 1);
 
 /**
+ * What a task event reports.
+ *
+ * @generated from enum taskwire.v1.TaskEventKind
+ */
+export enum TaskEventKind {
+  /**
+   * @generated from enum value: TASK_EVENT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The task was submitted.
+   *
+   * @generated from enum value: TASK_EVENT_KIND_CREATED = 1;
+   */
+  CREATED = 1,
+
+  /**
+   * The task moved from previous_state to state (an attempt started or ended, a cancel, a retry).
+   *
+   * @generated from enum value: TASK_EVENT_KIND_STATE_CHANGED = 2;
+   */
+  STATE_CHANGED = 2,
+
+  /**
+   * The running attempt reported progress (coalesced: at most a few per second per task).
+   *
+   * @generated from enum value: TASK_EVENT_KIND_PROGRESS = 3;
+   */
+  PROGRESS = 3,
+}
+
+/**
+ * Describes the enum taskwire.v1.TaskEventKind.
+ */
+export const TaskEventKindSchema: GenEnum<TaskEventKind> = /*@__PURE__*/
+  enumDesc(file_taskwire_v1_task, 2);
+
+/**
  * Submits, reads and cancels tasks.
  *
  * @generated from service taskwire.v1.TaskService
@@ -775,6 +1049,29 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof RetryRequestSchema;
     output: typeof RetryResponseSchema;
+  },
+  /**
+   * Returns once the task is SUCCEEDED, DEAD or CANCELLED. DEADLINE_EXCEEDED, naming the current
+   * state, when `timeout` passes first.
+   *
+   * @generated from rpc taskwire.v1.TaskService.WaitTask
+   */
+  waitTask: {
+    methodKind: "unary";
+    input: typeof WaitTaskRequestSchema;
+    output: typeof WaitTaskResponseSchema;
+  },
+  /**
+   * Follows tasks: first the current state of the selected tasks (or, with `since`, every event
+   * after that sequence number), then each event as it happens. Every message carries the cursor
+   * to resume from.
+   *
+   * @generated from rpc taskwire.v1.TaskService.StreamStatus
+   */
+  streamStatus: {
+    methodKind: "server_streaming";
+    input: typeof StreamStatusRequestSchema;
+    output: typeof StreamStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskwire_v1_task, 0);
