@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
+import { rejection } from "../helpers/rejection.js";
 import { AttemptOutcome, CheckpointSchema, TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { LeaseSchema, RevokeReason, type Assignment } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { openClaimStream, type ClaimStream } from "../helpers/claim-stream.js";
@@ -13,15 +14,6 @@ const s = await startTestServer(t, { sweepIntervalMs: 100, progressFlushMs: 50, 
 const db = s.server.engine.database.db;
 const get = async (id: string) => (await s.tasks.getTask({ id })).task!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function rejection(call: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call();
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to be rejected");
-}
 
 /** Polls until `check` holds (bounded), returning the last task read. */
 async function until(id: string, check: (task: Awaited<ReturnType<typeof get>>) => boolean, timeoutMs = 10_000) {

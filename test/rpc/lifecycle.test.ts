@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
+import { rejection } from "../helpers/rejection.js";
 import { AttemptOutcome, TaskSpecSchema, TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
 import { anyJson, jsonAny } from "../helpers/payload.js";
@@ -14,15 +15,6 @@ await s.jobTypes.registerJobType({ name: "work", defaultMaxAttempts: 2 });
 const submit = async (fields: Partial<Parameters<typeof create<typeof TaskSpecSchema>>[1]> = {}) =>
   (await s.tasks.submit({ task: create(TaskSpecSchema, { jobType: "work", input: jsonAny({ n: 1 }), ...fields }) })).task!;
 const get = async (id: string) => (await s.tasks.getTask({ id })).task!;
-
-async function rejection(call: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call();
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to be rejected");
-}
 
 t.test("claim over the stream, complete, and the history shows one attempt", async (t) => {
   const task = await submit();

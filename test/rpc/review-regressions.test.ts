@@ -3,6 +3,7 @@ import net from "node:net";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
+import { rejection } from "../helpers/rejection.js";
 import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { encodePageToken, filterFingerprint } from "../../src/core/page-token.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
@@ -12,15 +13,6 @@ import { startTestServer } from "../helpers/server.js";
 const s = await startTestServer(t, { safetyPollMs: 200 });
 const get = async (id: string) => (await s.tasks.getTask({ id })).task!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function rejection(call: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call();
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to be rejected");
-}
 
 t.test("a rejected report naming another lease does not free the holder's credit", async (t) => {
   await s.jobTypes.registerJobType({ name: "r.credit", leaseDuration: durationFromMs(1_000) });

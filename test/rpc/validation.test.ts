@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { anyPack, DurationSchema, StringValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
+import { rejection } from "../helpers/rejection.js";
 import { TaskSpecSchema } from "../../src/gen/taskwire/v1/task_pb.js";
 import { jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";
@@ -10,16 +11,6 @@ import { startTestServer } from "../helpers/server.js";
 const s = await startTestServer(t);
 await s.jobTypes.registerJobType({ name: "email.send" });
 await s.jobTypes.registerJobType({ name: "typed.job", inputType: "google.protobuf.StringValue" });
-
-/** Runs `call` and returns the ConnectError it must throw. */
-async function rejection(call: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call();
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to be rejected");
-}
 
 const spec = (fields: Partial<Parameters<typeof create<typeof TaskSpecSchema>>[1]>) =>
   create(TaskSpecSchema, { jobType: "email.send", input: jsonAny({ to: "a@example.com" }), ...fields });
