@@ -1,12 +1,9 @@
 /** StreamStatus, WaitTask and Submit's wait: snapshots, live events, resume without gaps, slow watchers. */
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
-import http2 from "node:http2";
-import { toBinary } from "@bufbuild/protobuf";
-import { StreamStatusRequestSchema, TaskEventKind, TaskService, TaskState, type StreamStatusResponse } from "../../src/gen/taskwire/v1/task_pb.js";
+import { TaskEventKind, TaskState, type StreamStatusResponse } from "../../src/gen/taskwire/v1/task_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
 import { jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";

@@ -1,4 +1,5 @@
 /** RegisterJobType: create or update a job type in one statement, race-free. */
+import type { JobTypeRecord } from "../../core/task.js";
 import type { Db } from "../db.js";
 
 // ON CONFLICT on the primary key settles concurrent first registrations inside PostgreSQL; xmax is
@@ -15,19 +16,7 @@ ON CONFLICT (namespace, name) DO UPDATE SET input_type = excluded.input_type, ou
 RETURNING (xmax = 0) AS created`;
 
 /** The fields RegisterJobType writes. */
-export interface JobTypeFields {
-  namespace: string;
-  name: string;
-  inputType: string;
-  outputType: string;
-  descriptors: Uint8Array | null;
-  defaultPriority: number;
-  defaultMaxAttempts: number;
-  defaultTimeoutMs: number | null;
-  backoffBaseMs: number;
-  backoffCapMs: number;
-  leaseMs: number;
-}
+export type JobTypeFields = Omit<JobTypeRecord, "createdAt" | "updatedAt">;
 
 /** Creates or updates the job type; true when it was created. */
 export async function jobTypeUpsert(db: Db, f: JobTypeFields): Promise<boolean> {
