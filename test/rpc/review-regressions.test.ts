@@ -125,3 +125,13 @@ t.test("an HTTP/1.1 request arriving one byte at a time is served as HTTP/1.1", 
   await new Promise((resolve) => socket.once("close", resolve));
   t.match(response, /^HTTP\/1\.1 200/);
 });
+
+t.test("one claim returns tasks in queue order even where ids cross a digit boundary (no text ordering)", async (t) => {
+  await s.jobTypes.registerJobType({ name: "r.order" });
+  // Enough tasks that some ids have one more digit than others, all with the same priority and run_at.
+  const submitted = (await s.tasks.submitBatch({ tasks: Array.from({ length: 1_000 }, (_, i) => ({ jobType: "r.order", input: jsonAny(i) })) })).tasks;
+  const ids = submitted.map((x) => BigInt(x.id));
+  t.ok(String(ids[0]).length < String(ids.at(-1)).length, `ids ${ids[0]}..${ids.at(-1)} cross a digit boundary`);
+  const claimed = (await s.workers.claimTasks({ workerId: "w-order", jobTypes: ["r.order"], maxTasks: 1_000 })).assignments.map((a) => BigInt(a.taskId));
+  t.same(claimed, ids, "oldest first");
+});

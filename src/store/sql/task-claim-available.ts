@@ -31,7 +31,7 @@ WITH picked AS (
 SELECT id::text AS id, job_type, input_type_url, input, attempt, max_attempts, lease_token::text AS lease_token,
   timeout_ms, created_at, lease_expires_at, checkpoint
 FROM claimed
-ORDER BY priority DESC, run_at, id`;
+ORDER BY claimed.priority DESC, claimed.run_at, claimed.id`;
 
 /** The columns a claim returns. */
 export interface ClaimRow {
