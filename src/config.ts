@@ -19,8 +19,8 @@ export interface ServerConfig {
   progressFlushMs: number;
   /** Idle StreamStatus streams get a keep-alive this often (ms). */
   streamKeepaliveMs: number;
-  /** Events a watcher may have queued before it catches up from the database instead. */
-  watcherBuffer: number;
+  /** Approximate bytes of recent events kept in memory per watched namespace; watchers further behind read the database. */
+  eventBufferBytes: number;
   /** Allow binding a non-loopback address although requests are not authenticated. */
   allowUnauthenticatedRemote: boolean;
 }
@@ -38,7 +38,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     sweepIntervalMs: 1_000,
     progressFlushMs: 250,
     streamKeepaliveMs: 15_000,
-    watcherBuffer: 1_000,
+    eventBufferBytes: 8 * 1024 * 1024,
     allowUnauthenticatedRemote: false,
   };
 }

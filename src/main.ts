@@ -47,7 +47,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       safetyPollMs: config.safetyPollMs,
       sweepIntervalMs: config.sweepIntervalMs,
       progressFlushMs: config.progressFlushMs,
-      watcherBuffer: config.watcherBuffer,
+      eventBufferBytes: config.eventBufferBytes,
     });
     cleanups.push(() => engine.stop());
     const shutdown = new AbortController();

@@ -18,8 +18,8 @@ export interface EngineOptions {
   sweepIntervalMs: number;
   /** Progress is written at most this often per task (ms), so at most 1000/this progress events per second per task. */
   progressFlushMs: number;
-  /** Events a watcher may have queued before it is switched to catching up from the database. */
-  watcherBuffer: number;
+  /** Approximate bytes of recent events kept in memory per watched namespace. */
+  eventBufferBytes: number;
 }
 
 /** A running engine. */
@@ -42,7 +42,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
   const dispatcher = new Dispatcher({ db: database.db, batcher, logger, safetyPollMs: options.safetyPollMs });
   const sweeper = new LeaseSweeper(database.db, logger, options.sweepIntervalMs);
   const progress = new ProgressCoalescer(database.db, logger, options.progressFlushMs);
-  const events = new EventHub(database.db, logger, options.watcherBuffer);
+  const events = new EventHub(database.db, logger, options.eventBufferBytes);
   const listener = startReadyListener(
     database.url,
     {

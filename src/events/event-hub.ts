@@ -1,102 +1,51 @@
 /**
  * Fans task events out to this replica's watchers. The event rows are the truth: a NOTIFY only
  * says "namespace N has events up to S", and the hub reads the new rows once per namespace (not
- * per watcher), and only for namespaces someone watches. Each watcher has a bounded queue; one
- * that falls behind stops taking live events and catches up from the database on its own, so a
- * slow reader never grows memory or slows the others.
+ * per watcher), and only for namespaces someone watches, into an EventRing that all of the
+ * namespace's watchers read from at their own pace. A watcher is a position: a slow one holds no
+ * memory, and one that falls out of the ring catches up from the database (a few at a time).
  */
 import { EventEmitter } from "node:events";
+import pLimit, { type LimitFunction } from "p-limit";
 import type { Logger } from "pino";
 import type { EventFilter, TaskEventRecord } from "../core/task.js";
 import type { Db } from "../store/db.js";
 import { namespaceEventSeq, taskEventRange } from "../store/sql/task-event-read.js";
+import { EventRing, type RingRead } from "./event-ring.js";
+
+export { matchesFilter } from "./event-ring.js";
 
 /** Events read per statement by the hub. */
 const FETCH_BATCH = 1_000;
 
-/** True when the event passes the filter. */
-export function matchesFilter(filter: EventFilter, event: TaskEventRecord): boolean {
-  return (
-    (filter.taskIds.length === 0 || filter.taskIds.includes(event.taskId)) &&
-    (filter.jobTypes.length === 0 || filter.jobTypes.includes(event.jobType)) &&
-    (filter.states.length === 0 || filter.states.includes(event.state))
-  );
-}
+/** Catch-up reads run at once per replica: a herd of lagging watchers queues here, not in the connection pool. */
+const CATCH_UP_CONCURRENCY = 4;
 
-/** One watcher's live feed. */
+/** One watcher: where it is in its namespace's events, and what it took but has not sent yet. */
 export class Watcher {
-  /** Matching events not yet consumed, oldest first. */
+  /** Taken from the ring or the database, not yet consumed (at most one read's worth). */
   readonly queue: TaskEventRecord[] = [];
-  /** Every event up to here is in the queue, consumed, or did not match. */
-  position: bigint;
-  /** Behind the live feed: the consumer must catch up from the database before rejoining. */
-  lagging = true;
   closed = false;
-  private waiter: (() => void) | undefined;
 
   constructor(
     readonly namespace: string,
     readonly filter: EventFilter,
-    position: bigint,
-    private readonly maxBuffered: number,
-  ) {
-    this.position = position;
-  }
-
-  /** The hub offers the events in (from, to]: all of the namespace's events in that range. */
-  offer(from: bigint, to: bigint, events: readonly TaskEventRecord[]): void {
-    if (this.closed || this.lagging) return;
-    if (this.position < from) {
-      this.fallBehind();
-      return;
-    }
-    const matching = events.filter((e) => e.seq > this.position && matchesFilter(this.filter, e));
-    if (this.queue.length + matching.length > this.maxBuffered) {
-      this.fallBehind();
-      return;
-    }
-    this.queue.push(...matching);
-    if (to > this.position) this.position = to;
-    if (matching.length > 0) this.wake();
-  }
-
-  /** Resolves when there is something to do, or after `ms` (false), or when `signal` aborts. */
-  waitForWork(ms: number, signal: AbortSignal): Promise<boolean> {
-    if (this.queue.length > 0 || this.lagging || this.closed || signal.aborted) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const done = (worked: boolean) => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        this.waiter = undefined;
-        resolve(worked);
-      };
-      const onAbort = () => done(true);
-      const timer = setTimeout(() => done(false), ms);
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.waiter = () => done(true);
-    });
-  }
-
-  /** Wakes a waiting consumer. */
-  wake(): void {
-    this.waiter?.();
-  }
-
-  private fallBehind(): void {
-    // Queued events stay: they are contiguous up to `position`, and catch-up continues from there.
-    this.lagging = true;
-    this.wake();
-  }
+    /** Every event up to here is in the queue, consumed, or did not match. */
+    public position: bigint,
+  ) {}
 }
 
 interface NamespaceFeed {
   watchers: Set<Watcher>;
-  /** Events up to here were offered to the watchers; null until read from the database. */
-  cursor: bigint | null;
+  /** Null until the starting sequence was read from the database. */
+  ring: EventRing | null;
   /** The highest sequence a notification announced. */
   target: bigint;
   fetching: Promise<void> | undefined;
-  ready: Promise<void>;
+  /** The read of the starting sequence, while it runs (retried after a failure). */
+  starting: Promise<void> | undefined;
+  /** Consumers waiting for the ring to grow. */
+  waiters: Set<() => void>;
 }
 
 /** Typed events for tests. */
@@ -104,56 +53,89 @@ export interface HubEvents {
   "hub:delivered": [string, bigint];
 }
 
+/** What a watcher's consumer does next. */
+export type HubRead = RingRead | { kind: "not-started" };
+
 /** The replica's event fan-out. */
 export class EventHub extends EventEmitter<HubEvents> {
   private readonly feeds = new Map<string, NamespaceFeed>();
+  /** Runs watchers' catch-up reads, a few at a time. */
+  readonly catchUpSlots: LimitFunction = pLimit(CATCH_UP_CONCURRENCY);
 
   constructor(
     private readonly db: Db,
     private readonly logger: Logger,
-    private readonly maxBuffered: number,
+    /** Approximate bytes of recent events kept per watched namespace. */
+    private readonly ringBytes: number,
   ) {
     super();
   }
 
-  /** Registers a watcher that has seen everything up to `position` (it starts by catching up). */
+  /** Registers a watcher that has seen everything up to `position`. */
   subscribe(namespace: string, filter: EventFilter, position: bigint): Watcher {
-    const watcher = new Watcher(namespace, filter, position, this.maxBuffered);
+    const watcher = new Watcher(namespace, filter, position);
     let feed = this.feeds.get(namespace);
     if (feed === undefined) {
-      const created: NamespaceFeed = { watchers: new Set(), cursor: null, target: 0n, fetching: undefined, ready: Promise.resolve() };
-      created.ready = namespaceEventSeq(this.db, namespace).then(
-        (seq) => {
-          created.cursor = seq;
-          if (created.target > seq) this.fetch(namespace, created);
-        },
-        (error: unknown) => {
-          this.logger.warn({ err: error, namespace }, "could not start following events; retrying with the next notification");
-        },
-      );
-      this.feeds.set(namespace, created);
-      feed = created;
+      feed = { watchers: new Set(), ring: null, target: 0n, fetching: undefined, starting: undefined, waiters: new Set() };
+      this.feeds.set(namespace, feed);
+      void this.start(namespace, feed);
     }
     feed.watchers.add(watcher);
     return watcher;
   }
 
-  /** Removes a watcher; a namespace nobody watches is no longer read. */
+  /** Removes a watcher; a namespace nobody watches is no longer read, and its ring is freed. */
   unsubscribe(watcher: Watcher): void {
     watcher.closed = true;
-    watcher.wake();
     const feed = this.feeds.get(watcher.namespace);
-    if (feed === undefined) return;
-    feed.watchers.delete(watcher);
+    if (feed === undefined || !feed.watchers.delete(watcher)) return;
     if (feed.watchers.size === 0) this.feeds.delete(watcher.namespace);
+    for (const wake of feed.waiters) wake();
   }
 
-  /** The sequence up to which live events were offered in a namespace; null when not known yet. */
-  async cursorOf(namespace: string): Promise<bigint | null> {
+  /**
+   * Moves up to `max` matching events after the watcher's position from the ring into its queue.
+   * "behind": the ring no longer holds its position; "not-started": the feed has no starting point yet.
+   */
+  read(watcher: Watcher, max: number): HubRead {
+    const ring = this.feeds.get(watcher.namespace)?.ring;
+    if (ring === null || ring === undefined) return { kind: "not-started" };
+    const result = ring.read(watcher.position, watcher.filter, max);
+    if (result.kind === "events") {
+      watcher.queue.push(...result.events);
+      watcher.position = result.position;
+    }
+    return result;
+  }
+
+  /** Resolves true when the ring has events past the watcher's position (or it closed), false after `ms`. */
+  waitForEvents(watcher: Watcher, ms: number, signal: AbortSignal): Promise<boolean> {
+    const feed = this.feeds.get(watcher.namespace);
+    const ready = () => watcher.closed || signal.aborted || feed === undefined || (feed.ring !== null && feed.ring.end > watcher.position);
+    if (ready()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (worked: boolean) => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        feed!.waiters.delete(wake);
+        resolve(worked);
+      };
+      const wake = () => {
+        if (ready()) done(true);
+      };
+      const onAbort = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      signal.addEventListener("abort", onAbort, { once: true });
+      feed!.waiters.add(wake);
+    });
+  }
+
+  /** Starts the namespace's feed if it is not running; resolves when it runs or the attempt failed. */
+  async started(namespace: string): Promise<boolean> {
     const feed = this.feeds.get(namespace);
-    if (feed === undefined) return null;
-    await feed.ready;
-    return feed.cursor;
+    if (feed === undefined) return false;
+    if (feed.ring === null) await this.start(namespace, feed);
+    return feed.ring !== null;
   }
 
   /** A NOTIFY: the namespace has events up to `seq`. */
@@ -162,25 +144,35 @@ export class EventHub extends EventEmitter<HubEvents> {
     if (feed === undefined) return;
     const seq = BigInt(notice.seq);
     if (seq > feed.target) feed.target = seq;
-    this.fetch(notice.ns, feed);
+    if (feed.ring === null) void this.start(notice.ns, feed);
+    else this.fetch(notice.ns, feed);
   }
 
   /** After the notification connection was lost: look for what was missed. */
   onResync(): void {
-    for (const [namespace, feed] of this.feeds) {
+    for (const namespace of this.feeds.keys()) {
       void namespaceEventSeq(this.db, namespace).then(
         (seq) => this.onNotice({ ns: namespace, seq: seq.toString() }),
         () => undefined,
       );
-      void feed;
     }
   }
 
-  /** The longest queue of any watcher (for metrics and tests: bounded by the buffer size). */
+  /** The longest unconsumed queue of any watcher (for metrics and tests). */
   get longestQueue(): number {
     let n = 0;
     for (const feed of this.feeds.values()) for (const w of feed.watchers) n = Math.max(n, w.queue.length);
     return n;
+  }
+
+  /** Memory held by a namespace's ring (for metrics and tests). */
+  ringSize(namespace: string): { events: number; bytes: number } {
+    return this.feeds.get(namespace)?.ring?.size ?? { events: 0, bytes: 0 };
+  }
+
+  /** A namespace's watchers (for metrics and tests). */
+  watchersOf(namespace: string): readonly Watcher[] {
+    return [...(this.feeds.get(namespace)?.watchers ?? [])];
   }
 
   /** Number of watchers (for metrics and tests). */
@@ -190,24 +182,35 @@ export class EventHub extends EventEmitter<HubEvents> {
     return n;
   }
 
-  /** Reads and offers events up to the feed's target; one read loop per namespace at a time. */
+  /** Reads where the feed starts: the namespace's sequence now. One read at a time; a failed one is retried by the next caller. */
+  private start(namespace: string, feed: NamespaceFeed): Promise<void> {
+    feed.starting ??= namespaceEventSeq(this.db, namespace).then(
+      (seq) => {
+        feed.starting = undefined;
+        feed.ring = new EventRing(seq, this.ringBytes);
+        if (feed.target > seq) this.fetch(namespace, feed);
+      },
+      (error: unknown) => {
+        feed.starting = undefined;
+        this.logger.warn({ err: error, namespace }, "could not start following events; retrying with the next notification or watcher");
+      },
+    );
+    return feed.starting;
+  }
+
+  /** Reads events up to the feed's target into the ring; one read loop per namespace at a time. */
   private fetch(namespace: string, feed: NamespaceFeed): void {
-    if (feed.fetching !== undefined || feed.cursor === null) return;
+    if (feed.fetching !== undefined || feed.ring === null) return;
+    const ring = feed.ring;
     feed.fetching = (async () => {
       try {
-        while (feed.cursor !== null && feed.cursor < feed.target && this.feeds.get(namespace) === feed) {
-          const from = feed.cursor;
-          const events = await taskEventRange(this.db, namespace, from, feed.target, FETCH_BATCH);
-          const to = events.length === FETCH_BATCH ? events.at(-1)!.seq : feed.target;
-          for (const watcher of [...feed.watchers]) {
-            try {
-              watcher.offer(from, to, events);
-            } catch (error) {
-              this.logger.error({ err: error }, "a watcher failed to take events; others carry on");
-            }
-          }
-          feed.cursor = to;
-          this.emit("hub:delivered", namespace, to);
+        while (ring.end < feed.target && this.feeds.get(namespace) === feed) {
+          // The target as of the read: a notification arriving meanwhile raises feed.target past what was read.
+          const upTo = feed.target;
+          const events = await taskEventRange(this.db, namespace, ring.end, upTo, FETCH_BATCH);
+          ring.append(events.length === FETCH_BATCH ? events.at(-1)!.seq : upTo, events);
+          for (const wake of [...feed.waiters]) wake();
+          this.emit("hub:delivered", namespace, ring.end);
         }
       } catch (error) {
         this.logger.warn({ err: error, namespace }, "could not read events; the next notification retries");

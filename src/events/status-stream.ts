@@ -1,14 +1,15 @@
 /**
- * The life of one watcher: optional snapshot, catch-up from the database, then live events from
- * the hub, with keep-alives while idle. Used by StreamStatus, WaitTask and Submit's wait.
+ * The life of one watcher: optional snapshot, then events read from the replica's ring, or from the
+ * database while the watcher is further behind than the ring reaches, with keep-alives while idle.
+ * Used by StreamStatus, WaitTask and Submit's wait.
  */
 import type { EventFilter, TaskEventRecord, TaskRecord } from "../core/task.js";
 import type { Db } from "../store/db.js";
 import { taskEventCatchUp } from "../store/sql/task-event-read.js";
 import type { EventHub, Watcher } from "./event-hub.js";
 
-/** Rows read per catch-up statement. */
-const CATCH_UP_BATCH = 500;
+/** Events a watcher takes per read, from the ring or the database: all it holds of its own. */
+const READ_BATCH = 128;
 
 /** What a watcher yields. */
 export type StatusItem =
@@ -16,20 +17,15 @@ export type StatusItem =
   | { kind: "event"; event: TaskEventRecord; cursor: bigint }
   | { kind: "keepalive"; cursor: bigint };
 
-/** Reads what the watcher missed from the database, then rejoins the live feed when level with it. */
+/** Reads the next matching events after the watcher's position from the database, through the hub's few catch-up slots. */
 async function catchUp(db: Db, hub: EventHub, watcher: Watcher): Promise<void> {
-  const { events, highWater } = await taskEventCatchUp(db, watcher.namespace, watcher.position, watcher.filter, CATCH_UP_BATCH);
-  watcher.queue.push(...events);
-  if (events.length === CATCH_UP_BATCH) {
-    watcher.position = events.at(-1)!.seq;
-    return;
-  }
-  if (highWater > watcher.position) watcher.position = highWater;
-  const live = await hub.cursorOf(watcher.namespace);
-  // Rejoin only when the live feed has not gone past us; otherwise read again (it converges).
-  if (live !== null && live <= watcher.position) watcher.lagging = false;
-  // The live feed is not running (the database was unreachable): try again shortly, not in a loop.
-  else if (live === null) await new Promise((resolve) => setTimeout(resolve, 500));
+  const read = await hub.catchUpSlots(() =>
+    watcher.closed ? undefined : taskEventCatchUp(db, watcher.namespace, watcher.position, watcher.filter, READ_BATCH),
+  );
+  if (read === undefined) return;
+  watcher.queue.push(...read.events);
+  if (read.events.length === READ_BATCH) watcher.position = read.events.at(-1)!.seq;
+  else if (read.highWater > watcher.position) watcher.position = read.highWater;
 }
 
 /** Yields the watcher's items until `signal` aborts; unsubscribes at the end. */
@@ -46,12 +42,16 @@ export async function* followEvents(
         yield { kind: "event", event: next, cursor: next.seq };
         continue;
       }
-      if (watcher.lagging) {
+      const read = hub.read(watcher, READ_BATCH);
+      if (read.kind === "behind") {
         await catchUp(db, hub, watcher);
-        continue;
+      } else if (read.kind === "not-started") {
+        // The database was unreachable when the feed started: try again shortly, not in a tight loop.
+        if (!(await hub.started(watcher.namespace))) await new Promise((resolve) => setTimeout(resolve, 500));
+      } else if (read.events.length === 0) {
+        const worked = await hub.waitForEvents(watcher, options.keepaliveMs, options.signal);
+        if (!worked) yield { kind: "keepalive", cursor: watcher.position };
       }
-      const worked = await watcher.waitForWork(options.keepaliveMs, options.signal);
-      if (!worked) yield { kind: "keepalive", cursor: watcher.position };
     }
   } finally {
     hub.unsubscribe(watcher);

@@ -59,17 +59,22 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
     try {
       const res = await next(req);
       if (!res.stream) return res;
-      return { ...res, message: mapStream(res.message, logger, context) };
+      return { ...res, message: mapStream(res.message, logger, context, req.signal) };
     } catch (error) {
       throw toConnectError(error, logger, context);
     }
   };
 }
 
-async function* mapStream<T>(messages: AsyncIterable<T>, logger: Logger, context: Record<string, unknown>): AsyncIterable<T> {
+async function* mapStream<T>(messages: AsyncIterable<T>, logger: Logger, context: Record<string, unknown>, signal: AbortSignal): AsyncIterable<T> {
   try {
     yield* messages;
   } catch (error) {
+    // The client went away mid-stream (e.g. a write to its closed stream failed): nothing to report.
+    if (signal.aborted) {
+      logger.debug({ ...context, err: error }, "stream ended by the client");
+      throw new ConnectError("the client cancelled the stream", Code.Canceled);
+    }
     throw toConnectError(error, logger, context);
   }
 }

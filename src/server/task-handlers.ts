@@ -117,11 +117,7 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes, optio
         }
         position = req.since;
       } else {
-        const snapshot = await withTransaction(
-          deps.pool,
-          async (tx) => ({ seq: await namespaceEventSeq(tx, namespace), tasks: await taskSnapshot(tx, namespace, filter, LIMITS.maxPageSize) }),
-          { repeatableRead: true },
-        );
+        const snapshot = await taskSnapshot(deps.db, namespace, filter, LIMITS.maxPageSize);
         await renderable(ctx, snapshot.tasks);
         position = snapshot.seq;
         for (const task of snapshot.tasks) yield { message: { case: "snapshot", value: taskToProto(task) }, cursor: snapshot.seq };

@@ -3,5 +3,5 @@ import { type Logger, pino } from "pino";
 
 /** A pino logger at level "silent". */
 export function testLogger(): Logger {
-  return pino({ level: "silent" });
+  return pino({ level: process.env.TASKWIRE_TEST_LOG ?? "silent" });
 }

@@ -30,7 +30,7 @@ export async function startTestServer(
     progressFlushMs?: number;
     databaseUrl?: string;
     streamKeepaliveMs?: number;
-    watcherBuffer?: number;
+    eventBufferBytes?: number;
   } = {},
 ): Promise<TestServer> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabaseUrl(t));
@@ -44,7 +44,7 @@ export async function startTestServer(
       sweepIntervalMs: options.sweepIntervalMs ?? 100,
       progressFlushMs: options.progressFlushMs ?? 50,
       streamKeepaliveMs: options.streamKeepaliveMs ?? 15_000,
-      watcherBuffer: options.watcherBuffer ?? 1_000,
+      eventBufferBytes: options.eventBufferBytes ?? 8 * 1024 * 1024,
     },
     testLogger(),
   );

@@ -8,7 +8,7 @@ import { openClaimStream } from "../helpers/claim-stream.js";
 import { jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";
 
-const s = await startTestServer(t, { progressFlushMs: 100, streamKeepaliveMs: 300, watcherBuffer: 50 });
+const s = await startTestServer(t, { progressFlushMs: 100, streamKeepaliveMs: 300, eventBufferBytes: 64 * 1024 });
 const db = s.server.engine.database.db;
 
 /** Reads a server stream in the background; `take(n)` resolves with the first n messages. */
@@ -90,7 +90,7 @@ t.test("resume after a dropped stream replays exactly the missed sequence number
   // While no one watches: 20 more tasks created, 3 completed.
   await s.tasks.submitBatch({ tasks: Array.from({ length: 20 }, (_, i) => ({ jobType: "ev.resume", input: jsonAny(i) })) });
   for (let i = 0; i < 3; i++) await completeOne("ev.resume");
-  const missed = (await db.query<{ seq: string }>("SELECT seq::text AS seq FROM task_event WHERE namespace = 'default' AND seq > $1 ORDER BY seq", [cursor.toString()])).map((r) => BigInt(r.seq));
+  const missed = (await db.query<{ seq: string }>("SELECT e.seq::text AS seq FROM task_event e WHERE e.namespace = 'default' AND e.seq > $1 ORDER BY e.seq", [cursor.toString()])).map((r) => BigInt(r.seq));
   t.equal(missed.length, 26, "20 created + 3 x (running, succeeded)");
   const second = watch({ since: cursor });
   await second.until(() => second.events().length >= missed.length);

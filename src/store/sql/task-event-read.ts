@@ -4,8 +4,13 @@ import type { TaskState } from "../../core/task-state.js";
 import type { Db } from "../db.js";
 import { toDate } from "./task-columns.js";
 
+/** Characters of an error an event carries. */
+export const EVENT_ERROR_CHARS = 1_000;
+
+// An event carries the first 1,000 characters of an error (the task and its attempts keep it all),
+// so every event is small and what watchers hold is bounded by their event counts.
 const COLUMNS = `e.namespace, e.seq::text AS seq, e.task_id::text AS task_id, e.job_type, e.kind, e.state, e.previous_state,
-  e.attempt, e.progress, e.progress_message, e.error, e.worker_id, e.at`;
+  e.attempt, e.progress, e.progress_message, left(e.error, ${EVENT_ERROR_CHARS}) AS error, e.worker_id, e.at`;
 
 interface EventRow {
   namespace: string;

@@ -397,7 +397,8 @@ export type TaskEvent = Message<"taskwire.v1.TaskEvent"> & {
   progressMessage: string;
 
   /**
-   * The error of a failed attempt, or the reason of a cancel or dead-letter.
+   * The error of a failed attempt, or the reason of a cancel or dead-letter: its first 1,000
+   * characters (GetTask returns the whole text).
    *
    * @generated from field: string error = 10;
    */
