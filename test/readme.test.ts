@@ -5,7 +5,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import t from "tap";
-import { anyJson } from "./helpers/payload.js";
+import { anyJson, jsonAny } from "./helpers/payload.js";
 import { startTestServer } from "./helpers/server.js";
 
 const run = promisify(execFile);
@@ -63,8 +63,41 @@ t.test("the example worker completes the curl task; the example producer prints 
   const [producerCommand] = commands(bashBlocks("## A worker in TypeScript")[1]!);
   t.equal(producerCommand, "node --import tsx workers/example-producer.ts Grace");
   const producer = await run(process.execPath, ["--import", "tsx", "workers/example-producer.ts", "Grace"], { cwd: repo, env: { ...process.env, TASKWIRE_URL: s.url } });
-  t.match(producer.stdout, /\{"greeting":"Hello, Grace!"\}/);
+  t.match(producer.stdout, /event \d+: RUNNING\n.*event \d+: SUCCEEDED\n\{"greeting":"Hello, Grace!"\}/s, "events as they happen, then the typed result");
 
   worker.kill("SIGTERM");
   t.equal(await exited, 0, "the worker stops cleanly on SIGTERM");
+});
+
+/** Runs a long-lived command until its output matches, then stops it. */
+async function outputOf(command: string, until: RegExp, act: () => Promise<unknown>): Promise<string> {
+  const child = spawn("bash", ["-c", command], { cwd: repo, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("latin1")));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("latin1")));
+  try {
+    // The command may take a while to subscribe (buf compiles the protos first): act every second until the output shows it.
+    const deadline = Date.now() + 20_000;
+    while (!until.test(output)) {
+      if (Date.now() > deadline) throw new Error(`no match for ${until} in: ${output}`);
+      await act();
+      for (let i = 0; i < 20 && !until.test(output); i++) await new Promise((r) => setTimeout(r, 50));
+    }
+    return output;
+  } finally {
+    process.kill(-child.pid!, "SIGKILL");
+  }
+}
+
+t.test("the live-following examples: curl and buf curl streams, and WaitTask", async (t) => {
+  const [stream, bufCurl, waitTask] = commands(bashBlocks("## Follow tasks live")[0]!);
+  t.ok(stream && bufCurl && waitTask, "three commands");
+  await s.jobTypes.registerJobType({ name: "greet" });
+  const submit = () => s.tasks.submit({ task: { jobType: "greet", input: jsonAny({ name: "Lin" }) } });
+  const raw = await outputOf(local(stream!), /"kind":"TASK_EVENT_KIND_CREATED"/, submit);
+  t.match(raw, /\{"event":\{"sequence":"\d+","taskId":"\d+","jobType":"greet","kind":"TASK_EVENT_KIND_CREATED"/, "curl receives the framed JSON events");
+  const pretty = await outputOf(local(bufCurl!), /"kind": "TASK_EVENT_KIND_CREATED"/, submit);
+  t.match(pretty, /\{\n\s+"event": \{\n\s+"sequence": "\d+",/, "buf curl prints one JSON message per event");
+  const waited = JSON.parse((await run("bash", ["-c", local(waitTask!).replace('"30s"', '"1s"')])).stdout) as { code?: string; task?: { state: string } };
+  t.ok(waited.task?.state === "TASK_STATE_SUCCEEDED" || waited.code === "deadline_exceeded", `WaitTask answers with the task or deadline_exceeded (${JSON.stringify(waited).slice(0, 80)})`);
 });

@@ -1,5 +1,5 @@
-/** An example producer: submits a "greet" task and prints its output once a worker has run it. */
-import { createClient, defineJob, TaskState, taskOutput } from "../src/sdk/index.js";
+/** An example producer: submits a "greet" task, prints its events as they happen, then its output. */
+import { createClient, defineJob, TaskFailedError, TaskState } from "../src/sdk/index.js";
 
 const baseUrl = process.env.TASKWIRE_URL ?? "http://127.0.0.1:8080";
 const name = process.argv[2] ?? "Grace";
@@ -9,20 +9,21 @@ const greet = defineJob({ name: "greet", input: "json", output: "json", handler:
 
 const client = createClient({ baseUrl });
 await client.registerJobType(greet);
-const task = await client.submit(greet, { name });
+const task = client.handle(await client.submit(greet, { name }), greet);
 console.log(`submitted task ${task.id}`);
-// Polls for the result; the status stream arrives with a later release.
-for (let i = 0; i < 100; i++) {
-  const current = await client.getTask(task.id);
-  if (current.state === TaskState.SUCCEEDED) {
-    console.log(JSON.stringify(taskOutput(current, greet)));
-    break;
-  }
-  if (current.state === TaskState.DEAD || current.state === TaskState.CANCELLED) {
-    console.log(`task ended ${TaskState[current.state]}: ${current.lastError}`);
-    process.exitCode = 1;
-    break;
-  }
-  await new Promise((resolve) => setTimeout(resolve, 100));
+// Follow it live in the background (the iteration ends when the task does)...
+const stop = new AbortController();
+const following = (async () => {
+  for await (const event of task.events({ signal: stop.signal })) console.log(`  event ${event.sequence}: ${TaskState[event.state]}`);
+})();
+// ...and wait at most 30 s for its typed output.
+try {
+  const output = await task.result({ timeoutMs: 30_000 });
+  await following; // it ends with the task's last event
+  console.log(JSON.stringify(output));
+} catch (error) {
+  console.log(error instanceof TaskFailedError ? error.message : `no result: ${String(error)}`);
+  process.exitCode = 1;
+  stop.abort();
 }
 client.close();

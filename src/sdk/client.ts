@@ -4,7 +4,7 @@
  * on `error.code` as with any Connect client.
  */
 import { create, type DescMessage } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient as createConnectClient, type CallOptions, type Client } from "@connectrpc/connect";
 import { JobTypeService, RetryPolicySchema, type RegisterJobTypeResponse, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
 import { TaskService, TaskSpecSchema, TaskState, type ListTasksResponse, type Task, type TaskSpec } from "../gen/taskwire/v1/task_pb.js";
@@ -12,6 +12,7 @@ import { WorkerService, type ListWorkersResponse } from "../gen/taskwire/v1/work
 import type { JobRef, RetryOptions } from "./define-job.js";
 import { descriptorSetOf } from "./descriptor-set.js";
 import { packPayload, payloadTypeName, unpackPayload, type PayloadInit, type PayloadOf, type PayloadSchema } from "./payload.js";
+import { taskHandle, type TaskHandle } from "./task-handle.js";
 import { resolveTransport, type ConnectionOptions } from "./transport.js";
 
 /** How to reach the server: `baseUrl` (gRPC over HTTP/2 unless `protocol: "connect"`) or a `transport`. */
@@ -95,6 +96,12 @@ export interface TaskwireClient {
   retry(id: string, additionalAttempts?: number, call?: CallOptions): Promise<Task>;
   /** Lists the namespace's workers (job types, credits, tasks in flight, last heartbeat), one page at a time. */
   listWorkers(filter?: WorkerFilter, call?: CallOptions): Promise<ListWorkersResponse>;
+  /**
+   * A handle on a task (or its id): wait({ timeoutMs }), result({ timeoutMs }) and its events. With
+   * the job, result() returns the typed output; without, the raw Any.
+   */
+  handle<O extends PayloadSchema>(task: Task | string, job: JobRef<PayloadSchema, O>): TaskHandle<PayloadOf<O>>;
+  handle(task: Task | string): TaskHandle<Any>;
   /** Same as the exported taskOutput(). */
   taskOutput<O extends PayloadSchema>(task: Task, job: JobRef<PayloadSchema, O>): PayloadOf<O> | undefined;
   /** The generated clients on the same transport. */
@@ -115,6 +122,12 @@ export function createClient(options: ClientOptions): TaskwireClient {
     raw,
     taskOutput,
     close: owned.close,
+
+    // The overloads in TaskwireClient give callers the precise result type.
+    handle(task: Task | string, job?: JobRef): TaskHandle<never> {
+      const id = typeof task === "string" ? task : task.id;
+      return (job === undefined ? taskHandle(raw.tasks, id) : taskHandle(raw.tasks, id, job)) as TaskHandle<never>;
+    },
 
     registerJobType(target, call) {
       return raw.jobTypes.registerJobType(registerRequestOf(target), call);

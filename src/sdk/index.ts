@@ -6,10 +6,13 @@ export { packPayload, PayloadError, payloadTypeName, unpackPayload } from "./pay
 export type { PayloadInit, PayloadOf, PayloadSchema } from "./payload.js";
 export { createClient, taskOutput } from "./client.js";
 export type { ClientOptions, JobTypeSpec, RawClients, SubmitOptions, TaskFilter, TaskwireClient, WorkerFilter } from "./client.js";
+export { isFinishedState, TaskFailedError } from "./task-handle.js";
+export type { EventsOptions, TaskHandle, WaitOptions } from "./task-handle.js";
 export { createWorker } from "./worker.js";
 export type { StopOptions, TaskOutcome, Worker, WorkerEvents, WorkerLogger, WorkerOptions } from "./worker.js";
 export type { ConnectionOptions } from "./transport.js";
 // Producers compare task states without importing generated code themselves.
 export { TaskState } from "../gen/taskwire/v1/task_pb.js";
-export type { Task } from "../gen/taskwire/v1/task_pb.js";
+export { TaskEventKind } from "../gen/taskwire/v1/task_pb.js";
+export type { Task, TaskEvent } from "../gen/taskwire/v1/task_pb.js";
 export type { ListWorkersResponse, WorkerInfo } from "../gen/taskwire/v1/worker_pb.js";
