@@ -15,6 +15,8 @@ export interface ServerConfig {
   safetyPollMs: number;
   /** Expired leases and timeouts are swept this often (ms). */
   sweepIntervalMs: number;
+  /** Finished tasks past their job type's retention are deleted this often (ms). */
+  retentionIntervalMs: number;
   /** Progress is written at most this often per task (ms). */
   progressFlushMs: number;
   /** Idle StreamStatus streams get a keep-alive this often (ms). */
@@ -36,6 +38,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     logLevel: env.TASKWIRE_LOG_LEVEL ?? "info",
     safetyPollMs: 5_000,
     sweepIntervalMs: 1_000,
+    retentionIntervalMs: 60_000,
     progressFlushMs: 250,
     streamKeepaliveMs: 15_000,
     eventBufferBytes: 8 * 1024 * 1024,

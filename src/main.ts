@@ -46,6 +46,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     const engine = createEngine(database, logger, {
       safetyPollMs: config.safetyPollMs,
       sweepIntervalMs: config.sweepIntervalMs,
+      retentionIntervalMs: config.retentionIntervalMs,
       progressFlushMs: config.progressFlushMs,
       eventBufferBytes: config.eventBufferBytes,
     });

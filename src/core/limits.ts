@@ -27,6 +27,10 @@ export const LIMITS = {
   maxCheckpointBytes: 1024 * 1024,
   /** Leases per Heartbeat call. */
   maxLeasesPerHeartbeat: 1_000,
+  /** How long a job type keeps finished tasks (ms): default, and range (0 keeps them forever). */
+  defaultRetentionMs: 7 * 24 * 60 * 60 * 1_000,
+  minRetentionMs: 1_000,
+  maxRetentionMs: 3_650 * 24 * 60 * 60 * 1_000,
   /** WaitTask and Submit's wait (ms). */
   maxWaitMs: 5 * 60 * 1_000,
   /** run_at at most this far ahead (ms). */

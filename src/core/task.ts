@@ -84,6 +84,8 @@ export interface JobTypeRecord {
   backoffBaseMs: number;
   backoffCapMs: number;
   leaseMs: number;
+  /** How long finished tasks are kept (ms); null: forever. */
+  retentionMs: number | null;
   createdAt: Date;
   updatedAt: Date;
 }

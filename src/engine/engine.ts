@@ -6,6 +6,7 @@ import { LeaseSweeper } from "../dispatch/lease-sweeper.js";
 import { ProgressCoalescer } from "../dispatch/progress-coalescer.js";
 import { ReportBatcher } from "../dispatch/report-batcher.js";
 import { EventHub } from "../events/event-hub.js";
+import { RetentionPruner } from "./retention-pruner.js";
 import type { Database } from "../store/orm.js";
 import { JobTypeRegistry } from "./job-type-registry.js";
 import { Tasks } from "./tasks.js";
@@ -16,6 +17,8 @@ export interface EngineOptions {
   safetyPollMs: number;
   /** How often expired leases and timeouts are swept (ms). */
   sweepIntervalMs: number;
+  /** How often finished tasks past their retention are deleted (ms). */
+  retentionIntervalMs: number;
   /** Progress is written at most this often per task (ms), so at most 1000/this progress events per second per task. */
   progressFlushMs: number;
   /** Approximate bytes of recent events kept in memory per watched namespace. */
@@ -32,6 +35,7 @@ export interface Engine {
   sweeper: LeaseSweeper;
   progress: ProgressCoalescer;
   events: EventHub;
+  pruner: RetentionPruner;
   /** Stops dispatch and notifications (streams must be closed first); does not close the database. */
   stop(): Promise<void>;
 }
@@ -41,6 +45,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
   const batcher = new ReportBatcher(database.db);
   const dispatcher = new Dispatcher({ db: database.db, batcher, logger, safetyPollMs: options.safetyPollMs });
   const sweeper = new LeaseSweeper(database.db, logger, options.sweepIntervalMs);
+  const pruner = new RetentionPruner(database.db, logger, options.retentionIntervalMs);
   const progress = new ProgressCoalescer(database.db, logger, options.progressFlushMs);
   const events = new EventHub(database.db, logger, options.eventBufferBytes);
   const listener = startReadyListener(
@@ -65,9 +70,10 @@ export function createEngine(database: Database, logger: Logger, options: Engine
     sweeper,
     progress,
     events,
+    pruner,
     async stop() {
       dispatcher.stop();
-      await Promise.all([sweeper.stop(), progress.stop(), listener.close()]);
+      await Promise.all([sweeper.stop(), pruner.stop(), progress.stop(), listener.close()]);
     },
   };
 }

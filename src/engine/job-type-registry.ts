@@ -33,6 +33,7 @@ function toRecord(row: JobType): JobTypeRecord {
     backoffBaseMs: row.backoffBaseMs,
     backoffCapMs: row.backoffCapMs,
     leaseMs: row.leaseMs,
+    retentionMs: row.retentionMs ?? null,
     createdAt: new Date(row.createdAt),
     updatedAt: new Date(row.updatedAt),
   };

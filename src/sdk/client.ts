@@ -30,6 +30,8 @@ export interface JobTypeSpec {
   defaultTimeoutMs?: number;
   /** How long a worker holds a task without a heartbeat before it is taken back, 1 s to 1 h (server default 30 s). */
   leaseDurationMs?: number;
+  /** How long finished tasks are kept, 1 s to 3650 days, or 0 to keep them forever (server default 7 days). */
+  retentionMs?: number;
   /** Backoff between attempts (server default: 1 s base, 10 min cap). */
   defaultRetry?: RetryOptions;
 }
@@ -205,6 +207,7 @@ function registerRequestOf(target: JobRef | JobTypeSpec) {
       defaultMaxAttempts: target.defaultMaxAttempts,
       defaultTimeout: optionalDuration(target.defaultTimeoutMs),
       leaseDuration: optionalDuration(target.leaseDurationMs),
+      retention: optionalDuration(target.retentionMs),
       defaultRetry: retryPolicyOf(target.defaultRetry),
     };
   }
@@ -219,6 +222,7 @@ function registerRequestOf(target: JobRef | JobTypeSpec) {
     defaultMaxAttempts: defaults.maxAttempts,
     defaultTimeout: optionalDuration(defaults.timeoutMs),
     leaseDuration: optionalDuration(defaults.leaseDurationMs),
+    retention: optionalDuration(defaults.retentionMs),
     defaultRetry: retryPolicyOf(defaults.defaultRetry),
   };
 }

@@ -57,6 +57,8 @@ export interface JobDefaults {
   timeoutMs?: number;
   /** How long a worker holds a task without a heartbeat before it is taken back, 1 s to 1 h (server default 30 s). */
   leaseDurationMs?: number;
+  /** How long finished tasks are kept, 1 s to 3650 days, or 0 to keep them forever (server default 7 days). */
+  retentionMs?: number;
   /** Backoff between attempts (server default: 1 s base, 10 min cap). */
   defaultRetry?: RetryOptions;
 }

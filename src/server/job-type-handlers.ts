@@ -1,7 +1,7 @@
 /** JobTypeService: validate -> registry -> proto. */
 import { toBinary } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { FileDescriptorSetSchema, type Duration } from "@bufbuild/protobuf/wkt";
 import { LIMITS } from "../core/limits.js";
 import type { Engine } from "../engine/engine.js";
 import type { JobTypeService } from "../gen/taskwire/v1/job_type_pb.js";
@@ -34,6 +34,7 @@ export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes): P
         defaultTimeoutMs: durationMsInRange("default_timeout", req.defaultTimeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),
         ...retryPolicy("default_retry", req.defaultRetry, { backoffBaseMs: LIMITS.defaultBackoffBaseMs, backoffCapMs: LIMITS.defaultBackoffCapMs }),
         leaseMs: durationMsInRange("lease_duration", req.leaseDuration, LIMITS.minLeaseMs, LIMITS.maxLeaseMs) ?? LIMITS.defaultLeaseMs,
+        retentionMs: retention(req.retention),
       });
       payloads.registryOf(record); // make its messages renderable as JSON at once
       return { jobType: jobTypeToProto(record), created };
@@ -58,4 +59,11 @@ export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes): P
       };
     },
   };
+}
+
+/** Unset: the default; 0: keep forever (null); otherwise within the allowed range. */
+function retention(value: Duration | undefined): number | null {
+  if (value === undefined) return LIMITS.defaultRetentionMs;
+  if (value.seconds === 0n && value.nanos === 0) return null;
+  return durationMsInRange("retention", value, LIMITS.minRetentionMs, LIMITS.maxRetentionMs);
 }

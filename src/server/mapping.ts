@@ -140,6 +140,7 @@ export function jobTypeToProto(record: JobTypeRecord): JobType {
     updatedAt: timestampFromDate(record.updatedAt),
     defaultRetry: retryToProto(record),
     leaseDuration: durationFromMs(record.leaseMs),
+    retention: record.retentionMs === null ? undefined : durationFromMs(record.retentionMs),
   });
 }
 

@@ -27,6 +27,7 @@ export async function startTestServer(
   options: {
     safetyPollMs?: number;
     sweepIntervalMs?: number;
+    retentionIntervalMs?: number;
     progressFlushMs?: number;
     databaseUrl?: string;
     streamKeepaliveMs?: number;
@@ -42,6 +43,7 @@ export async function startTestServer(
       logLevel: "silent",
       safetyPollMs: options.safetyPollMs ?? 1_000,
       sweepIntervalMs: options.sweepIntervalMs ?? 100,
+      retentionIntervalMs: options.retentionIntervalMs ?? 60_000,
       progressFlushMs: options.progressFlushMs ?? 50,
       streamKeepaliveMs: options.streamKeepaliveMs ?? 15_000,
       eventBufferBytes: options.eventBufferBytes ?? 8 * 1024 * 1024,

@@ -15,6 +15,7 @@ const JobTypeSchema = defineEntity({
     backoffBaseMs: p.integer().default(1000),
     backoffCapMs: p.integer().default(600000),
     leaseMs: p.integer().default(30000),
+    retentionMs: p.bigint("number").nullable().defaultRaw("604800000"),
     createdAt: p.datetime().defaultRaw("now()"),
     updatedAt: p.datetime().defaultRaw("now()"),
   },

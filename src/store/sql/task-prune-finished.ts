@@ -1,0 +1,29 @@
+/** Retention: deletes finished tasks older than their job type's retention, a bounded batch at a time. */
+import type { Db } from "../db.js";
+
+// The oldest expired finished tasks, found per job type through task_finished_idx (so pending and
+// running rows, the claim path's, are never read or locked); their attempts and events go with
+// them (ON DELETE CASCADE). SKIP LOCKED: replicas pruning at once take disjoint rows, and a row
+// someone is updating (a Retry) is left for the next pass.
+const SQL = `
+WITH doomed AS (
+  SELECT t.id FROM job_type jt
+  CROSS JOIN LATERAL (
+    SELECT t.id FROM task t
+    WHERE t.namespace = jt.namespace AND t.job_type = jt.name AND t.finished_at IS NOT NULL
+      AND t.finished_at < now() - jt.retention_ms * interval '1 millisecond'
+    ORDER BY t.finished_at
+    LIMIT $1
+    FOR UPDATE OF t SKIP LOCKED
+  ) t
+  WHERE jt.retention_ms IS NOT NULL
+  LIMIT $1
+)
+DELETE FROM task t USING doomed WHERE t.id = doomed.id
+RETURNING t.id`;
+
+/** Deletes up to `limit` expired finished tasks (with attempts and events); returns how many. */
+export async function taskPruneFinished(db: Db, limit: number): Promise<number> {
+  const rows = await db.query<{ id: string }>(SQL, [limit]);
+  return rows.length;
+}
