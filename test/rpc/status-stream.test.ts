@@ -1,9 +1,10 @@
 /** StreamStatus, WaitTask and Submit's wait: snapshots, live events, resume without gaps, slow watchers. */
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-node";
 import t from "tap";
-import { TaskEventKind, TaskState, type StreamStatusResponse } from "../../src/gen/taskwire/v1/task_pb.js";
+import { TaskEventKind, TaskService, TaskState, type StreamStatusResponse } from "../../src/gen/taskwire/v1/task_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
 import { jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";
@@ -208,4 +209,23 @@ t.test("Connect streaming over HTTP/1.1 with fetch (what curl does)", async (t) 
   await readUntil(() => messages.some((m) => m.event?.state === "TASK_STATE_PENDING"));
   t.pass("an HTTP/1.1 client received a live event as JSON");
   abort.abort();
+});
+
+t.test("gRPC-Web over HTTP/1.1 (what browsers speak) streams the same events", async (t) => {
+  await s.jobTypes.registerJobType({ name: "ev.grpcweb" });
+  const web = createClient(TaskService, createGrpcWebTransport({ baseUrl: s.url, httpVersion: "1.1" }));
+  const w = watch({ jobTypes: ["ev.grpcweb"] }, web);
+  await w.until(() => w.received.some((m) => m.message.case === "keepalive"));
+  const task = (await s.tasks.submit({ task: { jobType: "ev.grpcweb", input: jsonAny(1) } })).task!;
+  await completeOne("ev.grpcweb");
+  await w.until(() => w.events().some((e) => e.state === TaskState.SUCCEEDED));
+  t.same(
+    w.events().map((e) => [e.taskId, e.state]),
+    [
+      [task.id, TaskState.PENDING],
+      [task.id, TaskState.RUNNING],
+      [task.id, TaskState.SUCCEEDED],
+    ],
+  );
+  await w.stop();
 });
