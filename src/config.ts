@@ -1,4 +1,5 @@
 /** Server settings: defaults, then environment variables, then command-line flags. */
+import { availableParallelism, hostname } from "node:os";
 
 /** Everything the server needs to start; tests build one directly. */
 export interface ServerConfig {
@@ -23,6 +24,20 @@ export interface ServerConfig {
   streamKeepaliveMs: number;
   /** Approximate bytes of recent events kept in memory per watched namespace; watchers further behind read the database. */
   eventBufferBytes: number;
+  /** Folder of inline job modules. */
+  inlineDir: string;
+  /** Most threads running inline tasks (0: no inline job types); default: the machine's cores. */
+  inlineMaxThreads: number;
+  /** Threads kept when idle. */
+  inlineMinThreads: number;
+  /** Inline attempts that may wait for a thread before the server stops claiming. */
+  inlineMaxQueue: number;
+  /** An idle thread above the minimum ends after this long (ms). */
+  inlineIdleMs: number;
+  /** Heap limit of each inline thread (MiB). */
+  inlineMemoryMb: number;
+  /** At shutdown, running inline attempts may finish for this long before they are released (ms). */
+  inlineGraceMs: number;
   /** Allow binding a non-loopback address although requests are not authenticated. */
   allowUnauthenticatedRemote: boolean;
 }
@@ -42,6 +57,13 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     progressFlushMs: 250,
     streamKeepaliveMs: 15_000,
     eventBufferBytes: 8 * 1024 * 1024,
+    inlineDir: env.TASKWIRE_INLINE_DIR ?? "workers",
+    inlineMaxThreads: env.TASKWIRE_INLINE_THREADS === undefined ? availableParallelism() : Number(env.TASKWIRE_INLINE_THREADS),
+    inlineMinThreads: 1,
+    inlineMaxQueue: availableParallelism(),
+    inlineIdleMs: 30_000,
+    inlineMemoryMb: 512,
+    inlineGraceMs: 5_000,
     allowUnauthenticatedRemote: false,
   };
 }
@@ -49,4 +71,9 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
 /** True for addresses only this machine can reach. */
 export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** The inline runner's worker id: the host and process, as a valid worker name. */
+export function inlineWorkerId(): string {
+  return `inline:${hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 80)}:${process.pid}`;
 }

@@ -4,7 +4,7 @@
  * the pool and the embedded database close in that order.
  */
 import type { Logger } from "pino";
-import { isLoopback, type ServerConfig } from "./config.js";
+import { inlineWorkerId, isLoopback, type ServerConfig } from "./config.js";
 import { createEngine, type Engine } from "./engine/engine.js";
 import { startRpcServer } from "./server/server.js";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "./store/embedded-postgres.js";
@@ -49,6 +49,19 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       retentionIntervalMs: config.retentionIntervalMs,
       progressFlushMs: config.progressFlushMs,
       eventBufferBytes: config.eventBufferBytes,
+      inline:
+        config.inlineMaxThreads === 0
+          ? null
+          : {
+              dir: config.inlineDir,
+              maxThreads: config.inlineMaxThreads,
+              minThreads: config.inlineMinThreads,
+              maxQueue: config.inlineMaxQueue,
+              idleTimeoutMs: config.inlineIdleMs,
+              memoryMb: config.inlineMemoryMb,
+              graceMs: config.inlineGraceMs,
+              workerId: inlineWorkerId(),
+            },
     });
     cleanups.push(() => engine.stop());
     const shutdown = new AbortController();

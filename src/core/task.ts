@@ -86,6 +86,8 @@ export interface JobTypeRecord {
   leaseMs: number;
   /** How long finished tasks are kept (ms); null: forever. */
   retentionMs: number | null;
+  /** The module that runs its tasks on the server's thread pool; null: remote workers. */
+  inlineModule: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -124,8 +126,8 @@ export interface FailureReport extends LeaseRef {
   error: string;
   /** Dead-letter at once instead of retrying. */
   nonRetryable: boolean;
-  /** How the attempt is recorded: "failed" for a worker's report, "lost" when the worker went away. */
-  outcome: "failed" | "lost";
+  /** How the attempt is recorded: "failed" for a worker's report, "lost" when the worker went away, "timed_out" when an inline attempt was stopped at its timeout. */
+  outcome: "failed" | "lost" | "timed_out";
 }
 
 /** A draining worker's hand-back of a task it will not finish. */

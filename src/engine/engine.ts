@@ -6,6 +6,8 @@ import { LeaseSweeper } from "../dispatch/lease-sweeper.js";
 import { ProgressCoalescer } from "../dispatch/progress-coalescer.js";
 import { ReportBatcher } from "../dispatch/report-batcher.js";
 import { EventHub } from "../events/event-hub.js";
+import { InlinePool, type InlinePoolOptions } from "../inline/inline-pool.js";
+import { InlineRunner } from "../inline/inline-runner.js";
 import { RetentionPruner } from "./retention-pruner.js";
 import type { Database } from "../store/orm.js";
 import { JobTypeRegistry } from "./job-type-registry.js";
@@ -19,6 +21,8 @@ export interface EngineOptions {
   sweepIntervalMs: number;
   /** How often finished tasks past their retention are deleted (ms). */
   retentionIntervalMs: number;
+  /** The thread pool for inline job types; null runs none. */
+  inline: (InlinePoolOptions & { workerId: string; graceMs: number }) | null;
   /** Progress is written at most this often per task (ms), so at most 1000/this progress events per second per task. */
   progressFlushMs: number;
   /** Approximate bytes of recent events kept in memory per watched namespace. */
@@ -36,6 +40,8 @@ export interface Engine {
   progress: ProgressCoalescer;
   events: EventHub;
   pruner: RetentionPruner;
+  /** Runs inline job types on the thread pool; null when the server runs none. */
+  inline: InlineRunner | null;
   /** Stops dispatch and notifications (streams must be closed first); does not close the database. */
   stop(): Promise<void>;
 }
@@ -48,6 +54,11 @@ export function createEngine(database: Database, logger: Logger, options: Engine
   const pruner = new RetentionPruner(database.db, logger, options.retentionIntervalMs);
   const progress = new ProgressCoalescer(database.db, logger, options.progressFlushMs);
   const events = new EventHub(database.db, logger, options.eventBufferBytes);
+  const inline =
+    options.inline === null
+      ? null
+      : new InlineRunner({ db: database.db, dispatcher, pool: new InlinePool(options.inline), logger, workerId: options.inline.workerId }, options.safetyPollMs);
+  void inline?.refresh();
   const listener = startReadyListener(
     database.url,
     {
@@ -71,7 +82,10 @@ export function createEngine(database: Database, logger: Logger, options: Engine
     progress,
     events,
     pruner,
+    inline,
     async stop() {
+      // Inline attempts finish or go back to PENDING while the dispatcher and database still work.
+      await inline?.stop(options.inline?.graceMs ?? 0);
       dispatcher.stop();
       await Promise.all([sweeper.stop(), pruner.stop(), progress.stop(), listener.close()]);
     },

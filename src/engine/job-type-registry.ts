@@ -34,6 +34,7 @@ function toRecord(row: JobType): JobTypeRecord {
     backoffCapMs: row.backoffCapMs,
     leaseMs: row.leaseMs,
     retentionMs: row.retentionMs ?? null,
+    inlineModule: row.inlineModule ?? null,
     createdAt: new Date(row.createdAt),
     updatedAt: new Date(row.updatedAt),
   };

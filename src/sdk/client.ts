@@ -12,6 +12,7 @@ import { WorkerService, type ListWorkersResponse } from "../gen/taskwire/v1/work
 import type { JobRef, RetryOptions } from "./define-job.js";
 import { descriptorSetOf } from "./descriptor-set.js";
 import { packPayload, payloadTypeName, unpackPayload, type PayloadInit, type PayloadOf, type PayloadSchema } from "./payload.js";
+import { isInlineJob } from "../inline/define-inline-job.js";
 import { taskHandle, type TaskHandle } from "./task-handle.js";
 import { resolveTransport, type ConnectionOptions } from "./transport.js";
 
@@ -223,6 +224,7 @@ function registerRequestOf(target: JobRef | JobTypeSpec) {
     defaultTimeout: optionalDuration(defaults.timeoutMs),
     leaseDuration: optionalDuration(defaults.leaseDurationMs),
     retention: optionalDuration(defaults.retentionMs),
+    inlineModule: isInlineJob(target) ? target.module : "",
     defaultRetry: retryPolicyOf(defaults.defaultRetry),
   };
 }

@@ -9,6 +9,8 @@ export type { ClientOptions, JobTypeSpec, RawClients, SubmitOptions, TaskFilter,
 export { isFinishedState, TaskFailedError } from "./task-handle.js";
 export type { EventsOptions, TaskHandle, WaitOptions } from "./task-handle.js";
 export { createWorker } from "./worker.js";
+export { defineInlineJob } from "../inline/define-inline-job.js";
+export type { InlineContext, InlineJob } from "../inline/define-inline-job.js";
 export type { StopOptions, TaskOutcome, Worker, WorkerEvents, WorkerLogger, WorkerOptions } from "./worker.js";
 export type { ConnectionOptions } from "./transport.js";
 // Producers compare task states without importing generated code themselves.

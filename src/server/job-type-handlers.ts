@@ -10,6 +10,7 @@ import { parseDescriptors, type PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
 import { durationMsInRange, intInRange, messageName, pageSize, requireName, retryPolicy } from "./validation.js";
+import { invalidArgument } from "../core/errors.js";
 
 /** The JobTypeService implementation. */
 export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes): Partial<ServiceImpl<typeof JobTypeService>> {
@@ -35,8 +36,10 @@ export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes): P
         ...retryPolicy("default_retry", req.defaultRetry, { backoffBaseMs: LIMITS.defaultBackoffBaseMs, backoffCapMs: LIMITS.defaultBackoffCapMs }),
         leaseMs: durationMsInRange("lease_duration", req.leaseDuration, LIMITS.minLeaseMs, LIMITS.maxLeaseMs) ?? LIMITS.defaultLeaseMs,
         retentionMs: retention(req.retention),
+        inlineModule: req.inlineModule === "" ? null : inlineModule(engine, req.inlineModule),
       });
       payloads.registryOf(record); // make its messages renderable as JSON at once
+      await engine.inline?.refresh(); // an inline job type (or one that stopped being inline) is served at once
       return { jobType: jobTypeToProto(record), created };
     },
 
@@ -66,4 +69,14 @@ function retention(value: Duration | undefined): number | null {
   if (value === undefined) return LIMITS.defaultRetentionMs;
   if (value.seconds === 0n && value.nanos === 0) return null;
   return durationMsInRange("retention", value, LIMITS.minRetentionMs, LIMITS.maxRetentionMs);
+}
+
+/** An inline module the server can run; INVALID_ARGUMENT naming the folder when it cannot. */
+function inlineModule(engine: Engine, name: string): string {
+  if (engine.inline === null) {
+    throw invalidArgument("inline_module", "is set, but this server runs no inline job types (it was started with --inline-threads 0)");
+  }
+  const problem = engine.inline.moduleProblem(name);
+  if (problem !== null) throw invalidArgument("inline_module", problem);
+  return name;
 }

@@ -141,6 +141,7 @@ export function jobTypeToProto(record: JobTypeRecord): JobType {
     defaultRetry: retryToProto(record),
     leaseDuration: durationFromMs(record.leaseMs),
     retention: record.retentionMs === null ? undefined : durationFromMs(record.retentionMs),
+    inlineModule: record.inlineModule ?? "",
   });
 }
 

@@ -28,6 +28,8 @@ export async function startTestServer(
     safetyPollMs?: number;
     sweepIntervalMs?: number;
     retentionIntervalMs?: number;
+    /** Run inline job types from this folder (off unless set). */
+    inline?: { dir: string; maxThreads: number; maxQueue?: number; memoryMb?: number; graceMs?: number };
     progressFlushMs?: number;
     databaseUrl?: string;
     streamKeepaliveMs?: number;
@@ -44,6 +46,11 @@ export async function startTestServer(
       safetyPollMs: options.safetyPollMs ?? 1_000,
       sweepIntervalMs: options.sweepIntervalMs ?? 100,
       retentionIntervalMs: options.retentionIntervalMs ?? 60_000,
+      inlineMaxThreads: options.inline?.maxThreads ?? 0,
+      inlineDir: options.inline?.dir ?? "workers",
+      inlineMaxQueue: options.inline?.maxQueue ?? 0,
+      inlineMemoryMb: options.inline?.memoryMb ?? 512,
+      inlineGraceMs: options.inline?.graceMs ?? 5_000,
       progressFlushMs: options.progressFlushMs ?? 50,
       streamKeepaliveMs: options.streamKeepaliveMs ?? 15_000,
       eventBufferBytes: options.eventBufferBytes ?? 8 * 1024 * 1024,

@@ -16,6 +16,7 @@ const JobTypeSchema = defineEntity({
     backoffCapMs: p.integer().default(600000),
     leaseMs: p.integer().default(30000),
     retentionMs: p.bigint("number").nullable().defaultRaw("604800000"),
+    inlineModule: p.text().nullable(),
     createdAt: p.datetime().defaultRaw("now()"),
     updatedAt: p.datetime().defaultRaw("now()"),
   },

@@ -3,10 +3,12 @@ import { Migration0001Initial } from "./migration-0001-initial.js";
 import { Migration0002Leases } from "./migration-0002-leases.js";
 import { Migration0003TaskEvents } from "./migration-0003-task-events.js";
 import { Migration0004Retention } from "./migration-0004-retention.js";
+import { Migration0005Inline } from "./migration-0005-inline.js";
 
 export const MIGRATIONS = [
   { name: "0001_initial", class: Migration0001Initial },
   { name: "0002_leases", class: Migration0002Leases },
   { name: "0003_task_events", class: Migration0003TaskEvents },
   { name: "0004_retention", class: Migration0004Retention },
+  { name: "0005_inline", class: Migration0005Inline },
 ];

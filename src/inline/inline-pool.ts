@@ -1,0 +1,101 @@
+/**
+ * The server's thread pool for inline job types (Piscina). Payload bytes go to the thread in the
+ * transfer list and the output comes back the same way, so large buffers are moved, never copied.
+ * Stopping an attempt (timeout, cancel, shutdown) aborts its Piscina task, which terminates the
+ * thread running it; Piscina starts a fresh one.
+ */
+import { existsSync, realpathSync, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Piscina } from "piscina";
+import type { Payload } from "../core/task.js";
+import type { ThreadOutput, ThreadTask } from "./thread.js";
+
+/** Pool settings. */
+export interface InlinePoolOptions {
+  /** The folder inline modules live in. */
+  dir: string;
+  /** Threads kept when idle, and the most that run at once (default: the machine's cores). */
+  minThreads?: number;
+  maxThreads?: number;
+  /** An idle thread above minThreads ends after this long (ms). */
+  idleTimeoutMs?: number;
+  /** Attempts that may wait for a thread; beyond threads + queue the server stops claiming. */
+  maxQueue?: number;
+  /** Old-generation heap limit of each thread (MiB); a handler exceeding it fails its attempt only. */
+  memoryMb?: number;
+}
+
+const MODULE_NAME = /^(?!\/)(?!.*(?:^|\/)\.\.(?:\/|$))[A-Za-z0-9._/-]+\.(?:ts|mts|js|mjs)$/;
+
+// The thread entry next to this file: thread.ts when running from source (tsx), thread.js when compiled.
+const THREAD_FILE = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./thread.ts" : "./thread.js", import.meta.url));
+
+/** A buffer whose whole ArrayBuffer it owns, so transferring it detaches nothing else (small Buffers share a pool slab). */
+function ownedBytes(value: Uint8Array): Uint8Array<ArrayBuffer> {
+  const owns = value.buffer instanceof ArrayBuffer && value.byteOffset === 0 && value.byteLength === value.buffer.byteLength;
+  // new Uint8Array(view) copies; Buffer#slice would share (and a pooled slab cannot be transferred at all).
+  return owns ? (value as Uint8Array<ArrayBuffer>) : new Uint8Array(value);
+}
+
+export class InlinePool {
+  private readonly pool: Piscina<ThreadTask, ThreadOutput>;
+  private readonly dir: string;
+  /** Attempts the pool takes at once: threads plus queue. The runner claims no more than this. */
+  readonly capacity: number;
+
+  constructor(options: InlinePoolOptions) {
+    this.dir = path.resolve(options.dir);
+    const maxThreads = options.maxThreads ?? availableParallelism();
+    const maxQueue = options.maxQueue ?? maxThreads;
+    this.capacity = maxThreads + maxQueue;
+    this.pool = new Piscina<ThreadTask, ThreadOutput>({
+      filename: THREAD_FILE,
+      minThreads: Math.min(options.minThreads ?? 1, maxThreads),
+      maxThreads,
+      idleTimeout: options.idleTimeoutMs ?? 30_000,
+      maxQueue,
+      resourceLimits: { maxOldGenerationSizeMb: options.memoryMb ?? 512 },
+    });
+  }
+
+  /** Why `name` cannot be an inline module here, or null when it can. */
+  moduleProblem(name: string): string | null {
+    if (!MODULE_NAME.test(name)) {
+      return `${JSON.stringify(name.slice(0, 200))} is not a module path: use a relative path of letters, digits, '.', '_', '-' and '/' ending in .ts, .mts, .js or .mjs, without ".."`;
+    }
+    const file = path.join(this.dir, name);
+    if (!existsSync(file) || !statSync(file).isFile() || !realpathSync(file).startsWith(realpathSync(this.dir) + path.sep)) {
+      return `${JSON.stringify(name)} is not a file in the server's inline folder (${this.dir})`;
+    }
+    return null;
+  }
+
+  /**
+   * Runs one attempt on a thread; resolves with its output (null for none). The input's buffer is
+   * transferred: after this call it is detached in this thread. Aborting `signal` stops the thread.
+   */
+  async run(params: { module: string; jobType: string; taskId: string; attempt: number; input: Payload; signal: AbortSignal }): Promise<Payload | null> {
+    const value = ownedBytes(params.input.value);
+    const task: ThreadTask = {
+      file: path.join(this.dir, params.module),
+      jobType: params.jobType,
+      taskId: params.taskId,
+      attempt: params.attempt,
+      typeUrl: params.input.typeUrl,
+      value,
+    };
+    return this.pool.run(task, { transferList: [value.buffer], signal: params.signal });
+  }
+
+  /** Threads now, attempts waiting, and how busy the pool has been (for metrics and tests). */
+  get stats(): { threads: number; queued: number; utilization: number } {
+    return { threads: this.pool.threads.length, queued: this.pool.queueSize, utilization: this.pool.utilization };
+  }
+
+  /** Stops every thread (running attempts must have been stopped or finished first). */
+  close(): Promise<void> {
+    return this.pool.destroy();
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * Runs inline job types on this replica's thread pool. The runner is one more worker: a dispatcher
+ * session per namespace claims its inline tasks (credits = what the pool takes at once, so a full
+ * pool stops claiming instead of buffering), holds their leases with heartbeats, and reports through
+ * the same batched complete/fail/release path as a remote worker. A timeout, a cancel or a lost
+ * lease aborts the attempt's Piscina task, which terminates its thread.
+ */
+import type { Logger } from "pino";
+import type { Assignment } from "../core/task.js";
+import type { Dispatcher, RevokeReason, WorkerSession } from "../dispatch/dispatcher.js";
+import type { Db } from "../store/db.js";
+import { jobTypeInlineList, type InlineJobType } from "../store/sql/job-type-inline-list.js";
+import type { InlinePool } from "./inline-pool.js";
+import { NON_RETRYABLE } from "./thread.js";
+
+/** Why an attempt's thread was stopped. */
+type StopReason = { kind: "timeout"; ms: number } | { kind: "revoked"; reason: RevokeReason } | { kind: "shutdown" };
+
+interface Running {
+  assignment: Assignment;
+  controller: AbortController;
+  timer: NodeJS.Timeout | undefined;
+  done: Promise<void>;
+}
+
+interface NamespaceSession {
+  session: WorkerSession;
+  jobTypes: Map<string, InlineJobType>;
+  lastBeat: number;
+}
+
+/** How often the runner checks for due heartbeats (ms); leases are at least 1 s, beaten at a third. */
+const TICK_MS = 100;
+
+export class InlineRunner {
+  private readonly sessions = new Map<string, NamespaceSession>();
+  private readonly running = new Map<string, Running>();
+  private readonly refreshTimer: NodeJS.Timeout;
+  private readonly tickTimer: NodeJS.Timeout;
+  private refreshing: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(
+    private readonly deps: { db: Db; dispatcher: Dispatcher; pool: InlinePool; logger: Logger; workerId: string },
+    refreshMs: number,
+  ) {
+    // Job types registered on other replicas become known here within refreshMs.
+    this.refreshTimer = setInterval(() => void this.refresh(), refreshMs);
+    this.refreshTimer.unref();
+    this.tickTimer = setInterval(() => this.heartbeatDue(), TICK_MS);
+    this.tickTimer.unref();
+  }
+
+  /** Why `name` cannot be an inline module, or null. */
+  moduleProblem(name: string): string | null {
+    return this.deps.pool.moduleProblem(name);
+  }
+
+  /** Attempts running or queued on the pool now (for metrics and tests). */
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  /** Re-reads the inline job types and opens (or reopens) each namespace's session to match. */
+  refresh(): Promise<void> {
+    this.refreshing ??= (async () => {
+      try {
+        const all = await jobTypeInlineList(this.deps.db);
+        if (this.stopping) return;
+        const byNamespace = new Map<string, Map<string, InlineJobType>>();
+        for (const jt of all) {
+          if (!byNamespace.has(jt.namespace)) byNamespace.set(jt.namespace, new Map());
+          byNamespace.get(jt.namespace)!.set(jt.name, jt);
+        }
+        for (const [namespace, jobTypes] of byNamespace) {
+          const current = this.sessions.get(namespace);
+          if (current !== undefined && sameJobTypes(current.jobTypes, jobTypes)) continue;
+          this.open(namespace, jobTypes, current);
+        }
+      } catch (error) {
+        this.deps.logger.warn({ err: error }, "could not read the inline job types; retrying at the next refresh");
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  /**
+   * Stops claiming, lets running attempts finish for up to `graceMs`, then stops the rest and hands
+   * them back to PENDING without counting the attempt; closes the pool.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.refreshTimer);
+    for (const { session } of this.sessions.values()) this.deps.dispatcher.drain(session);
+    await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), new Promise((resolve) => setTimeout(resolve, graceMs))]);
+    for (const r of this.running.values()) r.controller.abort({ kind: "shutdown" } satisfies StopReason);
+    await Promise.all([...this.running.values()].map((r) => r.done));
+    clearInterval(this.tickTimer);
+    await Promise.all([...this.sessions.values()].map(({ session }) => this.deps.dispatcher.close(session, { clean: true, why: "the server stopped" })));
+    this.sessions.clear();
+    await this.deps.pool.close();
+  }
+
+  private open(namespace: string, jobTypes: Map<string, InlineJobType>, previous: NamespaceSession | undefined): void {
+    // A changed set of job types: a new session claims for the new set; the old one drains and
+    // closes once its attempts are done (its leases stay valid meanwhile).
+    if (previous !== undefined) {
+      this.deps.dispatcher.drain(previous.session);
+      void this.closeWhenIdle(previous.session);
+    }
+    const entry: NamespaceSession = { session: undefined as unknown as WorkerSession, jobTypes, lastBeat: Date.now() };
+    entry.session = this.deps.dispatcher.open({
+      namespace,
+      workerId: this.deps.workerId,
+      jobTypes: [...jobTypes.keys()],
+      credits: this.deps.pool.capacity,
+      sink: {
+        assign: (assignments) => {
+          for (const a of assignments) this.start(entry, a);
+        },
+        revoke: (notice) => this.running.get(notice.taskId)?.controller.abort({ kind: "revoked", reason: notice.reason } satisfies StopReason),
+      },
+    });
+    this.sessions.set(namespace, entry);
+  }
+
+  private async closeWhenIdle(session: WorkerSession): Promise<void> {
+    while (session.inFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    await this.deps.dispatcher.close(session, { clean: true, why: "its job types changed" });
+  }
+
+  private start(entry: NamespaceSession, a: Assignment): void {
+    const jobType = entry.jobTypes.get(a.jobType);
+    const controller = new AbortController();
+    const timer =
+      a.timeoutMs === null ? undefined : setTimeout(() => controller.abort({ kind: "timeout", ms: a.timeoutMs! } satisfies StopReason), a.timeoutMs);
+    const running: Running = { assignment: a, controller, timer, done: Promise.resolve() };
+    this.running.set(a.taskId, running);
+    running.done = (async () => {
+      try {
+        if (jobType === undefined) throw new Error(`job type ${a.jobType} is no longer inline on this server`);
+        const output = await this.deps.pool.run({ module: jobType.module, jobType: a.jobType, taskId: a.taskId, attempt: a.attempt, input: a.input, signal: controller.signal });
+        await this.deps.dispatcher.complete({ namespace: a.namespace, taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, output });
+      } catch (error) {
+        await this.reportFailure(a, controller.signal, error);
+      } finally {
+        clearTimeout(timer);
+        if (this.running.get(a.taskId) === running) this.running.delete(a.taskId);
+      }
+    })();
+  }
+
+  private async reportFailure(a: Assignment, signal: AbortSignal, error: unknown): Promise<void> {
+    const lease = { namespace: a.namespace, taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken };
+    try {
+      const stop = signal.aborted ? (signal.reason as StopReason) : undefined;
+      if (stop?.kind === "revoked") return; // the server already ended the attempt
+      if (stop?.kind === "shutdown") {
+        await this.deps.dispatcher.releaseTask({ ...lease, reason: "the server stopped while it ran" });
+        return;
+      }
+      if (stop?.kind === "timeout") {
+        await this.deps.dispatcher.fail({ ...lease, error: `timed out after ${stop.ms} ms; its thread was stopped`, nonRetryable: false, outcome: "timed_out" });
+        return;
+      }
+      const message = error instanceof Error ? error.message : String(error);
+      const nonRetryable = message.startsWith(NON_RETRYABLE);
+      await this.deps.dispatcher.fail({ ...lease, error: nonRetryable ? message.slice(NON_RETRYABLE.length) : message, nonRetryable, outcome: "failed" });
+    } catch (reportError) {
+      // The lease stays with this replica's session; the sweeper takes it back if it expires.
+      this.deps.logger.error({ err: reportError, taskId: a.taskId }, "could not report an inline attempt");
+    }
+  }
+
+  /** Extends the leases of sessions whose shortest lease is a third gone since the last heartbeat. */
+  private heartbeatDue(): void {
+    const now = Date.now();
+    for (const entry of this.sessions.values()) {
+      if (entry.session.inFlight.size === 0) {
+        entry.lastBeat = now;
+        continue;
+      }
+      const shortest = Math.min(...[...entry.jobTypes.values()].map((jt) => jt.leaseMs));
+      if (now - entry.lastBeat < shortest / 3) continue;
+      entry.lastBeat = now;
+      this.deps.dispatcher.heartbeat(entry.session).catch((error: unknown) => this.deps.logger.warn({ err: error }, "inline heartbeat failed; retrying"));
+    }
+  }
+}
+
+function sameJobTypes(a: Map<string, InlineJobType>, b: Map<string, InlineJobType>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [name, jt] of a) {
+    const other = b.get(name);
+    if (other === undefined || other.module !== jt.module || other.leaseMs !== jt.leaseMs) return false;
+  }
+  return true;
+}
