@@ -11,7 +11,7 @@ import { startTestServer } from "./helpers/server.js";
 const run = promisify(execFile);
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const readme = await readFile(path.join(repo, "README.md"), "utf8");
-const s = await startTestServer(t, { safetyPollMs: 500 });
+const s = await startTestServer(t, { safetyPollMs: 500, inline: { dir: "workers", maxThreads: 1 } });
 
 /** The fenced bash blocks of the section that starts with `heading`. */
 function bashBlocks(heading: string): string[] {
@@ -100,4 +100,15 @@ t.test("the live-following examples: curl and buf curl streams, and WaitTask", a
   t.match(pretty, /\{\n\s+"event": \{\n\s+"sequence": "\d+",/, "buf curl prints one JSON message per event");
   const waited = JSON.parse((await run("bash", ["-c", local(waitTask!).replace('"30s"', '"1s"')])).stdout) as { code?: string; task?: { state: string } };
   t.ok(waited.task?.state === "TASK_STATE_SUCCEEDED" || waited.code === "deadline_exceeded", `WaitTask answers with the task or deadline_exceeded (${JSON.stringify(waited).slice(0, 80)})`);
+});
+
+t.test("the inline example: the hash module as shown, and the curl calls that run word-count on the pool", async (t) => {
+  const shown = readme.slice(readme.indexOf("## Inline job types")).match(/```ts\n([\s\S]*?)```/)![1]!;
+  const module = await readFile(path.join(repo, "workers/inline/hash.ts"), "utf8");
+  t.ok(module.includes(shown.trim()), "the README shows workers/inline/hash.ts's definition as it is");
+  const [register, submit] = commands(bashBlocks("## Inline job types")[0]!);
+  t.match(JSON.parse((await run("bash", ["-c", local(register!)])).stdout), { jobType: { name: "inline.word-count", inlineModule: "inline/word-count.ts" } });
+  const submitted = JSON.parse((await run("bash", ["-c", local(submit!)])).stdout) as { task: { state: string; output: { value: unknown } } };
+  t.equal(submitted.task.state, "TASK_STATE_SUCCEEDED");
+  t.same(submitted.task.output.value, { words: 6, distinct: 4, top: [["be", 2], ["to", 2], ["not", 1]] }, "the output the README quotes");
 });

@@ -14,8 +14,31 @@ function parsePort(value: string): number {
   return port;
 }
 
+/** A whole number within [min, max]. */
+function wholeNumber(min: number, max: number, what: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) throw new InvalidArgumentError(`${what} is a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+interface ServerStartOptions {
+  host: string;
+  port: number;
+  databaseUrl?: string;
+  dataDir: string;
+  migrate: boolean;
+  logLevel: string;
+  allowUnauthenticatedRemote?: boolean;
+  inlineDir: string;
+  inlineThreads: number;
+  inlineQueue: number;
+  inlineMemory: number;
+}
+
 /** Runs the server until SIGINT/SIGTERM; exits non-zero when it cannot start or an internal loop crashes. */
-async function serverStart(options: { host: string; port: number; databaseUrl?: string; dataDir: string; migrate: boolean; logLevel: string; allowUnauthenticatedRemote?: boolean }): Promise<void> {
+async function serverStart(options: ServerStartOptions): Promise<void> {
   const logger = createLogger(options.logLevel);
   const config: ServerConfig = {
     ...defaults,
@@ -26,6 +49,10 @@ async function serverStart(options: { host: string; port: number; databaseUrl?: 
     migrate: options.migrate,
     logLevel: options.logLevel,
     allowUnauthenticatedRemote: options.allowUnauthenticatedRemote === true,
+    inlineDir: options.inlineDir,
+    inlineMaxThreads: options.inlineThreads,
+    inlineMaxQueue: options.inlineQueue,
+    inlineMemoryMb: options.inlineMemory,
   };
   // A crash anywhere must take the process down loudly, never leave a half-alive server.
   const crash = (error: unknown) => {
@@ -95,6 +122,23 @@ server
   .addOption(dataDirOption())
   .option("--no-migrate", "do not apply migrations; fail fast if any is pending")
   .option("--allow-unauthenticated-remote", "allow a non-loopback --host although requests are not authenticated")
+  .addOption(new Option("--inline-dir <dir>", "folder of inline job modules").default(defaults.inlineDir).env("TASKWIRE_INLINE_DIR"))
+  .addOption(
+    new Option("--inline-threads <n>", "most threads running inline tasks; the default is the machine's cores (0: no inline job types)")
+      .default(defaults.inlineMaxThreads)
+      .env("TASKWIRE_INLINE_THREADS")
+      .argParser(wholeNumber(0, 256, "--inline-threads")),
+  )
+  .addOption(
+    new Option("--inline-queue <n>", "inline tasks waiting for a thread before the server stops claiming them")
+      .default(defaults.inlineMaxQueue)
+      .argParser(wholeNumber(0, 10_000, "--inline-queue")),
+  )
+  .addOption(
+    new Option("--inline-memory <mb>", "heap limit of each inline thread, in MiB")
+      .default(defaults.inlineMemoryMb)
+      .argParser(wholeNumber(16, 65_536, "--inline-memory")),
+  )
   .addOption(logLevelOption())
   .action(serverStart);
 
