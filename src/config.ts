@@ -60,7 +60,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     inlineDir: env.TASKWIRE_INLINE_DIR ?? "workers",
     inlineMaxThreads: env.TASKWIRE_INLINE_THREADS === undefined ? availableParallelism() : Number(env.TASKWIRE_INLINE_THREADS),
     inlineMinThreads: 1,
-    inlineMaxQueue: availableParallelism(),
+    inlineMaxQueue: 32,
     inlineIdleMs: 30_000,
     inlineMemoryMb: 512,
     inlineGraceMs: 5_000,
