@@ -57,7 +57,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
   const inline =
     options.inline === null
       ? null
-      : new InlineRunner({ db: database.db, dispatcher, pool: new InlinePool(options.inline), logger, workerId: options.inline.workerId }, options.safetyPollMs);
+      : new InlineRunner({ db: database.db, dispatcher, pool: new InlinePool({ ...options.inline, onThreadError: (error) => logger.error({ err: error }, "an inline thread failed") }), logger, workerId: options.inline.workerId }, options.safetyPollMs);
   void inline?.refresh();
   const listener = startReadyListener(
     database.url,

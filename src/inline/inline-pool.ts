@@ -25,12 +25,24 @@ export interface InlinePoolOptions {
   maxQueue?: number;
   /** Old-generation heap limit of each thread (MiB); a handler exceeding it fails its attempt only. */
   memoryMb?: number;
+  /** Told about a thread that failed outside any task. */
+  onThreadError?: (error: unknown) => void;
 }
 
 const MODULE_NAME = /^(?!\/)(?!.*(?:^|\/)\.\.(?:\/|$))[A-Za-z0-9._/-]+\.(?:ts|mts|js|mjs)$/;
 
-// The thread entry next to this file: thread.ts when running from source (tsx), thread.js when compiled.
-const THREAD_FILE = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./thread.ts" : "./thread.js", import.meta.url));
+// The thread entry next to this file: thread.ts when running from source, thread.js when compiled.
+const FROM_SOURCE = import.meta.url.endsWith(".ts");
+const THREAD_FILE = fileURLToPath(new URL(FROM_SOURCE ? "./thread.ts" : "./thread.js", import.meta.url));
+
+/**
+ * Threads inherit the process's flags; from source they also need tsx, which a process that
+ * registered it in code (bin/taskwire.js) does not pass on. Inline modules may be TypeScript either way.
+ */
+function threadExecArgv(): string[] {
+  const hasTsx = process.execArgv.some((arg, i, all) => /(^|=)tsx(\/esm)?$/.test(arg) || (arg === "--import" && /^tsx(\/esm)?$/.test(all[i + 1] ?? "")));
+  return hasTsx ? process.execArgv : [...process.execArgv, "--import", "tsx"];
+}
 
 /** A buffer whose whole ArrayBuffer it owns, so transferring it detaches nothing else (small Buffers share a pool slab). */
 function ownedBytes(value: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -57,7 +69,10 @@ export class InlinePool {
       idleTimeout: options.idleTimeoutMs ?? 30_000,
       maxQueue,
       resourceLimits: { maxOldGenerationSizeMb: options.memoryMb ?? 512 },
+      execArgv: threadExecArgv(),
     });
+    // A thread that fails outside a task (e.g. cannot start) must not take the server down.
+    this.pool.on("error", (error: unknown) => options.onThreadError?.(error));
   }
 
   /** Why `name` cannot be an inline module here, or null when it can. */

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
-import { createEmptyDatabaseUrl } from "../helpers/database.js";
+import { createEmptyDatabaseUrl, createTestDatabaseUrl } from "../helpers/database.js";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const bin = path.join(repo, "bin/taskwire.js");
@@ -89,4 +89,22 @@ t.test("a server killed with SIGKILL leaves its embedded PostgreSQL behind; the 
   second.child.kill("SIGTERM");
   t.equal(await second.exit, 0);
   t.throws(() => process.kill(orphan, 0), "the orphan is gone");
+});
+
+t.test("the started command runs inline job types (its pool threads load TypeScript too)", async (t) => {
+  const url = await createTestDatabaseUrl(t);
+  const r = run(["server", "start", "--database-url", url, "--port", "0", "--inline-threads", "1"]);
+  t.teardown(() => void r.child.kill("SIGKILL"));
+  const base = await Promise.race([r.listening, r.exit.then((code) => Promise.reject(new Error(`exited ${code}: ${r.output()}`)))]);
+  const call = async (rpc: string, body: unknown) =>
+    (await fetch(`${base}/${rpc}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, any>>;
+  await call("taskwire.v1.JobTypeService/RegisterJobType", { name: "inline.word-count", inlineModule: "inline/word-count.ts" });
+  const submitted = await call("taskwire.v1.TaskService/Submit", {
+    task: { jobType: "inline.word-count", input: { "@type": "type.googleapis.com/google.protobuf.Value", value: { text: "a b a" } } },
+    waitTimeout: "20s",
+  });
+  t.equal(submitted.task?.state, "TASK_STATE_SUCCEEDED", JSON.stringify(submitted).slice(0, 300));
+  t.same(submitted.task?.output?.value, { words: 3, distinct: 2, top: [["a", 2], ["b", 1]] });
+  r.child.kill("SIGTERM");
+  t.equal(await r.exit, 0);
 });
