@@ -98,6 +98,7 @@ t.test("iterating a handle yields the task's events from its creation until it f
 
 t.test("an end state undone by Retry does not end the iteration", async (t) => {
   const handle = client.handle(await client.submit(gated, { n: 11, fail: true }), gated);
+  while ((await handle.get()).progressMessage !== "half of 11") await new Promise((r) => setTimeout(r, 10));
   await release(11);
   t.equal((await handle.wait({ timeoutMs: 10_000 })).state, TaskState.DEAD);
   gates.delete(11);
@@ -106,6 +107,8 @@ t.test("an end state undone by Retry does not end the iteration", async (t) => {
   const iterating = (async () => {
     for await (const event of handle) seen.push(event);
   })();
+  // Released once its progress is recorded (progress is coalesced, so an attempt that ended at once might not show it).
+  await until(() => seen.filter((e) => e.kind === TaskEventKind.PROGRESS).length === 2);
   await release(11);
   await iterating;
   t.same(states(seen), ["PENDING", "RUNNING", "progress half of 11", "DEAD", "PENDING", "RUNNING", "progress half of 11", "DEAD"]);
