@@ -35,6 +35,8 @@ interface ServerStartOptions {
   inlineThreads: number;
   inlineQueue: number;
   inlineMemory: number;
+  inlineMinThreads: number;
+  inlineIdleMs: number;
 }
 
 /** Runs the server until SIGINT/SIGTERM; exits non-zero when it cannot start or an internal loop crashes. */
@@ -53,6 +55,8 @@ async function serverStart(options: ServerStartOptions): Promise<void> {
     inlineMaxThreads: options.inlineThreads,
     inlineMaxQueue: options.inlineQueue,
     inlineMemoryMb: options.inlineMemory,
+    inlineMinThreads: options.inlineMinThreads,
+    inlineIdleMs: options.inlineIdleMs,
   };
   // A crash anywhere must take the process down loudly, never leave a half-alive server.
   const crash = (error: unknown) => {
@@ -128,6 +132,16 @@ server
       .default(defaults.inlineMaxThreads)
       .env("TASKWIRE_INLINE_THREADS")
       .argParser(wholeNumber(0, 256, "--inline-threads")),
+  )
+  .addOption(
+    new Option("--inline-min-threads <n>", "inline threads kept running when idle")
+      .default(defaults.inlineMinThreads)
+      .argParser(wholeNumber(0, 256, "--inline-min-threads")),
+  )
+  .addOption(
+    new Option("--inline-idle-ms <ms>", "an idle inline thread above the minimum ends after this long")
+      .default(defaults.inlineIdleMs)
+      .argParser(wholeNumber(0, 86_400_000, "--inline-idle-ms")),
   )
   .addOption(
     new Option("--inline-queue <n>", "inline tasks waiting for a thread before the server stops claiming them")
