@@ -87,6 +87,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
       // Inline attempts finish or go back to PENDING while the dispatcher and database still work.
       await inline?.stop(options.inline?.graceMs ?? 0);
       dispatcher.stop();
+      events.stop();
       await Promise.all([sweeper.stop(), pruner.stop(), progress.stop(), listener.close()]);
     },
   };

@@ -18,6 +18,9 @@ export { matchesFilter } from "./event-ring.js";
 /** Events read per statement by the hub. */
 const FETCH_BATCH = 1_000;
 
+/** Watched namespaces are checked this often for events no notification announced (a safety net, like the dispatcher's poll). */
+const RESYNC_MS = 5_000;
+
 /** Catch-up reads run at once per replica: a herd of lagging watchers queues here, not in the connection pool. */
 const CATCH_UP_CONCURRENCY = 4;
 
@@ -61,6 +64,7 @@ export class EventHub extends EventEmitter<HubEvents> {
   private readonly feeds = new Map<string, NamespaceFeed>();
   /** Runs watchers' catch-up reads, a few at a time. */
   readonly catchUpSlots: LimitFunction = pLimit(CATCH_UP_CONCURRENCY);
+  private readonly resyncTimer: NodeJS.Timeout;
 
   constructor(
     private readonly db: Db,
@@ -69,6 +73,13 @@ export class EventHub extends EventEmitter<HubEvents> {
     private readonly ringBytes: number,
   ) {
     super();
+    this.resyncTimer = setInterval(() => this.onResync(), RESYNC_MS);
+    this.resyncTimer.unref();
+  }
+
+  /** Stops the safety net (watchers end with their streams). */
+  stop(): void {
+    clearInterval(this.resyncTimer);
   }
 
   /** Registers a watcher that has seen everything up to `position`. */
@@ -148,7 +159,7 @@ export class EventHub extends EventEmitter<HubEvents> {
     else this.fetch(notice.ns, feed);
   }
 
-  /** After the notification connection was lost: look for what was missed. */
+  /** After the notification connection was lost, and every few seconds: look for what no notification announced. */
   onResync(): void {
     for (const namespace of this.feeds.keys()) {
       void namespaceEventSeq(this.db, namespace).then(

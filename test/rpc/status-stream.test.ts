@@ -8,6 +8,9 @@ import { TaskEventKind, TaskService, TaskState, type StreamStatusResponse } from
 import { openClaimStream } from "../helpers/claim-stream.js";
 import { jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";
+import { testLogger } from "../helpers/logger.js";
+import { EventHub } from "../../src/events/event-hub.js";
+import { followEvents } from "../../src/events/status-stream.js";
 
 const s = await startTestServer(t, { progressFlushMs: 100, streamKeepaliveMs: 300, eventBufferBytes: 64 * 1024 });
 const db = s.server.engine.database.db;
@@ -228,4 +231,21 @@ t.test("gRPC-Web over HTTP/1.1 (what browsers speak) streams the same events", a
     ],
   );
   await w.stop();
+});
+
+t.test("a watcher gets events no notification announced (the hub's periodic check)", async (t) => {
+  // A hub with no LISTEN connection at all: only its safety net can find new events.
+  const deaf = new EventHub(db, testLogger(), 1024 * 1024);
+  t.teardown(() => deaf.stop());
+  await s.jobTypes.registerJobType({ name: "ev.deaf" });
+  const position = BigInt((await db.query<{ seq: string }>("SELECT event_seq::text AS seq FROM namespace WHERE name = 'default'"))[0]!.seq);
+  const watcher = deaf.subscribe("default", { taskIds: [], jobTypes: ["ev.deaf"], states: [] }, position);
+  const abort = new AbortController();
+  t.teardown(() => abort.abort());
+  const items = followEvents(db, deaf, watcher, { keepaliveMs: 60_000, signal: abort.signal });
+  const task = (await s.tasks.submit({ task: { jobType: "ev.deaf", input: jsonAny(1) } })).task!;
+  const first = await items.next();
+  t.match(first.value, { kind: "event", event: { taskId: task.id, state: "pending" } });
+  abort.abort();
+  await items.return(undefined);
 });
