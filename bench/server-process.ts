@@ -1,0 +1,109 @@
+/**
+ * The Taskwire server as its own process, started the way users start it
+ * (`taskwire server start`), with the embedded PostgreSQL under a data folder or with --database-url.
+ */
+import { spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+/** A running server process. */
+export interface ServerProcess {
+  readonly pid: number;
+  /** http://127.0.0.1:PORT, for the SDK (gRPC over HTTP/2). */
+  readonly baseUrl: string;
+  /** The database it uses, for the harness's own checks (the embedded one's URL when embedded). */
+  readonly databaseUrl: string;
+  /** Resolves with the exit code once the process has exited. */
+  readonly exited: Promise<number | null>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once it has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface ServerOptions {
+  /** External PostgreSQL; unset: the embedded one under dataDir. */
+  databaseUrl?: string;
+  dataDir: string;
+  /** Where the server's stdout and stderr go. */
+  logFile: string;
+  /** Extra node flags, e.g. ["--cpu-prof", "--cpu-prof-dir", dir]. */
+  nodeFlags?: string[];
+  /** How long to wait for /healthz. */
+  startTimeoutMs?: number;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Starts `taskwire server start` on a free port and waits until /healthz answers 200. */
+export async function startServerProcess(options: ServerOptions): Promise<ServerProcess> {
+  const port = await freePort();
+  const args = [...(options.nodeFlags ?? []), "--import", "tsx", "src/cli/main.ts", "server", "start", "--port", String(port), "--log-level", "warn"];
+  if (options.databaseUrl !== undefined) args.push("--database-url", options.databaseUrl);
+  else args.push("--data-dir", options.dataDir);
+  const env = { ...process.env };
+  delete env.TASKWIRE_DATABASE_URL;
+  delete env.TASKWIRE_DATA_DIR;
+  const log = createWriteStream(options.logFile, { flags: "a" });
+  const child = spawn(process.execPath, args, { cwd: repo, env, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  // If the harness exits (Ctrl-C, a crash), the server must not outlive it.
+  const orphaned = () => child.kill("SIGTERM");
+  process.once("exit", orphaned);
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code, signal) => {
+      process.off("exit", orphaned);
+      exitCode = code ?? (signal === null ? null : 128);
+      resolve(exitCode);
+    }),
+  );
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const stop = async (graceMs = 20_000) => {
+    if (exitCode !== undefined) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
+  for (;;) {
+    if (exitCode !== undefined) throw new Error(`the server exited with ${exitCode} before it was ready; see ${options.logFile}`);
+    if (Date.now() > deadline) {
+      await stop(2_000);
+      throw new Error(`the server was not ready within ${options.startTimeoutMs ?? 60_000} ms; see ${options.logFile}`);
+    }
+    const ok = await fetch(`${baseUrl}/healthz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) break;
+    await sleep(100);
+  }
+  const databaseUrl = options.databaseUrl ?? (await embeddedUrl(options.dataDir));
+  return { pid: child.pid!, baseUrl, databaseUrl, exited, stop };
+}
+
+/** The embedded PostgreSQL's URL, from the data folder: its credentials file and postmaster.pid (line 4 is the port). */
+async function embeddedUrl(dataDir: string): Promise<string> {
+  const { password } = JSON.parse(await readFile(path.join(dataDir, "credentials.json"), "utf8")) as { password: string };
+  const port = Number((await readFile(path.join(dataDir, "pgdata", "postmaster.pid"), "utf8")).split("\n")[3]);
+  return `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/taskwire`;
+}
