@@ -66,6 +66,8 @@ export interface DispatcherEvents {
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private readonly sessions = new Set<Session>();
   private readonly holders = new Map<string, Session>();
+  /** Leases (task/attempt/token) whose report is being written: a heartbeat must not call them lost. */
+  private readonly reporting = new Map<string, number>();
   private readonly delayedWakes = new Map<string, NodeJS.Timeout>();
   private readonly pollTimer: NodeJS.Timeout;
 
@@ -115,6 +117,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const alive = new Set(extended.map((e) => `${e.taskId}/${e.attempt}`));
     for (const a of held) {
       if (alive.has(`${a.taskId}/${a.attempt}`) || session.inFlight.get(a.taskId) !== a) continue;
+      // Its report committed (so the lease is gone) but is not settled yet: the report decides.
+      if (this.reporting.has(leaseKey(a))) continue;
       this.release(session, a.taskId, a.attempt);
       session.sink.revoke({ taskId: a.taskId, attempt: a.attempt, reason: "lease_lost", message: `the lease of task ${a.taskId} attempt ${a.attempt} is no longer held` });
     }
@@ -151,21 +155,30 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * another lease, or a database error, leaves the holder's task alone.
    */
   complete(report: CompletionReport): Promise<ReportAnswer> {
-    return this.settle(report, this.options.batcher.complete(report));
+    return this.settle(report, () => this.options.batcher.complete(report));
   }
 
   /** Records a failure (see complete). */
   fail(report: FailureReport): Promise<ReportAnswer> {
-    return this.settle(report, this.options.batcher.fail(report));
+    return this.settle(report, () => this.options.batcher.fail(report));
   }
 
   /** Records a hand-back without counting the attempt (see complete). */
   releaseTask(report: ReleaseReport): Promise<ReportAnswer> {
-    return this.settle(report, this.options.batcher.release(report));
+    return this.settle(report, () => this.options.batcher.release(report));
   }
 
-  private async settle(report: LeaseRef, written: Promise<ReportAnswer>): Promise<ReportAnswer> {
-    const answer = await written;
+  private async settle(report: LeaseRef, write: () => Promise<ReportAnswer>): Promise<ReportAnswer> {
+    const key = leaseKey(report);
+    this.reporting.set(key, (this.reporting.get(key) ?? 0) + 1);
+    let answer: ReportAnswer;
+    try {
+      answer = await write();
+    } finally {
+      const left = this.reporting.get(key)! - 1;
+      if (left === 0) this.reporting.delete(key);
+      else this.reporting.set(key, left);
+    }
     const session = this.holders.get(report.taskId);
     const held = session?.inFlight.get(report.taskId);
     if (session !== undefined && held !== undefined && held.attempt === report.attempt && held.leaseToken === report.leaseToken) {
@@ -297,4 +310,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       this.options.logger.error({ err: error, taskId: a.taskId }, "could not record a lost attempt");
     }
   }
+}
+
+function leaseKey(lease: { taskId: string; attempt: number; leaseToken: string }): string {
+  return `${lease.taskId}/${lease.attempt}/${lease.leaseToken}`;
 }
