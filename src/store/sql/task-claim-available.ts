@@ -4,17 +4,25 @@ import type { Db } from "../db.js";
 import { toDate } from "./task-columns.js";
 
 // Served by the partial index task_claim_idx (namespace, job_type, priority DESC, run_at, id) WHERE
-// state = 'pending'. FOR UPDATE SKIP LOCKED lets concurrent claimers (any replica) take disjoint
-// rows without waiting; the statement commits on its own, so the row's state is the lock from then
-// on and no transaction stays open while the task runs. The attempt's history row is written by
-// the same statement. The lease length is the job type's current one (primary-key lookup).
+// state = 'pending', read in order once per job type (job_type = ANY(...) would make PostgreSQL
+// fetch and sort every pending row of the types), each scan stopping after $3 rows; the best $3
+// of those are claimed. FOR UPDATE SKIP LOCKED lets concurrent claimers (any replica) take
+// disjoint rows without waiting; the statement commits on its own, so the row's state is the lock
+// from then on and no transaction stays open while the task runs. The attempt's history row is
+// written by the same statement. The lease length is the job type's current one (primary-key lookup).
 const SQL = `
-WITH picked AS (
-  SELECT id FROM task
-  WHERE namespace = $1 AND job_type = ANY($2::text[]) AND state = 'pending' AND run_at <= now()
-  ORDER BY priority DESC, run_at, id
-  LIMIT $3
-  FOR UPDATE SKIP LOCKED
+WITH candidates AS (
+  SELECT c.id, c.priority, c.run_at
+  FROM unnest($2::text[]) AS jt(name)
+  CROSS JOIN LATERAL (
+    SELECT t.id, t.priority, t.run_at FROM task t
+    WHERE t.namespace = $1 AND t.job_type = jt.name AND t.state = 'pending' AND t.run_at <= now()
+    ORDER BY t.priority DESC, t.run_at, t.id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+  ) c
+), picked AS (
+  SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT $3
 ), claimed AS (
   UPDATE task t
   SET state = 'running', attempt = t.attempt + 1, worker_id = $4, lease_token = gen_random_uuid(), updated_at = now(),
