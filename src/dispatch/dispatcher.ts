@@ -257,6 +257,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (session.claiming || session.closed || session.draining) return;
     const free = session.credits - session.inFlight.size;
     if (free <= 0 || !session.mayHaveWork) return;
+    // A busy session claims once a quarter of its credits are free, not at every single one:
+    // fewer, larger claims (each a commit). An idle one claims at once.
+    if (session.inFlight.size > 0 && free < Math.ceil(session.credits / 4)) return;
     session.claiming = true;
     const wakeCount = session.wakeCount;
     taskClaimAvailable(this.options.db, {

@@ -1,7 +1,8 @@
 /**
  * Coalesces workers' reports: everything reported within one turn of the event loop is written by
  * one statement per kind (task-complete-batch, task-fail-batch), then each caller learns whether
- * its report was accepted.
+ * its report was accepted. At most two flushes are in flight; reports arriving meanwhile wait for
+ * the next one, so under load each statement (and commit) carries many reports.
  */
 import type { CompletionReport, FailureReport, ReleaseReport } from "../core/task.js";
 import type { TaskState } from "../core/task-state.js";
@@ -12,6 +13,8 @@ import { taskReleaseBatch } from "../store/sql/task-release-batch.js";
 
 /** The largest batch one statement writes; more wait for the next flush. */
 const MAX_BATCH = 1_000;
+/** Flushes writing at once. */
+const MAX_IN_FLIGHT = 2;
 
 interface Pending<R, A> {
   report: R;
@@ -28,6 +31,7 @@ export class ReportBatcher {
   private failures: Pending<FailureReport, ReportAnswer>[] = [];
   private releases: Pending<ReleaseReport, ReportAnswer>[] = [];
   private scheduled = false;
+  private inFlight = 0;
 
   constructor(private readonly db: Db) {}
 
@@ -56,7 +60,7 @@ export class ReportBatcher {
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.inFlight >= MAX_IN_FLIGHT) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -69,8 +73,22 @@ export class ReportBatcher {
     const completions = this.firstOfEach(this.completions.splice(0, MAX_BATCH), seen);
     const failures = this.firstOfEach(this.failures.splice(0, MAX_BATCH), seen);
     const releases = this.firstOfEach(this.releases.splice(0, MAX_BATCH), seen);
-    if (this.completions.length > 0 || this.failures.length > 0 || this.releases.length > 0) this.schedule();
-    await Promise.all([this.flushCompletions(completions), this.flushFailures(failures), this.flushReleases(releases)]);
+    if (completions.length + failures.length + releases.length === 0) {
+      if (this.waiting()) this.schedule();
+      return;
+    }
+    this.inFlight++;
+    try {
+      if (this.waiting()) this.schedule();
+      await Promise.all([this.flushCompletions(completions), this.flushFailures(failures), this.flushReleases(releases)]);
+    } finally {
+      this.inFlight--;
+      if (this.waiting()) this.schedule();
+    }
+  }
+
+  private waiting(): boolean {
+    return this.completions.length > 0 || this.failures.length > 0 || this.releases.length > 0;
   }
 
   private async flushCompletions(batch: Pending<CompletionReport, ReportAnswer>[]): Promise<void> {

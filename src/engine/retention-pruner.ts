@@ -36,24 +36,27 @@ export class RetentionPruner extends EventEmitter<PrunerEvents> {
 
   /** One pass: deletes batches until fewer than a full batch have expired. */
   prune(): Promise<void> {
-    this.running ??= (async () => {
-      try {
-        while (!this.stopped) {
-          const deleted = await taskPruneFinished(this.db, this.batch);
-          if (deleted > 0) {
-            this.logger.info({ count: deleted }, "deleted finished tasks past their retention");
-            this.emit("pruner:deleted", deleted);
-          }
-          if (deleted < this.batch) break;
-          await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
-        }
-      } catch (error) {
-        this.logger.warn({ err: error }, "retention pass failed; retrying at the next interval");
-      } finally {
-        this.running = undefined;
-      }
-    })();
+    // .finally clears the flag after it was set, even when the pass has nothing to do.
+    this.running ??= this.pass().finally(() => {
+      this.running = undefined;
+    });
     return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    try {
+      while (!this.stopped) {
+        const deleted = await taskPruneFinished(this.db, this.batch);
+        if (deleted > 0) {
+          this.logger.info({ count: deleted }, "deleted finished tasks past their retention");
+          this.emit("pruner:deleted", deleted);
+        }
+        if (deleted < this.batch) break;
+        await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
+      }
+    } catch (error) {
+      this.logger.warn({ err: error }, "retention pass failed; retrying at the next interval");
+    }
   }
 
   /** Stops pruning (waits for a batch in progress). */

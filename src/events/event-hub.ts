@@ -211,23 +211,26 @@ export class EventHub extends EventEmitter<HubEvents> {
 
   /** Reads events up to the feed's target into the ring; one read loop per namespace at a time. */
   private fetch(namespace: string, feed: NamespaceFeed): void {
-    if (feed.fetching !== undefined || feed.ring === null) return;
-    const ring = feed.ring;
-    feed.fetching = (async () => {
-      try {
-        while (ring.end < feed.target && this.feeds.get(namespace) === feed) {
-          // The target as of the read: a notification arriving meanwhile raises feed.target past what was read.
-          const upTo = feed.target;
-          const events = await taskEventRange(this.db, namespace, ring.end, upTo, FETCH_BATCH);
-          ring.append(events.length === FETCH_BATCH ? events.at(-1)!.seq : upTo, events);
-          for (const wake of [...feed.waiters]) wake();
-          this.emit("hub:delivered", namespace, ring.end);
-        }
-      } catch (error) {
-        this.logger.warn({ err: error, namespace }, "could not read events; the next notification retries");
-      } finally {
-        feed.fetching = undefined;
+    if (feed.fetching !== undefined || feed.ring === null || feed.ring.end >= feed.target) return;
+    // .finally runs after this assignment even when the loop has nothing to do; clearing the flag
+    // inside the loop's own finally would run first and leave it set forever.
+    feed.fetching = this.readInto(namespace, feed, feed.ring).finally(() => {
+      feed.fetching = undefined;
+    });
+  }
+
+  private async readInto(namespace: string, feed: NamespaceFeed, ring: EventRing): Promise<void> {
+    try {
+      while (ring.end < feed.target && this.feeds.get(namespace) === feed) {
+        // The target as of the read: a notification arriving meanwhile raises feed.target past what was read.
+        const upTo = feed.target;
+        const events = await taskEventRange(this.db, namespace, ring.end, upTo, FETCH_BATCH);
+        ring.append(events.length === FETCH_BATCH ? events.at(-1)!.seq : upTo, events);
+        for (const wake of [...feed.waiters]) wake();
+        this.emit("hub:delivered", namespace, ring.end);
       }
-    })();
+    } catch (error) {
+      this.logger.warn({ err: error, namespace }, "could not read events; the next notification retries");
+    }
   }
 }

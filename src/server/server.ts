@@ -10,6 +10,8 @@ import { createRoutes } from "./routes.js";
 
 /** Largest request message accepted (bytes): the payload limit plus room for the envelope. */
 const READ_MAX_BYTES = 5 * 1024 * 1024;
+/** Responses smaller than this are sent uncompressed. */
+const COMPRESS_MIN_BYTES = 64 * 1024;
 
 /** Serves the engine on host:port until `shutdown` is aborted or close() is called. */
 export async function startRpcServer(
@@ -25,6 +27,9 @@ export async function startRpcServer(
     interceptors: [createErrorInterceptor(logger)],
     shutdownSignal: options.shutdownSignal,
     readMaxBytes: READ_MAX_BYTES,
+    // Gzip only large responses: below this, compressing costs the server more CPU than it saves
+    // on the wire (measured: 5% of the server's CPU in W1 went to gzip of ~1 KiB messages).
+    compressMinBytes: COMPRESS_MIN_BYTES,
     jsonOptions: { registry: payloads.jsonRegistry },
     fallback(req, res) {
       if (req.method === "GET" && (req.url === "/healthz" || req.url === "/healthz/")) {

@@ -249,3 +249,27 @@ t.test("a watcher gets events no notification announced (the hub's periodic chec
   abort.abort();
   await items.return(undefined);
 });
+
+t.test("a notification announcing nothing new does not stop the hub from reading later ones", async (t) => {
+  // Once, a no-op notice (the periodic check finds nothing new) left the hub's read loop marked as
+  // running forever, so no event reached any watcher again.
+  const deaf = new EventHub(db, testLogger(), 1024 * 1024);
+  t.teardown(() => deaf.stop());
+  await s.jobTypes.registerJobType({ name: "ev.noop" });
+  const seqNow = async () => (await db.query<{ seq: string }>("SELECT event_seq::text AS seq FROM namespace WHERE name = 'default'"))[0]!.seq;
+  const position = BigInt(await seqNow());
+  const watcher = deaf.subscribe("default", { taskIds: [], jobTypes: ["ev.noop"], states: [] }, position);
+  const abort = new AbortController();
+  t.teardown(() => abort.abort());
+  const items = followEvents(db, deaf, watcher, { keepaliveMs: 60_000, signal: abort.signal });
+  const first = items.next();
+  await deaf.started("default");
+  deaf.onNotice({ ns: "default", seq: await seqNow() }); // nothing new
+  const task = (await s.tasks.submit({ task: { jobType: "ev.noop", input: jsonAny(1) } })).task!;
+  deaf.onNotice({ ns: "default", seq: await seqNow() });
+  // Well before the 5 s periodic check could deliver it.
+  const got = await Promise.race([first, new Promise((r) => setTimeout(() => r("too late"), 3_000))]);
+  t.match(got, { value: { kind: "event", event: { taskId: task.id } } });
+  abort.abort();
+  await items.return(undefined);
+});
