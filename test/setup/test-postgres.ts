@@ -11,10 +11,10 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { freePort } from "../../src/store/embedded-postgres.js";
 
 /** The repository root, found from this file so tap may be started from any folder. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -275,17 +275,6 @@ export function adminUrlFor(port: number): string {
   return `postgresql://postgres@127.0.0.1:${port}/postgres`;
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-async function freePort(): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolvePromise(port));
-    });
-  });
-}
 
 /**
  * Starts the private server with pg_ctl, which daemonizes it, so it outlives `before`. Durability
