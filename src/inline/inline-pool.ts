@@ -52,7 +52,9 @@ function ownedBytes(value: Uint8Array): Uint8Array<ArrayBuffer> {
 }
 
 export class InlinePool {
-  private readonly pool: Piscina<ThreadTask, ThreadOutput>;
+  /** Created at the first attempt: a server with no inline job types starts no thread. */
+  private piscina: Piscina<ThreadTask, ThreadOutput> | undefined;
+  private readonly createPiscina: () => Piscina<ThreadTask, ThreadOutput>;
   private readonly dir: string;
   /** Attempts the pool takes at once: threads plus queue. The runner claims no more than this. */
   readonly capacity: number;
@@ -62,17 +64,20 @@ export class InlinePool {
     const maxThreads = options.maxThreads ?? availableParallelism();
     const maxQueue = options.maxQueue ?? maxThreads;
     this.capacity = maxThreads + maxQueue;
-    this.pool = new Piscina<ThreadTask, ThreadOutput>({
-      filename: THREAD_FILE,
-      minThreads: Math.min(options.minThreads ?? 1, maxThreads),
-      maxThreads,
-      idleTimeout: options.idleTimeoutMs ?? 30_000,
-      maxQueue,
-      resourceLimits: { maxOldGenerationSizeMb: options.memoryMb ?? 512 },
-      execArgv: threadExecArgv(),
-    });
-    // A thread that fails outside a task (e.g. cannot start) must not take the server down.
-    this.pool.on("error", (error: unknown) => options.onThreadError?.(error));
+    this.createPiscina = () => {
+      const piscina = new Piscina<ThreadTask, ThreadOutput>({
+        filename: THREAD_FILE,
+        minThreads: Math.min(options.minThreads ?? 1, maxThreads),
+        maxThreads,
+        idleTimeout: options.idleTimeoutMs ?? 30_000,
+        maxQueue,
+        resourceLimits: { maxOldGenerationSizeMb: options.memoryMb ?? 512 },
+        execArgv: threadExecArgv(),
+      });
+      // A thread that fails outside a task (e.g. cannot start) must not take the server down.
+      piscina.on("error", (error: unknown) => options.onThreadError?.(error));
+      return piscina;
+    };
   }
 
   /** Why `name` cannot be an inline module here, or null when it can. */
@@ -101,16 +106,18 @@ export class InlinePool {
       typeUrl: params.input.typeUrl,
       value,
     };
-    return this.pool.run(task, { transferList: [value.buffer], signal: params.signal });
+    this.piscina ??= this.createPiscina();
+    return this.piscina.run(task, { transferList: [value.buffer], signal: params.signal });
   }
 
   /** Threads now, attempts waiting, and how busy the pool has been (for metrics and tests). */
   get stats(): { threads: number; queued: number; utilization: number } {
-    return { threads: this.pool.threads.length, queued: this.pool.queueSize, utilization: this.pool.utilization };
+    const p = this.piscina;
+    return p === undefined ? { threads: 0, queued: 0, utilization: 0 } : { threads: p.threads.length, queued: p.queueSize, utilization: p.utilization };
   }
 
   /** Stops every thread (running attempts must have been stopped or finished first). */
-  close(): Promise<void> {
-    return this.pool.destroy();
+  async close(): Promise<void> {
+    await this.piscina?.destroy();
   }
 }

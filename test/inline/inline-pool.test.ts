@@ -62,3 +62,11 @@ t.test("a large buffer transformed on the thread comes back whole", async (t) =>
   t.equal(inverted.byteLength, 16 * MiB);
   t.same([inverted[0], inverted[4096], inverted[1]], [255, ~(4096 % 251) & 0xff, 255], "every byte inverted");
 });
+
+t.test("a pool that never ran an attempt has started no thread", async (t) => {
+  const idle = new InlinePool({ dir: "workers", maxThreads: 2 });
+  t.same(idle.stats, { threads: 0, queued: 0, utilization: 0 });
+  t.equal(idle.moduleProblem("inline/hash.ts"), null, "modules are checked without a thread");
+  t.equal(idle.capacity, 4, "threads + queue (the queue defaults to the thread count)");
+  await idle.close();
+});
