@@ -1,6 +1,7 @@
 /** Opens the database: MikroORM for entities and migrations, its pg pool for the hot-path SQL. */
 import { Migrator } from "@mikro-orm/migrations";
 import { MikroORM } from "@mikro-orm/postgresql";
+import { createHash } from "node:crypto";
 import type pg from "pg";
 import { TaskwireError } from "../core/errors.js";
 import type { Db } from "./db.js";
@@ -45,10 +46,27 @@ export async function openDatabase(url: string, options: { poolSize?: number } =
 export function poolDb(pool: pg.Pool | pg.PoolClient): Db {
   return {
     async query<Row>(text: string, values?: readonly unknown[]) {
-      const result = await pool.query(text, values as unknown[] | undefined);
+      // Named, so each connection parses and plans a statement once and reuses it (planning the
+      // claim and completion statements was a tenth of the database's time per task).
+      const name = statementName(text);
+      const result = await pool.query(name === undefined ? { text, values: values as unknown[] | undefined } : { name, text, values: values as unknown[] | undefined });
       return result.rows as Row[];
     },
   };
+}
+
+const statementNames = new Map<string, string>();
+/** The application's statements are a few dozen fixed texts; anything beyond this runs unprepared. */
+const MAX_PREPARED = 500;
+
+/** A prepared statement's name: the same text always gets the same name, different texts never share one. */
+function statementName(text: string): string | undefined {
+  let name = statementNames.get(text);
+  if (name === undefined && statementNames.size < MAX_PREPARED) {
+    name = `tw_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }
 
 /** Runs `work` in one transaction on one pooled connection; rolls back if it throws. */
