@@ -88,6 +88,8 @@ export interface JobTypeRecord {
   retentionMs: number | null;
   /** The module that runs its tasks on the server's thread pool; null: remote workers. */
   inlineModule: string | null;
+  /** Largest payload of its tasks (bytes); null: the server's limit, which also caps this. */
+  maxPayloadBytes: number | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -159,6 +161,8 @@ export interface TaskEventRecord {
   error: string | null;
   workerId: string | null;
   at: Date;
+  /** The key id (or "dev") whose request caused the event; null for the system and workers' reports. */
+  actor: string | null;
 }
 
 /** Which events a watcher wants; empty lists mean "any". */

@@ -4,7 +4,7 @@ import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
-import { LIMITS } from "../core/limits.js";
+import { LIMITS, type ServerLimits } from "../core/limits.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
 import type { CompletionReport, FailureReport, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
 import type { RevokeReason, WorkerSession } from "../dispatch/dispatcher.js";
@@ -48,7 +48,8 @@ async function checkJobTypes(engine: Engine, namespace: string, names: readonly 
   const unique = [...new Set(names.map((name, i) => requireName(`job_types[${i}]`, name)))];
   for (const name of unique) {
     if ((await engine.jobTypes.find(namespace, name)) === undefined) {
-      throw invalidArgument("job_types", `job type ${JSON.stringify(name)} is not registered in this namespace`);
+      // NOT_FOUND, as for a job type of another namespace (which must look the same).
+      throw new TaskwireError("NOT_FOUND", `job_types: job type ${JSON.stringify(name)} is not registered in this namespace`);
     }
   }
   return unique;
@@ -124,7 +125,7 @@ const REVOKE_REASONS: Record<RevokeReason, ProtoRevokeReason> = {
 };
 
 /** The WorkerService implementation. */
-export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, logger: Logger): Partial<ServiceImpl<typeof WorkerService>> {
+export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, logger: Logger, limits: ServerLimits): Partial<ServiceImpl<typeof WorkerService>> {
   const em = () => engine.database.orm.em.fork();
 
   async function recordWorker(namespace: string, workerId: string, jobTypes: string[], credits: number, connectedAt: Date): Promise<void> {
@@ -223,7 +224,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
     try {
       let lease: LeaseRef;
       let accepted: boolean;
-      await engine.progress.flushBefore(message.value.taskId);
+      await engine.progress.flushBefore(session.namespace, message.value.taskId);
       switch (message.case) {
         case "complete": {
           const report = await completionReport(engine, payloads, session.namespace, message.value, session.inFlight.get(message.value.taskId)?.jobType);
@@ -367,7 +368,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
 
     async listWorkers(req, ctx) {
       const namespace = namespaceOf(ctx);
-      const size = pageSize("page_size", req.pageSize);
+      const size = pageSize("page_size", req.pageSize, limits);
       const fingerprint = filterFingerprint({ namespace, includeDisconnected: req.includeDisconnected });
       const afterId = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
       const rows = await engine.tasks.listWorkers({ namespace, includeDisconnected: req.includeDisconnected, afterId, limit: size + 1 });

@@ -1,4 +1,5 @@
 /** Every entity, for MikroORM's configuration. */
+import { ApiKey } from "./api-key.js";
 import { JobType } from "./job-type.js";
 import { Namespace } from "./namespace.js";
 import { Task } from "./task.js";
@@ -6,5 +7,5 @@ import { TaskAttempt } from "./task-attempt.js";
 import { TaskEvent } from "./task-event.js";
 import { Worker } from "./worker.js";
 
-export { JobType, Namespace, Task, TaskAttempt, TaskEvent, Worker };
-export const ENTITIES = [Namespace, JobType, Task, TaskAttempt, TaskEvent, Worker];
+export { ApiKey, JobType, Namespace, Task, TaskAttempt, TaskEvent, Worker };
+export const ENTITIES = [Namespace, ApiKey, JobType, Task, TaskAttempt, TaskEvent, Worker];
