@@ -12,6 +12,7 @@ import { decodePageToken, encodePageToken, filterFingerprint } from "../core/pag
 import { isOperator, OPERATOR_NAMESPACE, type Role } from "../core/roles.js";
 import type { AdminService } from "../gen/taskwire/v1/admin_pb.js";
 import type { Db } from "../store/db.js";
+import type { Authenticator } from "../auth/authenticator.js";
 import { apiKeyToProto, namespaceToProto, roleFromProto } from "./mapping.js";
 import { principalOf } from "./request-context.js";
 import { durationMsInRange, pageSize } from "./validation.js";
@@ -31,7 +32,7 @@ function targetNamespace(ctx: HandlerContext, requested: string): string {
 }
 
 /** The AdminService implementation. */
-export function createAdminHandlers(db: Db, limits: ServerLimits): ServiceImpl<typeof AdminService> {
+export function createAdminHandlers(db: Db, auth: Authenticator, limits: ServerLimits): ServiceImpl<typeof AdminService> {
   return {
     async createNamespace(req, ctx) {
       const created = await createNamespace(db, req.name, principalOf(ctx).actor);
@@ -82,6 +83,8 @@ export function createAdminHandlers(db: Db, limits: ServerLimits): ServiceImpl<t
       const principal = principalOf(ctx);
       const id = requireKeyId("id", req.id);
       const key = await revokeApiKey(db, { id, namespace: isOperator(principal) ? null : principal.namespace, actor: principal.actor });
+      // This replica acts at once; the others when the trigger's notification reaches them.
+      auth.onKeyNotice({ id: key.id, op: "update" });
       return { key: apiKeyToProto(key) };
     },
   };

@@ -31,7 +31,7 @@ export function createRoutes(
     router.service(JobTypeService, createJobTypeHandlers(engine, payloads, options.limits));
     router.service(TaskService, createTaskHandlers(engine, payloads, options));
     router.service(WorkerService, createWorkerHandlers(engine, payloads, logger, options.limits));
-    router.service(AdminService, createAdminHandlers(engine.database.db, options.limits));
+    router.service(AdminService, createAdminHandlers(engine.database.db, engine.auth, options.limits));
     router.service(Health, createHealthHandlers(probe));
   };
 }
