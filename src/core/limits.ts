@@ -37,8 +37,11 @@ export const LIMITS = {
   maxDelayMs: 366 * 24 * 60 * 60 * 1_000,
   /** Encoded payload size (bytes): the default of --max-payload-bytes. */
   maxPayloadBytes: 4 * 1024 * 1024,
-  /** Nesting of a JSON payload (google.protobuf.Value, Struct, ListValue). */
-  maxJsonDepth: 100,
+  /**
+   * Nesting of a JSON payload (google.protobuf.Value, Struct, ListValue): each level is two protobuf
+   * messages, and protobuf-es decodes at most 100 nested messages, so 32 leaves room for the Any around it.
+   */
+  maxJsonDepth: 32,
   /** Worker credits per stream and tasks per unary claim. */
   maxCredits: 1_000,
   /** Job types one worker serves. */

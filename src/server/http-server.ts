@@ -2,9 +2,9 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type tls from "node:tls";
-import type { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { createNodeHandler } from "./node-handler.js";
 
-type NodeHandlerFn = ReturnType<typeof connectNodeAdapter>;
+type NodeHandlerFn = ReturnType<typeof createNodeHandler>;
 
 /** The first bytes of every HTTP/2 connection (RFC 9113 section 3.4). */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

@@ -1,11 +1,11 @@
 /** The RPC server: Connect handler (gRPC, gRPC-Web, Connect) plus /healthz, on one port. */
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { ServerLimits } from "../core/limits.js";
 import type { Engine } from "../engine/engine.js";
 import { createAuthGate } from "./auth-gate.js";
 import { createErrorInterceptor } from "./error-mapping.js";
 import { createDatabaseProbe } from "./health.js";
+import { createNodeHandler } from "./node-handler.js";
 import { listenDualProtocol, listenTls, type DualProtocolServer, type TlsFiles } from "./http-server.js";
 import { PayloadTypes } from "./payloads.js";
 import { createRoutes } from "./routes.js";
@@ -33,7 +33,7 @@ export async function startRpcServer(
   const streams = new StreamRegistry(engine.auth, logger, limits);
   const submitLimiter = new SubmitLimiter({ ratePerSec: limits.submitRatePerSec, burst: limits.submitBurst });
   options.shutdownSignal.addEventListener("abort", () => submitLimiter.stop(), { once: true });
-  const handler = connectNodeAdapter({
+  const handler = createNodeHandler({
     routes: createRoutes(engine, payloads, probe, logger, { streamKeepaliveMs: options.streamKeepaliveMs, limits, submitLimiter }),
     // Authentication and role checks run before a request body is read.
     requestGate: createAuthGate(engine.auth, logger),
