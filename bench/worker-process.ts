@@ -9,6 +9,7 @@ import { now } from "./stats.js";
 
 export interface WorkerStartArgs {
   baseUrl: string;
+  apiKey: string;
   jobType: string;
   concurrency: number;
   /** Record each handler's start time (W2). */
@@ -80,7 +81,7 @@ serve({
         onHandlerStart((input as { i: number }).i);
       },
     });
-    worker = createWorker({ baseUrl: args.baseUrl, jobs: [job], concurrency: args.concurrency });
+    worker = createWorker({ baseUrl: args.baseUrl, apiKey: args.apiKey, jobs: [job], concurrency: args.concurrency });
     worker.on("task:finished", ({ outcome }) => {
       if (outcome === "completed") {
         completed += 1;

@@ -37,6 +37,15 @@ export function createNodeHandler(options: ConnectNodeAdapterOptions & { routes:
   options.routes(router);
   const paths = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
   return (req, res) => {
+    // An HTTP/1.1 request answered before its body was read (e.g. a message over --max-message-bytes)
+    // leaves the rest of the body on the connection; closing it keeps the next request from
+    // stalling behind those bytes (seen with gRPC-Web).
+    if (req.httpVersionMajor === 1) {
+      const socket = (req as IncomingMessage).socket;
+      res.once("finish", () => {
+        if (!req.complete) socket.destroySoon();
+      });
+    }
     const handler = paths.get(req.url?.split("?", 2)[0] ?? "");
     if (handler === undefined) {
       options.fallback?.(req, res);
@@ -65,16 +74,15 @@ export function correctParseErrors(response: UniversalServerResponse): Universal
   if (type.startsWith("application/connect+")) return { ...response, body: mapChunks(body, rewriteEndStream) };
   if (response.status === 500 && type.startsWith("application/json")) {
     // A unary Connect error: one JSON body; the adapter reads status and headers after the first chunk.
-    return {
-      ...response,
-      body: mapChunks(body, (chunk) => {
-        const corrected = correctedErrorJson(chunk);
-        if (corrected === undefined) return chunk;
-        response.status = 400;
-        response.header?.set("content-length", String(corrected.byteLength));
-        return corrected;
-      }),
-    };
+    const corrected: UniversalServerResponse = { ...response };
+    corrected.body = mapChunks(body, (chunk) => {
+      const json = correctedErrorJson(chunk);
+      if (json === undefined) return chunk;
+      corrected.status = 400;
+      corrected.header?.set("content-length", String(json.byteLength));
+      return json;
+    });
+    return corrected;
   }
   return response;
 }

@@ -1,8 +1,8 @@
 /**
  * Hostile input over the real HTTP server: fast-check (seeded, bounded) sends every procedure
  * malformed protobuf bytes, malformed, oversized and deeply nested JSON, wrong types, huge strings
- * and unknown fields, as Connect JSON and binary (HTTP/1.1) and as gRPC (HTTP/2), with good, bad and
- * missing keys. No answer may be INTERNAL or UNKNOWN, the server must stay up, and a rejected
+ * and unknown fields, as Connect JSON and binary and gRPC-Web (HTTP/1.1) and as gRPC (HTTP/2), with
+ * good, bad and missing keys, sometimes claiming a compression. No answer may be INTERNAL or UNKNOWN, the server must stay up, and a rejected
  * request must leave every table's row count as it was.
  */
 import http2 from "node:http2";
@@ -92,10 +92,47 @@ async function connectCall(path: string, contentType: string, body: Uint8Array, 
     if (response.status === 200) return { code: "ok" };
     try {
       const error = JSON.parse(bytes.toString("utf8")) as { code?: string; message?: string };
+      // The HTTP status must agree: a 500 (what Connect gives INTERNAL and UNKNOWN) is a failure whatever the body says.
+      if (response.status === 500) return { code: `http ${response.status}`, message: `${error.code}: ${error.message}` };
       return { code: error.code ?? `http ${response.status}`, message: error.message ?? "" };
     } catch {
       return { code: `http ${response.status}`, message: bytes.toString("utf8").slice(0, 200) };
     }
+  } catch (error) {
+    if (abort.signal.aborted) return { code: "streaming" };
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A gRPC-Web request over HTTP/1.1: the status is in the trailer frame (flag 0x80) at the end of the body. */
+async function grpcWebCall(path: string, body: Uint8Array, auth: string | undefined, extra: Record<string, string> = {}): Promise<Answer> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 300);
+  try {
+    const response = await fetch(`${s.url}${path}`, { method: "POST", headers: { "content-type": "application/grpc-web+proto", ...authHeader(auth), ...extra }, body, signal: abort.signal });
+    const chunks: Uint8Array[] = [];
+    try {
+      for await (const chunk of response.body ?? []) chunks.push(chunk as Uint8Array);
+    } catch (error) {
+      if (abort.signal.aborted) return { code: "streaming" };
+      throw error;
+    }
+    const status = response.headers.get("grpc-status");
+    if (status !== null) return status === "0" ? { code: "ok" } : { code: GRPC_CODES[Number(status)] ?? `grpc ${status}`, message: decodeURIComponent(response.headers.get("grpc-message") ?? "") };
+    const bytes = Buffer.concat(chunks);
+    for (let at = 0; at + 5 <= bytes.byteLength; ) {
+      const length = bytes.readUInt32BE(at + 1);
+      if ((bytes[at]! & 0x80) !== 0) {
+        const text = bytes.subarray(at + 5, at + 5 + length).toString("utf8");
+        const code = /grpc-status:\s*(\d+)/i.exec(text)?.[1];
+        const message = decodeURIComponent(/grpc-message:\s*(.*)/i.exec(text)?.[1]?.trim() ?? "");
+        return code === "0" ? { code: "ok" } : { code: GRPC_CODES[Number(code)] ?? `grpc ${code}`, message };
+      }
+      at += 5 + length;
+    }
+    return response.status === 200 ? { code: "ok" } : { code: `http ${response.status}`, message: "" };
   } catch (error) {
     if (abort.signal.aborted) return { code: "streaming" };
     throw error;
@@ -225,7 +262,7 @@ const auths = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom<string | undefined>(undefined, "Bearer tw_0000000000000000_" + "A".repeat(43), "Bearer", "Basic Zm9vOmJhcg==", `Bearer ${token}x`, `Bearer ${token.slice(0, -1)}`) },
 );
 
-type Protocol = "connect-json" | "connect-proto" | "grpc";
+type Protocol = "connect-json" | "connect-proto" | "grpc" | "grpc-web";
 interface Case {
   procedure: (typeof procedures)[number];
   protocol: Protocol;
@@ -236,7 +273,7 @@ interface Case {
 }
 
 const caseArbitrary: fc.Arbitrary<Case> = fc
-  .tuple(fc.constantFrom(...procedures), fc.constantFrom<Protocol>("connect-json", "connect-proto", "grpc"), auths)
+  .tuple(fc.constantFrom(...procedures), fc.constantFrom<Protocol>("connect-json", "connect-proto", "grpc", "grpc-web"), auths)
   .chain(([procedure, protocol, auth]) => {
     const input = procedure.method.input;
     const json = fc.oneof(
@@ -246,7 +283,7 @@ const caseArbitrary: fc.Arbitrary<Case> = fc
       { weight: 1, arbitrary: fc.uint8Array({ maxLength: 100 }) },
     );
     const raw = protocol === "connect-json" ? json : binary(input);
-    const streamed = procedure.method.methodKind !== "unary" || protocol === "grpc";
+    const streamed = procedure.method.methodKind !== "unary" || protocol === "grpc" || protocol === "grpc-web";
     const body = streamed
       ? fc.oneof({ weight: 4, arbitrary: raw.map((b) => envelope(b)) }, { weight: 1, arbitrary: fc.tuple(raw, fc.integer({ min: 0, max: 255 }), fc.nat()).map(([b, flags, length]) => envelope(b, flags, length)) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 40 }) })
       : raw;
@@ -263,6 +300,7 @@ const caseArbitrary: fc.Arbitrary<Case> = fc
 function send(kase: Case): Promise<Answer> {
   const streaming = kase.procedure.method.methodKind !== "unary";
   if (kase.protocol === "grpc") return grpcCall(kase.procedure.path, kase.body, kase.auth, kase.gzip === true ? { "grpc-encoding": "gzip" } : {});
+  if (kase.protocol === "grpc-web") return grpcWebCall(kase.procedure.path, kase.body, kase.auth, kase.gzip === true ? { "grpc-encoding": "gzip" } : {});
   const type = kase.protocol === "connect-json" ? (streaming ? "application/connect+json" : "application/json") : streaming ? "application/connect+proto" : "application/proto";
   const encoding: Record<string, string> = kase.gzip !== true ? {} : streaming ? { "connect-content-encoding": "gzip" } : { "content-encoding": "gzip" };
   return connectCall(kase.procedure.path, type, kase.body, kase.auth, streaming, encoding);
@@ -297,7 +335,7 @@ async function check(kase: Case): Promise<string | undefined> {
   return undefined;
 }
 
-t.test("random hostile requests to every procedure, over three protocols", async (t) => {
+t.test("random hostile requests to every procedure, over four protocols", async (t) => {
   const problems: string[] = [];
   // fc.check, not fc.assert: a failing case is reported by its problem, not by printing its (large) body.
   const result = await fc.check(
@@ -338,8 +376,8 @@ t.test("fixed extremes: oversized, deeply nested and empty bodies on every proce
   const binaryBodies = [new Uint8Array(MAX_MESSAGE + 10).fill(0x0a), nestedValue(2_000), new Uint8Array()];
   const problems: string[] = [];
   for (const procedure of procedures) {
-    for (const protocol of ["connect-json", "connect-proto", "grpc"] as const) {
-      const streamed = procedure.method.methodKind !== "unary" || protocol === "grpc";
+    for (const protocol of ["connect-json", "connect-proto", "grpc", "grpc-web"] as const) {
+      const streamed = procedure.method.methodKind !== "unary" || protocol === "grpc" || protocol === "grpc-web";
       const wrap = (b: Uint8Array) => (streamed ? envelope(b) : b);
       const bodies = protocol === "connect-json" ? jsonBodies : binaryBodies;
       for (const body of bodies) {
