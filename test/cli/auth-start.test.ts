@@ -76,6 +76,16 @@ t.test("a non-loopback bind with no key refuses to start, saying how to create o
   t.match(r.output(), /taskwire keys create --namespace default --role admin --database-url/);
 });
 
+t.test("--allow-unauthenticated-remote: a non-loopback bind with no key starts in development mode, loudly", async (t) => {
+  const databaseUrl = await createTestDatabaseUrl(t);
+  const r = run(["server", "start", "--host", "0.0.0.0", "--port", "0", "--allow-unauthenticated-remote", "--database-url", databaseUrl]);
+  const url = (await started(t, r)).replace("0.0.0.0", "127.0.0.1");
+  t.equal((await clientsFor(url, undefined).tasks.listTasks({})).totalCount, 0n, "requests without a key are served");
+  t.match(r.output(), /anyone who reaches this address may do anything in namespace \\"default\\" until an API key is created/);
+  r.child.kill("SIGTERM");
+  t.equal(await r.exit, 0);
+});
+
 t.test("a non-loopback bind with a key starts and requires keys", async (t) => {
   const databaseUrl = await createTestDatabaseUrl(t);
   const token = await createKey(databaseUrl, "default", "producer");

@@ -50,7 +50,7 @@ for (const c of cases) {
 t.test("a rejected batch writes nothing (all or nothing)", async (t) => {
   const before = (await s.tasks.listTasks({})).totalCount;
   const error = await rejection(() => s.tasks.submitBatch({ tasks: [spec({}), spec({}), spec({ jobType: "nope" })] }));
-  t.equal(error.code, Code.InvalidArgument);
+  t.equal(error.code, Code.NotFound, "an unknown job type is NOT_FOUND");
   t.match(error.message, /tasks\[2\]\.job_type/);
   t.equal((await s.tasks.listTasks({})).totalCount, before, "no task was created");
 });
