@@ -51,6 +51,9 @@ export interface AuthenticatorEvents {
   "dev-mode": [boolean];
 }
 
+/** Keys (and unknown ids) kept in memory at most. */
+const MAX_CACHED_KEYS = 10_000;
+
 interface CacheEntry {
   /** Undefined: no key has this id. */
   key: Promise<ApiKeyRecord | undefined>;
@@ -189,14 +192,18 @@ export class Authenticator extends EventEmitter<AuthenticatorEvents> {
       loading.catch(() => {
         if (this.cache.get(id) === mine) this.cache.delete(id);
       });
-      if (this.cache.size > 10_000) this.evictOld(now);
+      if (this.cache.size > MAX_CACHED_KEYS) this.evictOld(now);
     }
     return entry;
   }
 
-  /** Bounds the cache under a flood of made-up key ids. */
+  /** Bounds the cache under a flood of made-up key ids: expired entries go, then the oldest (insertion order). */
   private evictOld(now: number): void {
     for (const [id, entry] of this.cache) if (now - entry.loadedAt >= this.options.cacheMs) this.cache.delete(id);
+    for (const id of this.cache.keys()) {
+      if (this.cache.size <= MAX_CACHED_KEYS) break;
+      this.cache.delete(id);
+    }
   }
 
   private recheck(): Promise<void> {

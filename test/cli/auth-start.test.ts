@@ -5,6 +5,8 @@
  * the moment the first key is created (by the CLI, on the same database).
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -142,6 +144,24 @@ t.test("creating the first key while a server runs in development mode makes it 
   t.match(await stream, /\[unauthenticated\] development mode ended/, "the keyless stream was ended");
   t.equal((await clientsFor(url, token).tasks.listTasks({})).totalCount, 0n, "the new key works");
   t.match(r.output(), /development mode ended, every request now needs a key/);
+  r.child.kill("SIGTERM");
+  t.equal(await r.exit, 0);
+});
+
+t.test("a fresh install: the CLI bootstraps on the embedded data folder, also while a server runs on it", async (t) => {
+  const dataDir = await mkdtemp(path.join(tmpdir(), "taskwire-bootstrap-"));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const cli = (...args: string[]) => execFileAsync(process.execPath, [bin, ...args, "--data-dir", dataDir], { cwd: repo, env: { ...process.env, TASKWIRE_DATABASE_URL: undefined } });
+  t.equal((await cli("namespace", "create", "acme")).stdout, "acme\n", "no server yet: the CLI starts the embedded PostgreSQL, migrates and stops it");
+  const r = run(["server", "start", "--data-dir", dataDir, "--port", "0"]);
+  const url = await started(t, r);
+  const pid = Number((await readFile(path.join(dataDir, "pgdata", "postmaster.pid"), "utf8")).split("\n")[0]);
+  const token = (await cli("keys", "create", "--namespace", "acme", "--role", "producer")).stdout.trim();
+  t.match(token, /^tw_/, "with the server running, the CLI uses its PostgreSQL");
+  t.doesNotThrow(() => process.kill(pid, 0), "and leaves it running");
+  t.equal((await fetch(`${url}/healthz`)).status, 200);
+  t.equal((await clientsFor(url, token).tasks.listTasks({})).totalCount, 0n, "the key works on the running server");
+  t.match((await cli("keys", "list")).stdout, /  acme  producer  active  /);
   r.child.kill("SIGTERM");
   t.equal(await r.exit, 0);
 });
