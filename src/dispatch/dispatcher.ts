@@ -42,6 +42,8 @@ interface Session extends WorkerSession {
   /** Bumped by every wake-up, so a short claim that raced a wake-up does not clear mayHaveWork. */
   wakeCount: number;
   claiming: boolean;
+  /** A pump is scheduled for the end of this microtask checkpoint. */
+  pumpQueued: boolean;
   closed: boolean;
   draining: boolean;
   retryTimer: NodeJS.Timeout | undefined;
@@ -66,8 +68,6 @@ export interface DispatcherEvents {
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private readonly sessions = new Set<Session>();
   private readonly holders = new Map<string, Session>();
-  /** Leases (task/attempt/token) whose report is being written: a heartbeat must not call them lost. */
-  private readonly reporting = new Map<string, number>();
   private readonly delayedWakes = new Map<string, NodeJS.Timeout>();
   private readonly pollTimer: NodeJS.Timeout;
 
@@ -96,6 +96,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       mayHaveWork: true,
       wakeCount: 0,
       claiming: false,
+      pumpQueued: false,
       closed: false,
       draining: false,
       retryTimer: undefined,
@@ -116,9 +117,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const extended = await taskLeaseExtend(this.options.db, { namespace: session.namespace, workerId: session.workerId, leases: held });
     const alive = new Set(extended.map((e) => `${e.taskId}/${e.attempt}`));
     for (const a of held) {
+      // Still held and not extended: taken back meanwhile. (A lease whose report arrived during
+      // the extension has left inFlight: its report decides.)
       if (alive.has(`${a.taskId}/${a.attempt}`) || session.inFlight.get(a.taskId) !== a) continue;
-      // Its report committed (so the lease is gone) but is not settled yet: the report decides.
-      if (this.reporting.has(leaseKey(a))) continue;
       this.release(session, a.taskId, a.attempt);
       session.sink.revoke({ taskId: a.taskId, attempt: a.attempt, reason: "lease_lost", message: `the lease of task ${a.taskId} attempt ${a.attempt} is no longer held` });
     }
@@ -150,41 +151,37 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /**
    * Records a completion, from a stream or a unary call. The holder on this replica (if any) gets
-   * its credit back once the lease is gone: the report was accepted, or it named the very lease
-   * the holder has and was rejected (so that lease ended meanwhile). A rejected report naming
-   * another lease, or a database error, leaves the holder's task alone.
+   * its credit back at once, before the write: the worker is done with the task whatever the
+   * answer, so the next claim overlaps this write instead of waiting for its commit. Only a report
+   * naming the very lease the holder has frees it; one naming another lease changes nothing here.
    */
   complete(report: CompletionReport): Promise<ReportAnswer> {
-    return this.settle(report, () => this.options.batcher.complete(report));
+    this.settle(report);
+    return this.options.batcher.complete(report);
   }
 
   /** Records a failure (see complete). */
   fail(report: FailureReport): Promise<ReportAnswer> {
-    return this.settle(report, () => this.options.batcher.fail(report));
+    this.settle(report);
+    return this.options.batcher.fail(report);
   }
 
   /** Records a hand-back without counting the attempt (see complete). */
   releaseTask(report: ReleaseReport): Promise<ReportAnswer> {
-    return this.settle(report, () => this.options.batcher.release(report));
+    this.settle(report);
+    return this.options.batcher.release(report);
   }
 
-  private async settle(report: LeaseRef, write: () => Promise<ReportAnswer>): Promise<ReportAnswer> {
-    const key = leaseKey(report);
-    this.reporting.set(key, (this.reporting.get(key) ?? 0) + 1);
-    let answer: ReportAnswer;
-    try {
-      answer = await write();
-    } finally {
-      const left = this.reporting.get(key)! - 1;
-      if (left === 0) this.reporting.delete(key);
-      else this.reporting.set(key, left);
-    }
+  /**
+   * A final report arrived: the holder's lease leaves its in-flight set (so heartbeats stop
+   * extending it, and cannot call it lost once the report commits) and its credit is free.
+   */
+  private settle(report: LeaseRef): void {
     const session = this.holders.get(report.taskId);
     const held = session?.inFlight.get(report.taskId);
     if (session !== undefined && held !== undefined && held.attempt === report.attempt && held.leaseToken === report.leaseToken) {
       this.release(session, report.taskId, report.attempt);
     }
-    return answer;
   }
 
   /** A NOTIFY said tasks of (ns, jt) are ready now, or will be at `at`. */
@@ -243,13 +240,21 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.pump(session);
   }
 
-  /** Frees the credit of a task the session held (reported or revoked), then looks for more work. */
+  /**
+   * Frees the credit of a task the session held (reported or revoked), then looks for more work:
+   * in a microtask, so that the credits a whole batch of reports frees are claimed together.
+   */
   private release(session: Session, taskId: string, attempt: number): void {
     const held = session.inFlight.get(taskId);
     if (held === undefined || held.attempt !== attempt) return;
     session.inFlight.delete(taskId);
     if (this.holders.get(taskId) === session) this.holders.delete(taskId);
-    this.pump(session);
+    if (session.pumpQueued) return;
+    session.pumpQueued = true;
+    queueMicrotask(() => {
+      session.pumpQueued = false;
+      this.pump(session);
+    });
   }
 
   /** Claims while the session has free credits and the queue may hold work; one claim at a time. */
@@ -313,8 +318,4 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       this.options.logger.error({ err: error, taskId: a.taskId }, "could not record a lost attempt");
     }
   }
-}
-
-function leaseKey(lease: { taskId: string; attempt: number; leaseToken: string }): string {
-  return `${lease.taskId}/${lease.attempt}/${lease.leaseToken}`;
 }
