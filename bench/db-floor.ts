@@ -75,6 +75,7 @@ const submitCpu = cpuBetween(cpu0, cpuSnapshot(pids()));
 
 await database.db.query("VACUUM ANALYZE task");
 cpu0 = cpuSnapshot(pids());
+const client0 = process.cpuUsage();
 t0 = performance.now();
 let done = 0;
 let claims = 0;
@@ -100,6 +101,7 @@ await Promise.all(
 );
 const processMs = performance.now() - t0;
 const processCpu = cpuBetween(cpu0, cpuSnapshot(pids()));
+const clientCpu = process.cpuUsage(client0);
 
 const result = {
   n: opts.n,
@@ -113,6 +115,7 @@ const result = {
   processPgUsPerTask: Math.round((processCpu * 1e6) / done),
   claimUsPerTask: Math.round((claimMs * 1000) / done),
   completeUsPerTask: Math.round((completeMs * 1000) / done),
+  processClientUsPerTask: Math.round((clientCpu.user + clientCpu.system) / done),
   processPgCpuPct: Math.round((processCpu / (processMs / 1000)) * 100),
 };
 console.log(JSON.stringify(result));
