@@ -9,6 +9,7 @@ import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { machineCpu } from "./proc-stats.js";
+import { buildServer } from "./server-process.js";
 import type { SessionOptions } from "./session.js";
 import { medianOf, table } from "./stats.js";
 import { workloads, type Params, type RunResult, type Target } from "./workloads.js";
@@ -100,6 +101,7 @@ const params: Params = {
   rssTasks: opts.rssTasks,
 };
 
+buildServer();
 const work = await mkdtemp(path.join(os.tmpdir(), "taskwire-bench-"));
 // As root, the embedded PostgreSQL runs as the `postgres` user, which must be able to enter this folder.
 await chmod(work, 0o755);
