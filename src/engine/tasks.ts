@@ -11,6 +11,7 @@ import { taskCancel } from "../store/sql/task-cancel.js";
 import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
 import { taskAttempts, taskGet } from "../store/sql/task-get.js";
 import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
+import { submitKeyed } from "./keyed-submit.js";
 import { taskLeaseState } from "../store/sql/task-lease-state.js";
 import { taskCount, taskListPage, type TaskFilter } from "../store/sql/task-list.js";
 import { taskQueuePosition } from "../store/sql/task-queue-position.js";
@@ -30,9 +31,14 @@ export class Tasks {
     private readonly logger: Logger,
   ) {}
 
-  /** Inserts validated tasks in one statement (all or none); returns them in order. */
+  /**
+   * Inserts validated tasks, all or none, and returns them in order. Without keys: one INSERT, as
+   * before keys existed (the benchmarked path). With a key anywhere: one transaction that
+   * deduplicates (keyed-submit.ts); a duplicate comes back as the existing task, `deduplicated`.
+   */
   submit(tasks: readonly NewTask[]): Promise<TaskRecord[]> {
-    return taskInsertBatch(this.db, tasks);
+    if (!tasks.some((task) => task.idempotencyKey !== null)) return taskInsertBatch(this.db, tasks);
+    return submitKeyed(this.pool, tasks);
   }
 
   /** A task with its attempts and, when pending, its queue position; NOT_FOUND otherwise. */

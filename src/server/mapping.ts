@@ -123,6 +123,10 @@ export function taskToProto(task: TaskRecord | TaskDetail): Task {
     progressMessage: task.progressMessage,
     checkpoint: detail === undefined ? undefined : checkpointToProto(task.checkpoint),
     leaseExpiresAt: task.leaseExpiresAt === null ? undefined : timestampFromDate(task.leaseExpiresAt),
+    idempotencyKey: task.idempotencyKey ?? "",
+    deduplicated: task.deduplicated === true,
+    schedule: task.scheduleName ?? "",
+    scheduleFireTime: task.scheduleFireAt === null ? undefined : timestampFromDate(task.scheduleFireAt),
   });
 }
 
@@ -142,6 +146,7 @@ export function jobTypeToProto(record: JobTypeRecord): JobType {
     leaseDuration: durationFromMs(record.leaseMs),
     retention: record.retentionMs === null ? undefined : durationFromMs(record.retentionMs),
     inlineModule: record.inlineModule ?? "",
+    dedupWindow: record.dedupWindowMs === null ? undefined : durationFromMs(record.dedupWindowMs),
   });
 }
 
