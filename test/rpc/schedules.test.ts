@@ -100,6 +100,18 @@ t.test("every new field is validated: codes and messages", async (t) => {
   t.equal(row!.n, 0, "nothing was written");
 });
 
+t.test("10,000 schedules per namespace: the next one is RESOURCE_EXHAUSTED", async (t) => {
+  // Inserted directly (never due: no next fire time), then removed again.
+  await db.query(
+    `INSERT INTO schedule (namespace, name, cron, time_zone, job_type, input_type_url, input, priority, max_attempts, backoff_base_ms, backoff_cap_ms)
+     SELECT 'default', 'bulk-' || i, '* * * * *', 'UTC', 'cron.job', 'type.googleapis.com/google.protobuf.Value', '\\x'::bytea, 0, 1, 0, 0 FROM generate_series(1, 10000) AS i`,
+  );
+  const full = await rejection(() => s.schedules.createSchedule({ name: "one-more", cron: "* * * * *", task: { jobType: "cron.job", input: jsonAny(1) } }));
+  t.equal(full.code, Code.ResourceExhausted);
+  t.match(full.message, /the namespace has 10000 schedules, the limit; delete some first/);
+  await db.query("DELETE FROM schedule WHERE name LIKE 'bulk-%'");
+});
+
 t.test("a schedule fires ordinary tasks that show their schedule and fire time; pause stops it", async (t) => {
   await s.schedules.createSchedule({ name: "tick", cron: "* * * * * *", task: { jobType: "cron.job", input: jsonAny({ tick: true }), priority: 7 } });
   await until(async () => (await fireTimes(db, "tick")).length >= 2);
