@@ -74,8 +74,8 @@ export interface NewTask {
   runAt: Date | null;
   backoffBaseMs: number;
   backoffCapMs: number;
-  /** Null: no key. Unique per (namespace, job type) among the tasks holding it (see migration 0020). */
-  idempotencyKey: string | null;
+  /** Null or absent: no key. Unique per (namespace, job type) among the tasks holding it (see migration 0020). */
+  idempotencyKey?: string | null;
 }
 
 /** A job type as stored. */

@@ -44,11 +44,12 @@ async function submitKeyedOnce(db: Db, tasks: readonly NewTask[]): Promise<TaskR
   const laterDuplicates: [index: number, first: number][] = [];
   let open: number[] = [];
   for (const [i, task] of tasks.entries()) {
-    if (task.idempotencyKey === null) {
+    const key = task.idempotencyKey ?? null;
+    if (key === null) {
       open.push(i);
       continue;
     }
-    const s = slot(task, task.idempotencyKey);
+    const s = slot(task, key);
     const first = firstOf.get(s);
     if (first === undefined) {
       firstOf.set(s, i);
@@ -60,12 +61,12 @@ async function submitKeyedOnce(db: Db, tasks: readonly NewTask[]): Promise<TaskR
   const keyOf = (i: number): TaskKey => ({ namespace: tasks[i]!.namespace, jobType: tasks[i]!.jobType, key: tasks[i]!.idempotencyKey! });
 
   for (let round = 0; round < MAX_ROUNDS && open.length > 0; round++) {
-    const keyed = open.filter((i) => tasks[i]!.idempotencyKey !== null);
+    const keyed = open.filter((i) => (tasks[i]!.idempotencyKey ?? null) !== null);
     if (keyed.length > 0) await taskKeyRelease(db, keyed.map(keyOf));
     const inserted = await taskInsertKeyed(db, open.map((i) => tasks[i]!));
     // Inserted rows come back in id order, which is input order: keyed ones are matched by key,
     // the others (never skipped) fill the unkeyed positions in order.
-    const unkeyedPositions = open.filter((i) => tasks[i]!.idempotencyKey === null);
+    const unkeyedPositions = open.filter((i) => (tasks[i]!.idempotencyKey ?? null) === null);
     let next = 0;
     for (const record of inserted) {
       if (record.idempotencyKey === null) result[unkeyedPositions[next++]!] = record;

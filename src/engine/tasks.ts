@@ -37,7 +37,7 @@ export class Tasks {
    * deduplicates (keyed-submit.ts); a duplicate comes back as the existing task, `deduplicated`.
    */
   submit(tasks: readonly NewTask[]): Promise<TaskRecord[]> {
-    if (!tasks.some((task) => task.idempotencyKey !== null)) return taskInsertBatch(this.db, tasks);
+    if (!tasks.some((task) => task.idempotencyKey != null)) return taskInsertBatch(this.db, tasks);
     return submitKeyed(this.pool, tasks);
   }
 

@@ -32,7 +32,7 @@ export async function taskInsertKeyed(db: Db, tasks: readonly NewTask[]): Promis
     tasks.map((x) => x.runAt),
     tasks.map((x) => x.backoffBaseMs),
     tasks.map((x) => x.backoffCapMs),
-    tasks.map((x) => x.idempotencyKey),
+    tasks.map((x) => x.idempotencyKey ?? null),
   ]);
   return rows.map(taskFromRow).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
 }
