@@ -27,6 +27,7 @@ const program = new Command("bench")
   .option("--data-dir <dir>", "data folder for the embedded PostgreSQL (default: a fresh temporary one, removed afterwards)")
   .option("--n <n>", "tasks for W1, W1x4 and W3", int(1), 20_000)
   .option("--concurrency <c>", "handlers per worker process", int(1), 32)
+  .option("--prefetch <p>", "tasks each worker holds ready beyond its running handlers (the SDK's prefetch option)", int(0), 0)
   .option("--workers <k>", "worker processes for w1x4", int(1), 4)
   .option("--submit-batch <n>", "W1: tasks per SubmitBatch (max 1000)", int(1), 1_000)
   .option("--submit-inflight <n>", "W1: SubmitBatch calls in flight", int(1), 2)
@@ -54,6 +55,7 @@ interface Options {
   dataDir?: string;
   n: number;
   concurrency: number;
+  prefetch: number;
   workers: number;
   submitBatch: number;
   submitInflight: number;
@@ -85,6 +87,7 @@ for (const name of requested) if (workloads[name] === undefined) program.error(`
 const params: Params = {
   n: opts.n,
   concurrency: opts.concurrency,
+  prefetch: opts.prefetch,
   workers: opts.workers,
   submitBatch: opts.submitBatch,
   submitInflight: opts.submitInflight,
@@ -223,7 +226,7 @@ async function waitForIdle(seconds: number): Promise<void> {
 }
 
 function paramsFor(name: string): Record<string, number> {
-  const c = { concurrency: params.concurrency };
+  const c = { concurrency: params.concurrency, prefetch: params.prefetch };
   switch (name) {
     case "w1":
       return { n: params.n, workers: 1, ...c, submitBatch: params.submitBatch, submitInflight: params.submitInflight };

@@ -31,8 +31,8 @@ export class ProgressCoalescer {
    * Before an attempt's outcome is written: writes its pending progress first (with everything
    * else pending, in the same statement), since progress is only accepted while the task runs.
    */
-  async flushBefore(taskId: string): Promise<void> {
-    if (this.latest.has(taskId)) await this.flush();
+  async flushBefore(taskIds: readonly string[]): Promise<void> {
+    if (this.latest.size > 0 && taskIds.some((id) => this.latest.has(id))) await this.flush();
   }
 
   /** Writes what is pending (also called on stop, so the last value is not lost). */

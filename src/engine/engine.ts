@@ -86,7 +86,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
     database,
     dispatcher,
     jobTypes: new JobTypeRegistry(database.orm, database.db),
-    tasks: new Tasks(database.db, database.pool, batcher, logger),
+    tasks: new Tasks(database.db, database.pool, batcher, dispatcher, logger),
     listener,
     sweeper,
     progress,
