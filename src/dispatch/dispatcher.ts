@@ -12,6 +12,7 @@ import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
 import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
 import type { ReadyNotice, RevokeNotice } from "./ready-listener.js";
 import type { ReportAnswer, ReportBatcher } from "./report-batcher.js";
+import { DelayedWakes } from "./delayed-wakes.js";
 
 /** Why a held attempt was taken back. */
 export type RevokeReason = RevokeNotice["reason"];
@@ -85,7 +86,12 @@ export interface DispatcherEvents {
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private readonly sessions = new Set<Session>();
   private readonly holders = new Map<string, Session>();
-  private readonly delayedWakes = new Map<string, NodeJS.Timeout>();
+  // Issue 8: every announced run_at gets its wake (one timer kept only the first, so later delayed
+  // tasks of the same job type waited for the safety poll).
+  private readonly delayedWakes = new DelayedWakes((key) => {
+    const [ns, jt] = key.split("\u0000") as [string, string];
+    this.onReady({ ns, jt, at: null });
+  });
   private readonly pollTimer: NodeJS.Timeout;
 
   constructor(private readonly options: DispatcherOptions) {
@@ -315,20 +321,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Stops timers; sessions are closed by their streams. */
   stop(): void {
     clearInterval(this.pollTimer);
-    for (const timer of this.delayedWakes.values()) clearTimeout(timer);
     this.delayedWakes.clear();
     for (const session of this.sessions) clearTimeout(session.retryTimer);
   }
 
   private wakeLater(ns: string, jt: string, delayMs: number): void {
-    const key = `${ns}\u0000${jt}`;
-    if (this.delayedWakes.has(key)) return; // the safety poll covers later ones
-    const timer = setTimeout(() => {
-      this.delayedWakes.delete(key);
-      this.onReady({ ns, jt, at: null });
-    }, Math.min(delayMs, this.options.safetyPollMs) + 1);
-    timer.unref();
-    this.delayedWakes.set(key, timer);
+    this.delayedWakes.add(`${ns}\u0000${jt}`, Date.now() + delayMs);
   }
 
   private hold(session: Session, a: Assignment): void {

@@ -11,6 +11,7 @@ import { taskCancel } from "../store/sql/task-cancel.js";
 import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
 import { taskAttempts, taskGet } from "../store/sql/task-get.js";
 import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
+import { submitKeyed } from "./keyed-submit.js";
 import { taskLeaseState } from "../store/sql/task-lease-state.js";
 import { taskCount, taskListPage, type TaskFilter } from "../store/sql/task-list.js";
 import { taskQueuePosition } from "../store/sql/task-queue-position.js";
@@ -35,9 +36,12 @@ export class Tasks {
   /**
    * Inserts validated tasks in one statement (all or none); returns them in order, as committed.
    * Tasks an idle worker session of this replica can run at once are handed to it directly
-   * (Dispatcher.planDirect): they come back RUNNING.
+   * (Dispatcher.planDirect): they come back RUNNING. With an idempotency key anywhere: one
+   * transaction that deduplicates (keyed-submit.ts), without direct hand-off (a duplicate must
+   * never reach a worker); a duplicate comes back as the existing task, `deduplicated`.
    */
   async submit(tasks: readonly NewTask[]): Promise<TaskRecord[]> {
+    if (tasks.some((task) => task.idempotencyKey != null)) return submitKeyed(this.pool, tasks);
     const plan = this.dispatcher.planDirect(tasks);
     if (plan === undefined) return (await taskInsertBatch(this.db, tasks)).tasks;
     let inserted;

@@ -6,6 +6,8 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobTypeService } from "../gen/taskwire/v1/job_type_pb.js";
 import { TaskService } from "../gen/taskwire/v1/task_pb.js";
 import { WorkerService } from "../gen/taskwire/v1/worker_pb.js";
+import { ScheduleService } from "../gen/taskwire/v1/schedule_pb.js";
+import { createScheduleHandlers } from "./schedule-handlers.js";
 import { createHealthHandlers } from "./health.js";
 import { createJobTypeHandlers } from "./job-type-handlers.js";
 import type { PayloadTypes } from "./payloads.js";
@@ -18,6 +20,7 @@ export function createRoutes(engine: Engine, payloads: PayloadTypes, probe: () =
     router.service(JobTypeService, createJobTypeHandlers(engine, payloads));
     router.service(TaskService, createTaskHandlers(engine, payloads, options));
     router.service(WorkerService, createWorkerHandlers(engine, payloads, logger));
+    router.service(ScheduleService, createScheduleHandlers(engine, payloads));
     router.service(Health, createHealthHandlers(probe));
   };
 }

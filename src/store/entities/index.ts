@@ -1,10 +1,11 @@
 /** Every entity, for MikroORM's configuration. */
 import { JobType } from "./job-type.js";
 import { Namespace } from "./namespace.js";
+import { Schedule } from "./schedule.js";
 import { Task } from "./task.js";
 import { TaskAttempt } from "./task-attempt.js";
 import { TaskEvent } from "./task-event.js";
 import { Worker } from "./worker.js";
 
-export { JobType, Namespace, Task, TaskAttempt, TaskEvent, Worker };
-export const ENTITIES = [Namespace, JobType, Task, TaskAttempt, TaskEvent, Worker];
+export { JobType, Namespace, Schedule, Task, TaskAttempt, TaskEvent, Worker };
+export const ENTITIES = [Namespace, JobType, Task, TaskAttempt, TaskEvent, Worker, Schedule];
