@@ -25,6 +25,8 @@ export interface Child {
   on(name: string, listener: (data: unknown) => void): void;
   readonly exited: Promise<number | null>;
   kill(): void;
+  /** Closes the IPC channel: the child exits by itself. */
+  end(): void;
 }
 
 /** Forks `bench/<script>` under tsx and waits until it is loaded (its "ready"). */
@@ -75,6 +77,10 @@ export async function forkChild(script: string, name: string, logFile: string, n
     },
     kill() {
       if (!gone) child.kill("SIGKILL");
+    },
+    end() {
+      // The child exits on its own when the channel closes (a CPU profile is written then).
+      if (!gone && child.connected) child.disconnect();
     },
   };
 }

@@ -9,6 +9,7 @@ import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { machineCpu } from "./proc-stats.js";
+import { buildServer } from "./server-process.js";
 import type { SessionOptions } from "./session.js";
 import { medianOf, table } from "./stats.js";
 import { workloads, type Params, type RunResult, type Target } from "./workloads.js";
@@ -27,6 +28,7 @@ const program = new Command("bench")
   .option("--data-dir <dir>", "data folder for the embedded PostgreSQL (default: a fresh temporary one, removed afterwards)")
   .option("--n <n>", "tasks for W1, W1x4 and W3", int(1), 20_000)
   .option("--concurrency <c>", "handlers per worker process", int(1), 32)
+  .option("--prefetch <p>", "tasks each worker holds ready beyond its running handlers (the SDK's prefetch option)", int(0), 0)
   .option("--workers <k>", "worker processes for w1x4", int(1), 4)
   .option("--submit-batch <n>", "W1: tasks per SubmitBatch (max 1000)", int(1), 1_000)
   .option("--submit-inflight <n>", "W1: SubmitBatch calls in flight", int(1), 2)
@@ -40,7 +42,7 @@ const program = new Command("bench")
   .option("--timeout <s>", "hard limit per workload run (rss100k: plus 10 ms per task; w3loop: plus --loop-seconds)", int(1), 180)
   .option("--out <file>", "also append the JSON lines to this file")
   .option("--server-node-flags <flags>", "extra node flags for the server process, space-separated (e.g. \"--max-semi-space-size=16\")")
-  .option("--cpu-prof <dir>", "write a V8 CPU profile of the server per run into this folder (node --cpu-prof)")
+  .option("--cpu-prof <dir>", "write V8 CPU profiles of the server and the workers per run into this folder (node --cpu-prof)")
   .option("--pg-stats", "report the top statements from pg_stat_statements (needs it in shared_preload_libraries)")
   .option("--allow-non-durable", "measure even if the database runs with fsync or synchronous_commit off")
   .option("--wait-idle <s>", "before each run, wait up to this long for the machine to be idle (< 15% busy)", int(0), 120)
@@ -54,6 +56,7 @@ interface Options {
   dataDir?: string;
   n: number;
   concurrency: number;
+  prefetch: number;
   workers: number;
   submitBatch: number;
   submitInflight: number;
@@ -85,6 +88,7 @@ for (const name of requested) if (workloads[name] === undefined) program.error(`
 const params: Params = {
   n: opts.n,
   concurrency: opts.concurrency,
+  prefetch: opts.prefetch,
   workers: opts.workers,
   submitBatch: opts.submitBatch,
   submitInflight: opts.submitInflight,
@@ -97,6 +101,7 @@ const params: Params = {
   rssTasks: opts.rssTasks,
 };
 
+buildServer();
 const work = await mkdtemp(path.join(os.tmpdir(), "taskwire-bench-"));
 // As root, the embedded PostgreSQL runs as the `postgres` user, which must be able to enter this folder.
 await chmod(work, 0o755);
@@ -223,7 +228,7 @@ async function waitForIdle(seconds: number): Promise<void> {
 }
 
 function paramsFor(name: string): Record<string, number> {
-  const c = { concurrency: params.concurrency };
+  const c = { concurrency: params.concurrency, prefetch: params.prefetch };
   switch (name) {
     case "w1":
       return { n: params.n, workers: 1, ...c, submitBatch: params.submitBatch, submitInflight: params.submitInflight };

@@ -1,8 +1,8 @@
 /**
- * The Taskwire server as its own process, started the way users start it
- * (`taskwire server start`), with the embedded PostgreSQL under a data folder or with --database-url.
+ * The Taskwire server as its own process, started the way users start it (`npm start`: compiled,
+ * `taskwire server start`), with the embedded PostgreSQL under a data folder or with --database-url.
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -43,10 +43,19 @@ export interface ServerOptions {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** How `npm start` runs the server (compiled by its prestart script), so the bench measures what users run. */
+const SERVER_NODE_FLAGS = ["--max-semi-space-size=16"];
+const SERVER_ENTRY = "dist/src/cli/main.js";
+
+/** Compiles the server as `npm start`'s prestart does; once per bench invocation. */
+export function buildServer(): void {
+  execFileSync(process.execPath, [path.join(repo, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], { cwd: repo, stdio: "inherit" });
+}
+
 /** Starts `taskwire server start` on a free port and waits until /healthz answers 200. */
 export async function startServerProcess(options: ServerOptions): Promise<ServerProcess> {
   const port = await freePort();
-  const args = [...(options.nodeFlags ?? []), "--import", "tsx", "src/cli/main.ts", "server", "start", "--port", String(port), "--log-level", "warn"];
+  const args = [...SERVER_NODE_FLAGS, ...(options.nodeFlags ?? []), SERVER_ENTRY, "server", "start", "--port", String(port), "--log-level", "warn"];
   if (options.databaseUrl !== undefined) args.push("--database-url", options.databaseUrl);
   else args.push("--data-dir", options.dataDir);
   const env = { ...process.env };

@@ -106,7 +106,14 @@ export class Session {
       session = new Session(name, options, server, settings, await postgresPids(server.databaseUrl), deadline);
       const [producer, ...forked] = await Promise.all([
         forkChild("producer-process.ts", "producer", log("producer")),
-        ...Array.from({ length: workers }, (_, k) => forkChild("worker-process.ts", `worker${k + 1}`, log(`worker${k + 1}`))),
+        ...Array.from({ length: workers }, (_, k) =>
+          forkChild(
+            "worker-process.ts",
+            `worker${k + 1}`,
+            log(`worker${k + 1}`),
+            options.cpuProfDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", options.cpuProfDir, "--cpu-prof-name", `${name}.worker${k + 1}.cpuprofile`],
+          ),
+        ),
       ]);
       session.producer = producer!;
       session.children.push(producer!, ...forked);
@@ -236,7 +243,7 @@ export class Session {
     const polite = async (c: Child, op: string) => {
       const timer = setTimeout(() => c.kill(), 8_000);
       await c.call(op).catch(() => undefined);
-      c.kill();
+      c.end();
       await c.exited;
       clearTimeout(timer);
     };

@@ -12,6 +12,8 @@ export interface WorkerStartArgs {
   apiKey: string;
   jobType: string;
   concurrency: number;
+  /** Tasks each worker holds ready beyond its running handlers (the SDK's prefetch). */
+  prefetch: number;
   /** Record each handler's start time (W2). */
   recordTimes: boolean;
   /** Push a "progress" event this often while completions change (ms). */
@@ -81,7 +83,7 @@ serve({
         onHandlerStart((input as { i: number }).i);
       },
     });
-    worker = createWorker({ baseUrl: args.baseUrl, apiKey: args.apiKey, jobs: [job], concurrency: args.concurrency });
+    worker = createWorker({ baseUrl: args.baseUrl, apiKey: args.apiKey, jobs: [job], concurrency: args.concurrency, prefetch: args.prefetch });
     worker.on("task:finished", ({ outcome }) => {
       if (outcome === "completed") {
         completed += 1;

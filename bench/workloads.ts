@@ -16,6 +16,8 @@ export interface Params {
   n: number;
   /** Handlers per worker process. */
   concurrency: number;
+  /** Tasks each worker holds ready beyond its running handlers. */
+  prefetch: number;
   /** Worker processes for W1x4. */
   workers: number;
   /** W1's submit: tasks per SubmitBatch and calls in flight. */
@@ -130,7 +132,7 @@ async function burnDown(label: string, options: SessionOptions, p: Params, n: nu
     );
     const submit = submitWindow.end();
     const window = s.window("processing");
-    const started = await s.startWorkers({ jobType, concurrency: p.concurrency, recordTimes: false, progressMs: 10 });
+    const started = await s.startWorkers({ jobType, concurrency: p.concurrency, prefetch: p.prefetch, recordTimes: false, progressMs: 10 });
     await s.waitForFinished(n);
     const processing = window.end();
     const reports = await s.reports();
@@ -160,7 +162,7 @@ async function latency(label: string, options: SessionOptions, p: Params): Promi
   const jobType = `bench.w2.${tag()}`;
   return withSession(label, options, 1, async (s) => {
     await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, apiKey: s.server.apiKey, jobType }), "registering the job type");
-    await s.startWorkers({ jobType, concurrency: p.concurrency, recordTimes: true, progressMs: 10 });
+    await s.startWorkers({ jobType, concurrency: p.concurrency, prefetch: p.prefetch, recordTimes: true, progressMs: 10 });
     const warmup = p.latencyWarmup;
     await s.within(s.producer.call<PacedResult>("paced", { first: 0, n: warmup, intervalMs: p.latencyIntervalMs }), "warming up");
     await s.waitForFinished(warmup);
@@ -204,7 +206,7 @@ async function mixed(label: string, options: SessionOptions, p: Params): Promise
   const n = p.n;
   return withSession(label, options, 1, async (s) => {
     await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, apiKey: s.server.apiKey, jobType }), "registering the job type");
-    await s.startWorkers({ jobType, concurrency: p.concurrency, recordTimes: false, progressMs: 10 });
+    await s.startWorkers({ jobType, concurrency: p.concurrency, prefetch: p.prefetch, recordTimes: false, progressMs: 10 });
     const window = s.window("measured");
     const submitted = await s.within(s.producer.call<BatchesResult>("batches", { first: 0, n, batchSize: p.mixedBatch, inflight: p.mixedInflight }), "submitting");
     await s.waitForFinished(n);
@@ -233,7 +235,7 @@ async function mixedLoop(label: string, options: SessionOptions, p: Params): Pro
   const n = p.n;
   return withSession(label, options, 1, async (s) => {
     await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, apiKey: s.server.apiKey, jobType }), "registering the job type");
-    await s.startWorkers({ jobType, concurrency: p.concurrency, recordTimes: false, progressMs: 10 });
+    await s.startWorkers({ jobType, concurrency: p.concurrency, prefetch: p.prefetch, recordTimes: false, progressMs: 10 });
     const window = s.window("measured");
     const loopStart = Date.now();
     const rates: number[] = [];

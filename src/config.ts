@@ -19,6 +19,10 @@ export interface ServerConfig {
   sweepIntervalMs: number;
   /** Finished tasks past their job type's retention are deleted this often (ms). */
   retentionIntervalMs: number;
+  /** Due cron schedules are looked for this often (ms). */
+  scheduleIntervalMs: number;
+  /** A schedule's fire time that no replica reached within this long counts as missed (ms). */
+  scheduleGraceMs: number;
   /** Progress is written at most this often per task (ms). */
   progressFlushMs: number;
   /** Idle StreamStatus streams get a keep-alive this often (ms). */
@@ -69,6 +73,8 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     safetyPollMs: 5_000,
     sweepIntervalMs: 1_000,
     retentionIntervalMs: 60_000,
+    scheduleIntervalMs: 1_000,
+    scheduleGraceMs: 60_000,
     progressFlushMs: 250,
     streamKeepaliveMs: 15_000,
     eventBufferBytes: 8 * 1024 * 1024,

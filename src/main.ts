@@ -53,6 +53,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       safetyPollMs: config.safetyPollMs,
       sweepIntervalMs: config.sweepIntervalMs,
       retentionIntervalMs: config.retentionIntervalMs,
+      scheduleIntervalMs: config.scheduleIntervalMs,
+      scheduleGraceMs: config.scheduleGraceMs,
       progressFlushMs: config.progressFlushMs,
       eventBufferBytes: config.eventBufferBytes,
       auth: {

@@ -115,6 +115,30 @@ t.test("the inline example: the hash module as shown, and the curl calls that ru
   t.same(submitted.task.output.value, { words: 6, distinct: 4, top: [["be", 2], ["to", 2], ["not", 1]] }, "the output the README quotes");
 });
 
+t.test("the idempotency and schedule examples: one task for the key, then a schedule created, paused and deleted", async (t) => {
+  const [first, second, create, pause, remove] = [...commands(bashBlocks("## Idempotency keys and schedules")[0]!), ...commands(bashBlocks("## Idempotency keys and schedules")[1]!)];
+  t.ok(first && second && create && pause && remove, "five curl commands");
+  await s.jobTypes.registerJobType({ name: "greet" });
+  const a = JSON.parse((await run("bash", ["-c", local(first!)])).stdout) as { task: { id: string; idempotencyKey: string; deduplicated?: boolean } };
+  const b = JSON.parse((await run("bash", ["-c", local(second!)])).stdout) as { task: { id: string; deduplicated?: boolean; input: { value: unknown } } };
+  t.equal(a.task.idempotencyKey, "welcome-ada");
+  t.equal(a.task.deduplicated, undefined, "the first answer created the task (false is omitted in JSON)");
+  t.equal(b.task.id, a.task.id, "the second names the same task");
+  t.equal(b.task.deduplicated, true, 'and says "deduplicated": true');
+  t.same(b.task.input.value, { name: "Ada" }, "the one greeting Ada, as the README says");
+
+  const created = JSON.parse((await run("bash", ["-c", local(create!)])).stdout) as { schedule: { name: string; timeZone: string; missedFirePolicy: string; nextFireTime: string } };
+  t.match(created.schedule, { name: "morning-greeting", timeZone: "Europe/Berlin", missedFirePolicy: "MISSED_FIRE_POLICY_RUN_ONCE" });
+  const next = new Date(created.schedule.nextFireTime);
+  const local9 = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/Berlin", weekday: "short", hour: "2-digit", minute: "2-digit" }).format(next);
+  t.match(local9, /^(Mon|Tue|Wed|Thu|Fri) 09:00$/, `the next fire is a weekday at 09:00 in Berlin (${local9})`);
+  const paused = JSON.parse((await run("bash", ["-c", local(pause!)])).stdout) as { schedule: { paused: boolean } };
+  t.equal(paused.schedule.paused, true);
+  t.same(JSON.parse((await run("bash", ["-c", local(remove!)])).stdout), {}, "deleted");
+  const gone = JSON.parse((await run("bash", ["-c", local(remove!)])).stdout) as { code: string };
+  t.equal(gone.code, "not_found", "and gone");
+});
+
 t.test("the keys example, on a server of its own: namespace, key, an authenticated curl, list, revoke", async (t) => {
   // Its own database: creating a key ends development mode, which the examples above rely on.
   const auth = await startTestServer(t);

@@ -50,6 +50,16 @@ export const LIMITS = {
   maxErrorChars: 10_000,
   /** Cancel reason. */
   maxReasonChars: 1_000,
+  /** Idempotency keys (characters). */
+  maxIdempotencyKeyChars: 256,
+  /** How long a finished task may keep its idempotency key (ms). */
+  minDedupWindowMs: 1_000,
+  maxDedupWindowMs: 30 * 24 * 60 * 60 * 1_000,
+  /** Cron expressions (characters) and time zone names. */
+  maxCronChars: 200,
+  maxTimeZoneChars: 64,
+  /** Schedules per namespace. */
+  maxSchedules: 10_000,
 } as const;
 
 /**

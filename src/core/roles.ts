@@ -47,6 +47,13 @@ export const PROCEDURE_ACCESS = {
   "taskwire.v1.WorkerService/CompleteTask": worker,
   "taskwire.v1.WorkerService/FailTask": worker,
   "taskwire.v1.WorkerService/ListWorkers": anyRole,
+  // Schedules submit tasks: producers manage them; watchers may read them.
+  "taskwire.v1.ScheduleService/CreateSchedule": producer,
+  "taskwire.v1.ScheduleService/GetSchedule": reader,
+  "taskwire.v1.ScheduleService/ListSchedules": reader,
+  "taskwire.v1.ScheduleService/PauseSchedule": producer,
+  "taskwire.v1.ScheduleService/ResumeSchedule": producer,
+  "taskwire.v1.ScheduleService/DeleteSchedule": producer,
   "taskwire.v1.AdminService/CreateNamespace": operator,
   "taskwire.v1.AdminService/ListNamespaces": operator,
   "taskwire.v1.AdminService/CreateApiKey": admin,

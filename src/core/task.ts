@@ -36,6 +36,13 @@ export interface TaskRecord {
   progressMessage: string;
   /** An encoded taskwire.v1.Checkpoint, opaque here. */
   checkpoint: Uint8Array | null;
+  /** The idempotency key it was submitted with (a payload key for dedup_by_payload), or null. */
+  idempotencyKey: string | null;
+  /** For a task a schedule created: the schedule's name and the fire time it stands for. */
+  scheduleName: string | null;
+  scheduleFireAt: Date | null;
+  /** Set by Submit only: true when this task already held the key, so nothing was created. */
+  deduplicated?: boolean;
 }
 
 /** One row of a task's history. */
@@ -67,6 +74,8 @@ export interface NewTask {
   runAt: Date | null;
   backoffBaseMs: number;
   backoffCapMs: number;
+  /** Null or absent: no key. Unique per (namespace, job type) among the tasks holding it (see migration 0020). */
+  idempotencyKey?: string | null;
 }
 
 /** A job type as stored. */
@@ -88,6 +97,8 @@ export interface JobTypeRecord {
   retentionMs: number | null;
   /** The module that runs its tasks on the server's thread pool; null: remote workers. */
   inlineModule: string | null;
+  /** How long a finished task keeps its idempotency key (ms); null: it is free once the task finishes. */
+  dedupWindowMs: number | null;
   /** Largest payload of its tasks (bytes); null: the server's limit, which also caps this. */
   maxPayloadBytes: number | null;
   createdAt: Date;

@@ -12,6 +12,7 @@ import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
 import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
 import type { ReadyNotice, RevokeNotice } from "./ready-listener.js";
 import type { ReportAnswer, ReportBatcher } from "./report-batcher.js";
+import { DelayedWakes } from "./delayed-wakes.js";
 
 /** Why a held attempt was taken back. */
 export type RevokeReason = RevokeNotice["reason"];
@@ -42,9 +43,28 @@ interface Session extends WorkerSession {
   /** Bumped by every wake-up, so a short claim that raced a wake-up does not clear mayHaveWork. */
   wakeCount: number;
   claiming: boolean;
+  /** Credits set aside for tasks being submitted straight to this session (see planDirect). */
+  reserved: number;
+  /** A pump is scheduled for the end of this microtask checkpoint. */
+  pumpQueued: boolean;
   closed: boolean;
   draining: boolean;
   retryTimer: NodeJS.Timeout | undefined;
+}
+
+/** Credits reserved on idle sessions for tasks being submitted (Dispatcher.planDirect). */
+export interface DirectPlan {
+  /** Per task, in submit order: the worker it goes to at once, or null for the queue. */
+  readonly workerIds: readonly (string | null)[];
+  /** After the insert committed: hands over the tasks it made RUNNING (by submit index); the rest were queued. */
+  deliver(assigned: ReadonlyMap<number, Assignment>): void;
+  /** The insert failed: the reserved credits are free again. */
+  cancel(): void;
+}
+
+/** Idle: connected, taking work, its last claim found nothing, and a credit to spare. */
+function isIdle(s: Session): boolean {
+  return !s.closed && !s.draining && !s.claiming && !s.mayHaveWork && s.credits - s.inFlight.size - s.reserved > 0;
 }
 
 /** Dispatcher settings. */
@@ -66,9 +86,12 @@ export interface DispatcherEvents {
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private readonly sessions = new Set<Session>();
   private readonly holders = new Map<string, Session>();
-  /** Leases (task/attempt/token) whose report is being written: a heartbeat must not call them lost. */
-  private readonly reporting = new Map<string, number>();
-  private readonly delayedWakes = new Map<string, NodeJS.Timeout>();
+  // Issue 8: every announced run_at gets its wake (one timer kept only the first, so later delayed
+  // tasks of the same job type waited for the safety poll).
+  private readonly delayedWakes = new DelayedWakes((key) => {
+    const [ns, jt] = key.split("\u0000") as [string, string];
+    this.onReady({ ns, jt, at: null });
+  });
   private readonly pollTimer: NodeJS.Timeout;
 
   constructor(private readonly options: DispatcherOptions) {
@@ -96,6 +119,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       mayHaveWork: true,
       wakeCount: 0,
       claiming: false,
+      reserved: 0,
+      pumpQueued: false,
       closed: false,
       draining: false,
       retryTimer: undefined,
@@ -116,9 +141,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const extended = await taskLeaseExtend(this.options.db, { namespace: session.namespace, workerId: session.workerId, leases: held });
     const alive = new Set(extended.map((e) => `${e.taskId}/${e.attempt}`));
     for (const a of held) {
+      // Still held and not extended: taken back meanwhile. (A lease whose report arrived during
+      // the extension has left inFlight: its report decides.)
       if (alive.has(`${a.taskId}/${a.attempt}`) || session.inFlight.get(a.taskId) !== a) continue;
-      // Its report committed (so the lease is gone) but is not settled yet: the report decides.
-      if (this.reporting.has(leaseKey(a))) continue;
       this.release(session, a.taskId, a.attempt);
       session.sink.revoke({ taskId: a.taskId, attempt: a.attempt, reason: "lease_lost", message: `the lease of task ${a.taskId} attempt ${a.attempt} is no longer held` });
     }
@@ -150,41 +175,121 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /**
    * Records a completion, from a stream or a unary call. The holder on this replica (if any) gets
-   * its credit back once the lease is gone: the report was accepted, or it named the very lease
-   * the holder has and was rejected (so that lease ended meanwhile). A rejected report naming
-   * another lease, or a database error, leaves the holder's task alone.
+   * its credit back at once, before the write: the worker is done with the task whatever the
+   * answer, so the next claim overlaps this write instead of waiting for its commit. Only a report
+   * naming the very lease the holder has frees it; one naming another lease changes nothing here.
    */
   complete(report: CompletionReport): Promise<ReportAnswer> {
-    return this.settle(report, () => this.options.batcher.complete(report));
+    this.settle(report);
+    return this.options.batcher.complete(report);
   }
 
   /** Records a failure (see complete). */
   fail(report: FailureReport): Promise<ReportAnswer> {
-    return this.settle(report, () => this.options.batcher.fail(report));
+    this.settle(report);
+    return this.options.batcher.fail(report);
   }
 
   /** Records a hand-back without counting the attempt (see complete). */
   releaseTask(report: ReleaseReport): Promise<ReportAnswer> {
-    return this.settle(report, () => this.options.batcher.release(report));
+    this.settle(report);
+    return this.options.batcher.release(report);
   }
 
-  private async settle(report: LeaseRef, write: () => Promise<ReportAnswer>): Promise<ReportAnswer> {
-    const key = leaseKey(report);
-    this.reporting.set(key, (this.reporting.get(key) ?? 0) + 1);
-    let answer: ReportAnswer;
-    try {
-      answer = await write();
-    } finally {
-      const left = this.reporting.get(key)! - 1;
-      if (left === 0) this.reporting.delete(key);
-      else this.reporting.set(key, left);
-    }
+  /**
+   * A final report arrived: the holder's lease leaves its in-flight set (so heartbeats stop
+   * extending it, and cannot call it lost once the report commits) and its credit is free.
+   */
+  private settle(report: LeaseRef): void {
     const session = this.holders.get(report.taskId);
     const held = session?.inFlight.get(report.taskId);
     if (session !== undefined && held !== undefined && held.attempt === report.attempt && held.leaseToken === report.leaseToken) {
       this.release(session, report.taskId, report.attempt);
     }
-    return answer;
+  }
+
+  /**
+   * Direct hand-off: tasks about to be submitted through this replica that an idle session could
+   * run at once go straight to it, inserted already RUNNING and leased to its worker, instead of
+   * being queued, announced by NOTIFY and claimed by a second statement (a round trip and a row
+   * version less per task, and the latency of a submit to an idle worker halves). A session is
+   * idle when its last claim found the queue empty and nothing woke it since; its free credits
+   * are reserved here until deliver() or cancel(). Only tasks ready now qualify, best priority
+   * first; the insert itself queues any that would overtake a task already waiting (see
+   * task-insert-batch). Returns undefined when no task can go direct.
+   */
+  planDirect(tasks: readonly { namespace: string; jobType: string; priority: number; runAt: Date | null }[]): DirectPlan | undefined {
+    const order = [...tasks.keys()].filter((i) => tasks[i]!.runAt === null);
+    if (order.length === 0 || this.sessions.size === 0) return undefined;
+    order.sort((a, b) => tasks[b]!.priority - tasks[a]!.priority || a - b);
+    const idle = new Map<string, Session[]>();
+    const targets: (Session | undefined)[] = new Array(tasks.length);
+    let planned = 0;
+    for (const i of order) {
+      const { namespace, jobType } = tasks[i]!;
+      const key = `${namespace}\u0000${jobType}`;
+      let candidates = idle.get(key);
+      if (candidates === undefined) {
+        candidates = [...this.sessions].filter((x) => x.namespace === namespace && x.jobTypes.has(jobType) && isIdle(x));
+        idle.set(key, candidates);
+      }
+      // Round-robin over the idle sessions that still have a free credit.
+      const session = candidates.shift();
+      if (session === undefined) continue;
+      session.reserved += 1;
+      targets[i] = session;
+      planned += 1;
+      if (isIdle(session)) candidates.push(session);
+    }
+    if (planned === 0) return undefined;
+    return {
+      workerIds: Array.from(targets, (x) => x?.workerId ?? null),
+      deliver: (assigned) => this.deliverDirect(targets, assigned),
+      cancel: () => {
+        for (const session of new Set(targets)) {
+          if (session === undefined) continue;
+          session.reserved -= targets.filter((x) => x === session).length;
+          this.pump(session);
+        }
+      },
+    };
+  }
+
+  private deliverDirect(targets: readonly (Session | undefined)[], assigned: ReadonlyMap<number, Assignment>): void {
+    const bySession = new Map<Session, { delivered: Assignment[]; queued: number }>();
+    targets.forEach((session, i) => {
+      if (session === undefined) return;
+      session.reserved -= 1;
+      const entry = bySession.get(session) ?? { delivered: [], queued: 0 };
+      bySession.set(session, entry);
+      const a = assigned.get(i);
+      if (a === undefined) entry.queued += 1;
+      else entry.delivered.push(a);
+    });
+    for (const [session, { delivered, queued }] of bySession) {
+      if (session.closed || session.draining) {
+        this.handBack(delivered, "not delivered: the worker was leaving");
+        continue;
+      }
+      for (const a of delivered) this.hold(session, a);
+      if (delivered.length > 0) {
+        session.sink.assign(delivered);
+        this.emit("task:claimed", delivered);
+      }
+      // Queued instead: another task was waiting ahead of it, so the queue is not empty.
+      if (queued > 0) this.wake(session);
+    }
+  }
+
+  /** Tasks a worker never saw go back to PENDING without counting the attempt. */
+  private handBack(assignments: readonly Assignment[], reason: string): Promise<unknown> {
+    return Promise.all(
+      assignments.map((a) =>
+        this.options.batcher
+          .release({ namespace: a.namespace, taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, reason })
+          .catch((error: unknown) => this.options.logger.error({ err: error, taskId: a.taskId }, "could not hand back an undelivered task")),
+      ),
+    );
   }
 
   /** A NOTIFY said tasks of (ns, jt) are ready now, or will be at `at`. */
@@ -216,20 +321,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Stops timers; sessions are closed by their streams. */
   stop(): void {
     clearInterval(this.pollTimer);
-    for (const timer of this.delayedWakes.values()) clearTimeout(timer);
     this.delayedWakes.clear();
     for (const session of this.sessions) clearTimeout(session.retryTimer);
   }
 
   private wakeLater(ns: string, jt: string, delayMs: number): void {
-    const key = `${ns}\u0000${jt}`;
-    if (this.delayedWakes.has(key)) return; // the safety poll covers later ones
-    const timer = setTimeout(() => {
-      this.delayedWakes.delete(key);
-      this.onReady({ ns, jt, at: null });
-    }, Math.min(delayMs, this.options.safetyPollMs) + 1);
-    timer.unref();
-    this.delayedWakes.set(key, timer);
+    this.delayedWakes.add(`${ns}\u0000${jt}`, Date.now() + delayMs);
   }
 
   private hold(session: Session, a: Assignment): void {
@@ -243,19 +340,27 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.pump(session);
   }
 
-  /** Frees the credit of a task the session held (reported or revoked), then looks for more work. */
+  /**
+   * Frees the credit of a task the session held (reported or revoked), then looks for more work:
+   * in a microtask, so that the credits a whole batch of reports frees are claimed together.
+   */
   private release(session: Session, taskId: string, attempt: number): void {
     const held = session.inFlight.get(taskId);
     if (held === undefined || held.attempt !== attempt) return;
     session.inFlight.delete(taskId);
     if (this.holders.get(taskId) === session) this.holders.delete(taskId);
-    this.pump(session);
+    if (session.pumpQueued) return;
+    session.pumpQueued = true;
+    queueMicrotask(() => {
+      session.pumpQueued = false;
+      this.pump(session);
+    });
   }
 
   /** Claims while the session has free credits and the queue may hold work; one claim at a time. */
   private pump(session: Session): void {
     if (session.claiming || session.closed || session.draining) return;
-    const free = session.credits - session.inFlight.size;
+    const free = session.credits - session.inFlight.size - session.reserved;
     if (free <= 0 || !session.mayHaveWork) return;
     // A busy session claims once a quarter of its credits are free, not at every single one:
     // fewer, larger claims (each a commit). An idle one claims at once.
@@ -271,15 +376,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       .then(async (claimed) => {
         session.claiming = false;
         if (session.closed || session.draining) {
-          // The stream ended (or began draining) while claiming: the worker never saw these, so
-          // they go back without counting the attempt.
-          await Promise.all(
-            claimed.map((a) =>
-              this.options.batcher
-                .release({ namespace: a.namespace, taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, reason: "not delivered: the worker was leaving" })
-                .catch((error: unknown) => this.options.logger.error({ err: error, taskId: a.taskId }, "could not hand back an undelivered task")),
-            ),
-          );
+          // The stream ended (or began draining) while claiming: the worker never saw these.
+          await this.handBack(claimed, "not delivered: the worker was leaving");
           return;
         }
         if (claimed.length < free && session.wakeCount === wakeCount) session.mayHaveWork = false;
@@ -313,8 +411,4 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       this.options.logger.error({ err: error, taskId: a.taskId }, "could not record a lost attempt");
     }
   }
-}
-
-function leaseKey(lease: { taskId: string; attempt: number; leaseToken: string }): string {
-  return `${lease.taskId}/${lease.attempt}/${lease.leaseToken}`;
 }

@@ -38,8 +38,8 @@ export class ProgressCoalescer {
    * Before an attempt's outcome is written: writes its pending progress first (with everything
    * else pending, in the same statement), since progress is only accepted while the task runs.
    */
-  async flushBefore(namespace: string, taskId: string): Promise<void> {
-    if (this.tasks.has(taskKey(namespace, taskId))) await this.flush();
+  async flushBefore(namespace: string, taskIds: readonly string[]): Promise<void> {
+    if (this.tasks.size > 0 && taskIds.some((id) => this.tasks.has(taskKey(namespace, id)))) await this.flush();
   }
 
   /** Writes what is pending (also called on stop, so the last value is not lost). */

@@ -9,6 +9,8 @@ import { EventHub } from "../events/event-hub.js";
 import { InlinePool, type InlinePoolOptions } from "../inline/inline-pool.js";
 import { InlineRunner } from "../inline/inline-runner.js";
 import { RetentionPruner } from "./retention-pruner.js";
+import { Scheduler } from "./scheduler.js";
+import { Schedules } from "./schedules.js";
 import type { Database } from "../store/orm.js";
 import { JobTypeRegistry } from "./job-type-registry.js";
 import { Tasks } from "./tasks.js";
@@ -22,6 +24,10 @@ export interface EngineOptions {
   sweepIntervalMs: number;
   /** How often finished tasks past their retention are deleted (ms). */
   retentionIntervalMs: number;
+  /** How often due cron schedules are looked for (ms). */
+  scheduleIntervalMs: number;
+  /** A fire time older than this when a scheduler first sees it counts as missed (ms). */
+  scheduleGraceMs: number;
   /** The thread pool for inline job types; null runs none. */
   inline: (InlinePoolOptions & { workerId: string; graceMs: number }) | null;
   /** Progress is written at most this often per task (ms), so at most 1000/this progress events per second per task. */
@@ -43,6 +49,9 @@ export interface Engine {
   progress: ProgressCoalescer;
   events: EventHub;
   pruner: RetentionPruner;
+  /** Fires cron schedules (every replica runs one). */
+  scheduler: Scheduler;
+  schedules: Schedules;
   /** Runs inline job types on the thread pool; null when the server runs none. */
   inline: InlineRunner | null;
   /** Authenticates requests (API keys, development mode). */
@@ -57,6 +66,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
   const dispatcher = new Dispatcher({ db: database.db, batcher, logger, safetyPollMs: options.safetyPollMs });
   const sweeper = new LeaseSweeper(database.db, logger, options.sweepIntervalMs);
   const pruner = new RetentionPruner(database.db, logger, options.retentionIntervalMs);
+  const scheduler = new Scheduler(database.pool, logger, { intervalMs: options.scheduleIntervalMs, graceMs: options.scheduleGraceMs });
   const progress = new ProgressCoalescer(database.db, logger, options.progressFlushMs);
   const events = new EventHub(database.db, logger, options.eventBufferBytes);
   const inline =
@@ -85,12 +95,14 @@ export function createEngine(database: Database, logger: Logger, options: Engine
     database,
     dispatcher,
     jobTypes: new JobTypeRegistry(database.orm, database.db),
-    tasks: new Tasks(database.db, database.pool, batcher, logger),
+    tasks: new Tasks(database.db, database.pool, batcher, dispatcher, logger),
     listener,
     sweeper,
     progress,
     events,
     pruner,
+    scheduler,
+    schedules: new Schedules(database.db),
     inline,
     auth,
     async stop() {
@@ -98,7 +110,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
       await inline?.stop(options.inline?.graceMs ?? 0);
       dispatcher.stop();
       events.stop();
-      await Promise.all([sweeper.stop(), pruner.stop(), progress.stop(), listener.close(), auth.stop()]);
+      await Promise.all([sweeper.stop(), pruner.stop(), scheduler.stop(), progress.stop(), listener.close(), auth.stop()]);
     },
   };
 }

@@ -35,6 +35,7 @@ function toRecord(row: JobType): JobTypeRecord {
     leaseMs: row.leaseMs,
     retentionMs: row.retentionMs ?? null,
     inlineModule: row.inlineModule ?? null,
+    dedupWindowMs: row.dedupWindowMs ?? null,
     maxPayloadBytes: row.maxPayloadBytes ?? null,
     createdAt: new Date(row.createdAt),
     updatedAt: new Date(row.updatedAt),

@@ -11,6 +11,7 @@ import { taskCancel } from "../store/sql/task-cancel.js";
 import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
 import { taskAttempts, taskGet } from "../store/sql/task-get.js";
 import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
+import { submitKeyed } from "./keyed-submit.js";
 import { taskLeaseState } from "../store/sql/task-lease-state.js";
 import { taskCount, taskListPage, type TaskFilter } from "../store/sql/task-list.js";
 import { taskQueuePosition } from "../store/sql/task-queue-position.js";
@@ -20,6 +21,7 @@ import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
 import { workerList, type WorkerRecord } from "../store/sql/worker-list.js";
 import { REVOKE_CHANNEL, type RevokeNotice } from "../dispatch/ready-listener.js";
 import type { ReportAnswer, ReportBatcher } from "../dispatch/report-batcher.js";
+import type { Dispatcher } from "../dispatch/dispatcher.js";
 
 /** Task operations for one replica. */
 export class Tasks {
@@ -27,12 +29,35 @@ export class Tasks {
     private readonly db: Db,
     private readonly pool: pg.Pool,
     private readonly batcher: ReportBatcher,
+    private readonly dispatcher: Dispatcher,
     private readonly logger: Logger,
   ) {}
 
-  /** Inserts validated tasks in one statement (all or none); returns them in order. */
-  submit(tasks: readonly NewTask[]): Promise<TaskRecord[]> {
-    return taskInsertBatch(this.db, tasks);
+  /**
+   * Inserts validated tasks in one statement (all or none); returns them in order, as committed.
+   * Tasks an idle worker session of this replica can run at once are handed to it directly
+   * (Dispatcher.planDirect): they come back RUNNING. With an idempotency key anywhere: one
+   * transaction that deduplicates (keyed-submit.ts), without direct hand-off (a duplicate must
+   * never reach a worker); a duplicate comes back as the existing task, `deduplicated`.
+   */
+  async submit(tasks: readonly NewTask[]): Promise<TaskRecord[]> {
+    if (tasks.some((task) => task.idempotencyKey != null)) return submitKeyed(this.pool, tasks);
+    const plan = this.dispatcher.planDirect(tasks);
+    if (plan === undefined) return (await taskInsertBatch(this.db, tasks)).tasks;
+    let inserted;
+    try {
+      inserted = await taskInsertBatch(this.db, tasks, plan.workerIds);
+    } catch (error) {
+      plan.cancel();
+      throw error;
+    }
+    const assigned = new Map<number, Assignment>();
+    inserted.tasks.forEach((task, i) => {
+      const leaseToken = inserted.leaseTokens[i];
+      if (task.state === "running" && leaseToken !== null && leaseToken !== undefined) assigned.set(i, assignmentOf(task, leaseToken));
+    });
+    plan.deliver(assigned);
+    return inserted.tasks;
   }
 
   /** A task with its attempts and, when pending, its queue position; NOT_FOUND otherwise. */
@@ -130,6 +155,23 @@ export class Tasks {
     this.logger.debug({ taskId: report.taskId }, "report with a wrong lease token");
     return new TaskwireError("STALE_LEASE", `${base}: the lease token is not the one issued for this attempt`);
   }
+}
+
+/** The assignment of a task inserted RUNNING (a direct hand-off). */
+function assignmentOf(task: TaskRecord, leaseToken: string): Assignment {
+  return {
+    taskId: task.id,
+    namespace: task.namespace,
+    jobType: task.jobType,
+    input: task.input,
+    attempt: task.attempt,
+    maxAttempts: task.maxAttempts,
+    leaseToken,
+    timeoutMs: task.timeoutMs,
+    createdAt: task.createdAt,
+    leaseExpiresAt: task.leaseExpiresAt ?? task.createdAt,
+    checkpoint: null,
+  };
 }
 
 /**

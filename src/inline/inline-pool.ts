@@ -35,13 +35,25 @@ const MODULE_NAME = /^(?!\/)(?!.*(?:^|\/)\.\.(?:\/|$))[A-Za-z0-9._/-]+\.(?:ts|mt
 const FROM_SOURCE = import.meta.url.endsWith(".ts");
 const THREAD_FILE = fileURLToPath(new URL(FROM_SOURCE ? "./thread.ts" : "./thread.js", import.meta.url));
 
+/** Process flags a thread takes over: module loading. V8 heap flags (e.g. --max-semi-space-size) are process-wide, and Worker refuses them. */
+const THREAD_FLAGS = /^--(import|require|loader|experimental-loader|conditions|enable-source-maps|no-warnings)(=|$)/;
+/** The flags above that take their value as the next argument. */
+const FLAGS_WITH_VALUE = new Set(["--import", "--require", "--loader", "--experimental-loader", "--conditions"]);
+
 /**
- * Threads inherit the process's flags; from source they also need tsx, which a process that
- * registered it in code (bin/taskwire.js) does not pass on. Inline modules may be TypeScript either way.
+ * Threads load modules the way the process does; they always need tsx as well (inline modules
+ * may be TypeScript even when the server runs compiled, or registered tsx in code).
  */
-function threadExecArgv(): string[] {
-  const hasTsx = process.execArgv.some((arg, i, all) => /(^|=)tsx(\/esm)?$/.test(arg) || (arg === "--import" && /^tsx(\/esm)?$/.test(all[i + 1] ?? "")));
-  return hasTsx ? process.execArgv : [...process.execArgv, "--import", "tsx"];
+export function threadExecArgv(execArgv: readonly string[] = process.execArgv): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i]!;
+    if (!THREAD_FLAGS.test(arg)) continue;
+    kept.push(arg);
+    if (FLAGS_WITH_VALUE.has(arg) && i + 1 < execArgv.length) kept.push(execArgv[++i]!);
+  }
+  const hasTsx = kept.some((arg, i, all) => /(^|=)tsx(\/esm)?$/.test(arg) || (arg === "--import" && /^tsx(\/esm)?$/.test(all[i + 1] ?? "")));
+  return hasTsx ? kept : [...kept, "--import", "tsx"];
 }
 
 /** A buffer whose whole ArrayBuffer it owns, so transferring it detaches nothing else (small Buffers share a pool slab). */

@@ -34,7 +34,10 @@ const TICK_MS = 100;
 
 export class InlineRunner {
   private readonly sessions = new Map<string, NamespaceSession>();
+  /** Attempts held, from assignment until their report is answered. */
   private readonly running = new Map<string, Running>();
+  /** Attempts on the pool (running or queued for a thread): a finished one's report may still be in flight. */
+  private onPool = 0;
   private readonly refreshTimer: NodeJS.Timeout;
   private readonly tickTimer: NodeJS.Timeout;
   private refreshing: Promise<void> | undefined;
@@ -58,7 +61,7 @@ export class InlineRunner {
 
   /** Attempts running or queued on the pool now (for metrics and tests). */
   get runningCount(): number {
-    return this.running.size;
+    return this.onPool;
   }
 
   /** Re-reads the inline job types and opens (or reopens) each namespace's session to match. */
@@ -141,7 +144,13 @@ export class InlineRunner {
     running.done = (async () => {
       try {
         if (jobType === undefined) throw new Error(`job type ${a.jobType} is no longer inline on this server`);
-        const output = await this.deps.pool.run({ module: jobType.module, jobType: a.jobType, taskId: a.taskId, attempt: a.attempt, input: a.input, signal: controller.signal });
+        let output;
+        this.onPool += 1;
+        try {
+          output = await this.deps.pool.run({ module: jobType.module, jobType: a.jobType, taskId: a.taskId, attempt: a.attempt, input: a.input, signal: controller.signal });
+        } finally {
+          this.onPool -= 1;
+        }
         await this.deps.dispatcher.complete({ namespace: a.namespace, taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, output });
       } catch (error) {
         await this.reportFailure(a, controller.signal, error);

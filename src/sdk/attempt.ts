@@ -197,6 +197,7 @@ export class Attempt {
     const waiting = [...(this.inFlight ?? []), ...this.queued];
     this.inFlight = undefined;
     this.queued = [];
+    if (waiting.length === 0) return; // the usual case: no Error to build (capturing its stack is costly)
     const rejection = reason ?? new Error(`the attempt ended (${outcome}) before its checkpoint was saved`);
     for (const waiter of waiting) waiter.reject(rejection);
   }

@@ -3,7 +3,8 @@
  * heartbeat. Leases do not belong to a session (they move to the next one on reconnect); a session
  * only decides whether a message can go out right now.
  */
-import type { ClaimRequest } from "../gen/taskwire/v1/worker_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { ClaimRequestSchema, ReportBatchSchema, type ClaimRequest } from "../gen/taskwire/v1/worker_pb.js";
 import type { LeaseChannel } from "./attempt.js";
 import { heartbeatRequest } from "./claim-messages.js";
 import { createPushQueue, type PushQueue } from "./push-queue.js";
@@ -15,14 +16,44 @@ export class ClaimSession implements LeaseChannel {
   readonly call = new AbortController();
   welcomed = false;
   ended = false;
+  /** Final reports gathered in this turn of the event loop, not sent yet. */
+  private reports: ClaimRequest[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
 
   /** `held`: keys of the leases named in this stream's hello, which its welcome adopts or not. */
   constructor(readonly held: ReadonlySet<string>) {}
 
-  /** Queues a message if the stream is welcomed and still open (reports before welcome would race adoption). */
+  /**
+   * Queues a message if the stream is welcomed and still open (reports before welcome would race
+   * adoption). Final reports (complete, fail, release) wait for the end of this turn of the event
+   * loop and go out together as one `reports` message: handlers that finish together cost the
+   * server one message, not one each.
+   */
   send(request: ClaimRequest): boolean {
-    return this.welcomed && !this.ended && this.requests.push(request);
+    if (!this.welcomed || this.ended || this.requests.closed) return false;
+    const kind = request.message.case;
+    if (kind !== "complete" && kind !== "fail" && kind !== "release") return this.requests.push(request);
+    if (this.reports.length === 0) setImmediate(() => this.flushReports());
+    this.reports.push(request);
+    return true;
+  }
+
+  /** Sends the reports gathered this turn: one alone as it is, several as one `reports` batch. */
+  private flushReports(): void {
+    const reports = this.reports;
+    this.reports = [];
+    if (reports.length === 0 || this.ended) return; // a stream that ended: the next one's adoption resends them
+    if (reports.length === 1) {
+      this.requests.push(reports[0]!);
+      return;
+    }
+    const batch = create(ReportBatchSchema);
+    for (const { message: m } of reports) {
+      if (m.case === "complete") batch.completions.push(m.value);
+      else if (m.case === "fail") batch.failures.push(m.value);
+      else if (m.case === "release") batch.releases.push(m.value);
+    }
+    this.requests.push(create(ClaimRequestSchema, { message: { case: "reports", value: batch } }));
   }
 
   /** Marks the stream welcomed and starts heartbeating, which keeps every lease it holds alive. */
@@ -33,14 +64,16 @@ export class ClaimSession implements LeaseChannel {
     this.heartbeat = setInterval(() => this.send(heartbeatRequest()), heartbeatMs).unref();
   }
 
-  /** Half-closes the request side: the server answers what it has, then ends the stream. */
+  /** Half-closes the request side (after the reports gathered so far): the server answers what it has, then ends the stream. */
   halfClose(): void {
+    this.flushReports();
     this.requests.close();
   }
 
   /** Marks the stream over and releases everything it holds (timer, request queue, HTTP/2 stream). */
   end(): void {
     this.ended = true;
+    this.reports = [];
     clearInterval(this.heartbeat);
     this.heartbeat = undefined;
     this.requests.close();

@@ -9,6 +9,7 @@ import { Code, ConnectError, createClient as createConnectClient, type CallOptio
 import { JobTypeService, RetryPolicySchema, type RegisterJobTypeResponse, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
 import { TaskService, TaskSpecSchema, TaskState, type ListTasksResponse, type Task, type TaskSpec } from "../gen/taskwire/v1/task_pb.js";
 import { WorkerService, type ListWorkersResponse } from "../gen/taskwire/v1/worker_pb.js";
+import { MissedFirePolicy, ScheduleService, type ListSchedulesResponse, type Schedule } from "../gen/taskwire/v1/schedule_pb.js";
 import type { JobRef, RetryOptions } from "./define-job.js";
 import { descriptorSetOf } from "./descriptor-set.js";
 import { packPayload, payloadTypeName, unpackPayload, type PayloadInit, type PayloadOf, type PayloadSchema } from "./payload.js";
@@ -35,6 +36,8 @@ export interface JobTypeSpec {
   retentionMs?: number;
   /** Backoff between attempts (server default: 1 s base, 10 min cap). */
   defaultRetry?: RetryOptions;
+  /** How long a finished task keeps its idempotency key, 1 s to 30 days and at most the retention (server default: none). */
+  dedupWindowMs?: number;
 }
 
 /** Per-task settings; unset ones take the job type's defaults (0 is a value, not "unset"). */
@@ -48,6 +51,31 @@ export interface SubmitOptions {
   /** Not before this time (at most one year ahead). */
   runAt?: Date;
   /** Backoff between attempts; unset fields take the job type's. */
+  retry?: RetryOptions;
+  /**
+   * While a task of this job type holds this key (unfinished, or finished within the job type's
+   * dedup window), submit returns that task with `deduplicated` set instead of creating one.
+   * 1 to 256 printable characters.
+   */
+  idempotencyKey?: string;
+  /** Use the hash of the input's canonical form as the key (equal JSON values match whatever their key order). */
+  dedupByPayload?: boolean;
+}
+
+/** What a schedule submits at each fire time, and when. */
+export interface ScheduleOptions {
+  /** Five fields (minute hour day-of-month month day-of-week), or six with seconds first; e.g. "0 3 * * *". */
+  cron: string;
+  /** IANA time zone the expression is read in (default "UTC"). */
+  timeZone?: string;
+  /** Fire times missed during downtime: "skip" them (default) or "run_once" for all of them together. */
+  missedFires?: "skip" | "run_once";
+  /** Create it paused. */
+  paused?: boolean;
+  /** Task settings, as for submit (resolved when the schedule is created). */
+  priority?: number;
+  maxAttempts?: number;
+  timeoutMs?: number;
   retry?: RetryOptions;
 }
 
@@ -79,6 +107,7 @@ export interface RawClients {
   readonly jobTypes: Client<typeof JobTypeService>;
   readonly tasks: Client<typeof TaskService>;
   readonly workers: Client<typeof WorkerService>;
+  readonly schedules: Client<typeof ScheduleService>;
 }
 
 /** A Taskwire client. Every method accepts Connect call options last (signal, timeoutMs, headers). */
@@ -99,6 +128,18 @@ export interface TaskwireClient {
   retry(id: string, additionalAttempts?: number, call?: CallOptions): Promise<Task>;
   /** Lists the namespace's workers (job types, credits, tasks in flight, last heartbeat), one page at a time. */
   listWorkers(filter?: WorkerFilter, call?: CallOptions): Promise<ListWorkersResponse>;
+  /** Creates a cron schedule that submits `job` with `input` at each fire time (ALREADY_EXISTS if the name is taken). */
+  createSchedule<I extends PayloadSchema, O extends PayloadSchema>(name: string, job: JobRef<I, O>, input: PayloadInit<I>, options: ScheduleOptions, call?: CallOptions): Promise<Schedule>;
+  /** Returns one schedule (NOT_FOUND if there is none of that name). */
+  getSchedule(name: string, call?: CallOptions): Promise<Schedule>;
+  /** Lists the namespace's schedules by name, one page at a time. */
+  listSchedules(page?: { pageSize?: number; pageToken?: string }, call?: CallOptions): Promise<ListSchedulesResponse>;
+  /** Stops a schedule firing; returns it. */
+  pauseSchedule(name: string, call?: CallOptions): Promise<Schedule>;
+  /** Lets a paused schedule fire again from its next fire time after now; returns it. */
+  resumeSchedule(name: string, call?: CallOptions): Promise<Schedule>;
+  /** Deletes a schedule (its tasks stay). */
+  deleteSchedule(name: string, call?: CallOptions): Promise<void>;
   /**
    * A handle on a task (or its id): wait({ timeoutMs }), result({ timeoutMs }) and its events. With
    * the job, result() returns the typed output; without, the raw Any.
@@ -120,6 +161,7 @@ export function createClient(options: ClientOptions): TaskwireClient {
     jobTypes: createConnectClient(JobTypeService, owned.transport),
     tasks: createConnectClient(TaskService, owned.transport),
     workers: createConnectClient(WorkerService, owned.transport),
+    schedules: createConnectClient(ScheduleService, owned.transport),
   };
   return {
     raw,
@@ -178,6 +220,42 @@ export function createClient(options: ClientOptions): TaskwireClient {
       return required(response.task, "Retry");
     },
 
+    async createSchedule(name, job, input, options, call) {
+      const { cron, timeZone, missedFires, paused, ...taskOptions } = options;
+      const response = await raw.schedules.createSchedule(
+        {
+          name,
+          cron,
+          timeZone: timeZone ?? "",
+          missedFirePolicy: missedFires === undefined ? MissedFirePolicy.UNSPECIFIED : missedFires === "run_once" ? MissedFirePolicy.RUN_ONCE : MissedFirePolicy.SKIP,
+          paused: paused ?? false,
+          task: taskSpecOf(job, input, taskOptions),
+        },
+        call,
+      );
+      return requiredSchedule(response.schedule, "CreateSchedule");
+    },
+
+    async getSchedule(name, call) {
+      return requiredSchedule((await raw.schedules.getSchedule({ name }, call)).schedule, "GetSchedule");
+    },
+
+    listSchedules(page = {}, call) {
+      return raw.schedules.listSchedules({ pageSize: page.pageSize ?? 0, pageToken: page.pageToken ?? "" }, call);
+    },
+
+    async pauseSchedule(name, call) {
+      return requiredSchedule((await raw.schedules.pauseSchedule({ name }, call)).schedule, "PauseSchedule");
+    },
+
+    async resumeSchedule(name, call) {
+      return requiredSchedule((await raw.schedules.resumeSchedule({ name }, call)).schedule, "ResumeSchedule");
+    },
+
+    async deleteSchedule(name, call) {
+      await raw.schedules.deleteSchedule({ name }, call);
+    },
+
     listWorkers(filter = {}, call) {
       return raw.workers.listWorkers(
         { includeDisconnected: filter.includeDisconnected ?? false, pageSize: filter.pageSize ?? 0, pageToken: filter.pageToken ?? "" },
@@ -210,6 +288,7 @@ function registerRequestOf(target: JobRef | JobTypeSpec) {
       leaseDuration: optionalDuration(target.leaseDurationMs),
       retention: optionalDuration(target.retentionMs),
       defaultRetry: retryPolicyOf(target.defaultRetry),
+      dedupWindow: optionalDuration(target.dedupWindowMs),
     };
   }
   const schemas = [target.input, target.output].filter((s): s is DescMessage => s !== "json");
@@ -226,6 +305,7 @@ function registerRequestOf(target: JobRef | JobTypeSpec) {
     retention: optionalDuration(defaults.retentionMs),
     inlineModule: isInlineJob(target) ? target.module : "",
     defaultRetry: retryPolicyOf(defaults.defaultRetry),
+    dedupWindow: optionalDuration(defaults.dedupWindowMs),
   };
 }
 
@@ -243,6 +323,8 @@ function taskSpecOf<I extends PayloadSchema>(job: JobRef<I, PayloadSchema>, inpu
     timeout: optionalDuration(options.timeoutMs),
     runAt: options.runAt === undefined ? undefined : timestampFromDate(options.runAt),
     retry: retryPolicyOf(options.retry),
+    idempotencyKey: options.idempotencyKey ?? "",
+    dedupByPayload: options.dedupByPayload ?? false,
   });
 }
 
@@ -254,6 +336,11 @@ function optionalDuration(ms: number | undefined) {
 function retryPolicyOf(retry: RetryOptions | undefined): RetryPolicy | undefined {
   if (retry === undefined) return undefined;
   return create(RetryPolicySchema, { backoffBase: optionalDuration(retry.backoffBaseMs), backoffCap: optionalDuration(retry.backoffCapMs) });
+}
+
+function requiredSchedule(schedule: Schedule | undefined, rpc: string): Schedule {
+  if (schedule === undefined) throw new ConnectError(`${rpc} answered without a schedule`, Code.Internal);
+  return schedule;
 }
 
 function required(task: Task | undefined, rpc: string): Task {

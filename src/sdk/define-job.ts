@@ -61,6 +61,8 @@ export interface JobDefaults {
   retentionMs?: number;
   /** Backoff between attempts (server default: 1 s base, 10 min cap). */
   defaultRetry?: RetryOptions;
+  /** How long a finished task keeps its idempotency key, 1 s to 30 days and at most the retention (server default: none). */
+  dedupWindowMs?: number;
 }
 
 /** Exponential backoff between attempts: the delay after attempt n is jittered within min(cap, base * 2^(n-1)). */

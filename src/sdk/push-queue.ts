@@ -3,6 +3,7 @@
  * requests from an AsyncIterable, while the worker produces them from callbacks (a handler settles);
  * this bridges the two without unbounded promise chains.
  */
+import { FifoQueue } from "../core/fifo-queue.js";
 
 /** A single-consumer queue: push() from anywhere, one reader; close() ends the iteration after the items queued so far. */
 export interface PushQueue<T> extends AsyncIterable<T> {
@@ -15,7 +16,7 @@ export interface PushQueue<T> extends AsyncIterable<T> {
 
 /** Creates an empty push queue. */
 export function createPushQueue<T>(): PushQueue<T> {
-  const items: T[] = [];
+  const items = new FifoQueue<T>();
   let closed = false;
   let wake: (() => void) | undefined;
   let iterator: AsyncGenerator<T, void, undefined> | undefined;

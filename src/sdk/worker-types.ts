@@ -13,8 +13,15 @@ export interface WorkerLogger {
 export type WorkerOptions = ConnectionOptions & {
   /** The job types this worker runs (1 to 100, distinct names); each must be registered. */
   jobs: readonly Job[];
-  /** Handlers run at once, 1 to 1000; sent to the server as the stream's credits. */
+  /** Handlers run at once, 1 to 1000. */
   concurrency: number;
+  /**
+   * Tasks held ready beyond `concurrency`, so a handler slot that frees up starts its next task at
+   * once instead of after a round trip to the server (default 0; concurrency + prefetch at most
+   * 1000, sent to the server as the stream's credits). A prefetched task is leased while it waits:
+   * its lease is kept alive by heartbeats, but its timeout runs, so prefetch suits short tasks.
+   */
+  prefetch?: number;
   /** Names the worker in task history; unset: the server makes one up (kept across reconnects). */
   workerId?: string;
   /** Default: warnings and errors to the console, info dropped. */

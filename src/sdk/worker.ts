@@ -18,6 +18,7 @@ import { WorkerService, type Assignment, type ClaimResponse, type ReportResult, 
 import { Attempt } from "./attempt.js";
 import { drainRequest, heartbeatIntervalMs, helloRequest, namedError, revokeError, runKey } from "./claim-messages.js";
 import { ClaimSession } from "./claim-session.js";
+import { FifoQueue } from "../core/fifo-queue.js";
 import type { Job } from "./define-job.js";
 import { resolveTransport, type OwnedTransport } from "./transport.js";
 import type { StopOptions, TaskOutcome, Worker, WorkerEvents, WorkerLogger, WorkerOptions } from "./worker-types.js";
@@ -34,6 +35,8 @@ const CLOSE_GRACE_MS = 1_000;
 const RELEASE_REASON = "worker draining";
 /** Keepalive PINGs on the worker's own connection: a server host that vanished is noticed in ~45 s (30 s + 15 s ping timeout). */
 const PING_INTERVAL_MS = 30_000;
+/** The server's bound on a stream's credits (WorkerHello.credits). */
+const MAX_CREDITS = 1_000;
 /** Errors that another try cannot fix (wrong job type names, no permission, not a Taskwire server). */
 const PERMANENT_CODES: ReadonlySet<Code> = new Set([Code.InvalidArgument, Code.NotFound, Code.PermissionDenied, Code.Unauthenticated, Code.Unimplemented]);
 
@@ -45,15 +48,18 @@ export function createWorker(options: WorkerOptions): Worker {
     jobs.set(job.name, job);
   }
   if (jobs.size === 0 || jobs.size > 100) throw new RangeError(`taskwire worker: jobs must name 1 to 100 job types, not ${jobs.size}`);
-  const { concurrency } = options;
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
-    throw new RangeError(`taskwire worker: concurrency must be an integer from 1 to 1000, not ${concurrency}`);
+  const { concurrency, prefetch = 0 } = options;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CREDITS) {
+    throw new RangeError(`taskwire worker: concurrency must be an integer from 1 to ${MAX_CREDITS}, not ${concurrency}`);
+  }
+  if (!Number.isInteger(prefetch) || prefetch < 0 || concurrency + prefetch > MAX_CREDITS) {
+    throw new RangeError(`taskwire worker: prefetch must be an integer from 0 to ${MAX_CREDITS - concurrency} (concurrency + prefetch at most ${MAX_CREDITS}), not ${prefetch}`);
   }
   const backoff: BackoffPolicy = {
     baseMs: options.reconnect?.initialDelayMs ?? 100,
     capMs: options.reconnect?.maxDelayMs ?? 5_000,
   };
-  return new ClaimWorker(options, jobs, concurrency, backoff, options.logger ?? consoleLogger);
+  return new ClaimWorker(options, jobs, concurrency, concurrency + prefetch, backoff, options.logger ?? consoleLogger);
 }
 
 type Phase = "idle" | "running" | "draining" | "closing" | "stopped";
@@ -73,6 +79,10 @@ class ClaimWorker implements Worker {
    * free slots, since it returns a revoked attempt's credit before its handler returns.
    */
   private readonly attempts = new Map<string, Attempt>();
+  /** Assigned attempts not started yet, oldest first (entries that ended meanwhile are skipped). */
+  private readonly ready = new FifoQueue<Attempt>();
+  /** Handlers running now. */
+  private running = 0;
   /** Wakes the reconnect backoff when stop() closes the worker. */
   private readonly lifetime = new AbortController();
   private loopDone: Promise<void> = Promise.resolve();
@@ -86,6 +96,7 @@ class ClaimWorker implements Worker {
     private readonly options: WorkerOptions,
     private readonly jobs: ReadonlyMap<string, Job>,
     private readonly concurrency: number,
+    private readonly credits: number,
     private readonly backoff: BackoffPolicy,
     private readonly logger: WorkerLogger,
   ) {
@@ -178,7 +189,7 @@ class ClaimWorker implements Worker {
     const session = new ClaimSession(new Set(held.map((attempt) => attempt.key)));
     // After a reconnect, keep the id the server gave us, so the task history shows one worker.
     const workerId = this.options.workerId ?? this.workerId ?? "";
-    session.requests.push(helloRequest(workerId, [...this.jobs.keys()], this.concurrency, held.map((attempt) => attempt.lease)));
+    session.requests.push(helloRequest(workerId, [...this.jobs.keys()], this.credits, held.map((attempt) => attempt.lease)));
     this.session = session;
     return session;
   }
@@ -195,6 +206,9 @@ class ClaimWorker implements Worker {
         return this.revoke(message.value);
       case "reportResult":
         return this.answer(message.value);
+      case "reportResults":
+        for (const result of message.value.results) this.answer(result);
+        return;
       case undefined:
         // A message kind added to the contract after this SDK: nothing to do with it.
         return;
@@ -235,27 +249,28 @@ class ClaimWorker implements Worker {
     this.attempts.set(key, attempt);
     // Raced with our drain: hand it straight back rather than let it sit until its lease expires.
     if (this.phase !== "running") attempt.release(RELEASE_REASON);
+    else this.ready.push(attempt);
   }
 
-  /** Starts waiting attempts while slots are free. */
+  /** Starts waiting attempts, in assignment order, while slots are free. */
   private pumpSlots(): void {
     if (this.phase !== "running") return;
-    let busy = 0;
-    for (const attempt of this.attempts.values()) if (attempt.busy) busy += 1;
-    for (const attempt of this.attempts.values()) {
-      if (busy >= this.concurrency) return;
-      if (!attempt.waiting) continue;
-      busy += 1;
-      this.startRun(attempt);
+    while (this.running < this.concurrency) {
+      const attempt = this.ready.shift();
+      if (attempt === undefined) return;
+      // Ended (revoked, released) while it waited: it never takes a slot.
+      if (attempt.waiting && this.attempts.get(attempt.key) === attempt) this.startRun(attempt);
     }
   }
 
   private startRun(attempt: Attempt): void {
     const { taskId, attempt: number } = attempt.assignment;
+    this.running += 1;
     this.emit("task:started", { taskId, attempt: number });
     attempt
       .run(this.jobs.get(attempt.assignment.jobType))
       .then((result) => {
+        this.running -= 1;
         if (result.kind === "failed" && attempt.outcome === undefined) {
           this.logger.warn({ taskId, attempt: number, error: result.error, nonRetryable: result.nonRetryable }, "taskwire worker: task failed");
         }

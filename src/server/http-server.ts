@@ -60,7 +60,7 @@ export async function listenDualProtocol(
     session.once("close", () => sessions.delete(session));
   });
 
-  const tcp = net.createServer((socket) => {
+  const tcp = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("error", () => socket.destroy());

@@ -26,6 +26,7 @@ export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes, li
         descriptors = toBinary(FileDescriptorSetSchema, req.descriptors);
         parseDescriptors("descriptors", descriptors, [inputType, outputType]);
       }
+      const retentionMs = retention(req.retention);
       const { record, created } = await engine.jobTypes.register({
         namespace: namespaceOf(ctx),
         name,
@@ -37,7 +38,8 @@ export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes, li
         defaultTimeoutMs: durationMsInRange("default_timeout", req.defaultTimeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),
         ...retryPolicy("default_retry", req.defaultRetry, { backoffBaseMs: LIMITS.defaultBackoffBaseMs, backoffCapMs: LIMITS.defaultBackoffCapMs }),
         leaseMs: durationMsInRange("lease_duration", req.leaseDuration, LIMITS.minLeaseMs, LIMITS.maxLeaseMs) ?? LIMITS.defaultLeaseMs,
-        retentionMs: retention(req.retention),
+        retentionMs,
+        dedupWindowMs: dedupWindow(req.dedupWindow, retentionMs),
         inlineModule: req.inlineModule === "" ? null : inlineModule(engine, req.inlineModule),
         maxPayloadBytes: req.maxPayloadBytes === undefined ? null : maxPayload(req.maxPayloadBytes, limits),
       });
@@ -80,6 +82,16 @@ function retention(value: Duration | undefined): number | null {
   if (value === undefined) return LIMITS.defaultRetentionMs;
   if (value.seconds === 0n && value.nanos === 0) return null;
   return durationMsInRange("retention", value, LIMITS.minRetentionMs, LIMITS.maxRetentionMs);
+}
+
+/** Unset or 0: none; otherwise within bounds and no longer than the retention (a deleted task cannot deduplicate). */
+function dedupWindow(value: Duration | undefined, retentionMs: number | null): number | null {
+  if (value === undefined || (value.seconds === 0n && value.nanos === 0)) return null;
+  const ms = durationMsInRange("dedup_window", value, LIMITS.minDedupWindowMs, LIMITS.maxDedupWindowMs)!;
+  if (retentionMs !== null && ms > retentionMs) {
+    throw invalidArgument("dedup_window", `is ${ms} ms, longer than the retention (${retentionMs} ms): finished tasks are deleted before their key would be free; shorten it or lengthen retention`);
+  }
+  return ms;
 }
 
 /** An inline module the server can run; INVALID_ARGUMENT naming the folder when it cannot. */

@@ -28,6 +28,9 @@ import {
   type TaskEvent,
 } from "../gen/taskwire/v1/task_pb.js";
 import { AssignmentSchema, type Assignment } from "../gen/taskwire/v1/worker_pb.js";
+import { MissedFirePolicy, ScheduleSchema, type Schedule } from "../gen/taskwire/v1/schedule_pb.js";
+import { TaskSpecSchema } from "../gen/taskwire/v1/task_pb.js";
+import type { MissedFirePolicy as DomainPolicy, ScheduleRecord } from "../core/schedule.js";
 import { toAny } from "./payloads.js";
 import type { ApiKeyRecord } from "../core/api-key.js";
 import { ROLES, type Role as DomainRole } from "../core/roles.js";
@@ -128,6 +131,10 @@ export function taskToProto(task: TaskRecord | TaskDetail): Task {
     progressMessage: task.progressMessage,
     checkpoint: detail === undefined ? undefined : checkpointToProto(task.checkpoint),
     leaseExpiresAt: task.leaseExpiresAt === null ? undefined : timestampFromDate(task.leaseExpiresAt),
+    idempotencyKey: task.idempotencyKey ?? "",
+    deduplicated: task.deduplicated === true,
+    schedule: task.scheduleName ?? "",
+    scheduleFireTime: task.scheduleFireAt === null ? undefined : timestampFromDate(task.scheduleFireAt),
   });
 }
 
@@ -147,6 +154,7 @@ export function jobTypeToProto(record: JobTypeRecord, serverMaxPayloadBytes: num
     leaseDuration: durationFromMs(record.leaseMs),
     retention: record.retentionMs === null ? undefined : durationFromMs(record.retentionMs),
     inlineModule: record.inlineModule ?? "",
+    dedupWindow: record.dedupWindowMs === null ? undefined : durationFromMs(record.dedupWindowMs),
     maxPayloadBytes: Math.min(record.maxPayloadBytes ?? serverMaxPayloadBytes, serverMaxPayloadBytes),
   });
 }
@@ -164,6 +172,42 @@ export function assignmentToProto(a: AssignmentRecord): Assignment {
     createdAt: timestampFromDate(a.createdAt),
     leaseExpiresAt: timestampFromDate(a.leaseExpiresAt),
     checkpoint: checkpointToProto(a.checkpoint),
+  });
+}
+
+const POLICY_TO_PROTO: Record<DomainPolicy, MissedFirePolicy> = {
+  skip: MissedFirePolicy.SKIP,
+  run_once: MissedFirePolicy.RUN_ONCE,
+};
+
+/** A protobuf MissedFirePolicy as the domain's (UNSPECIFIED is SKIP), or undefined for unknown numbers. */
+export function policyFromProto(policy: MissedFirePolicy): DomainPolicy | undefined {
+  if (policy === MissedFirePolicy.UNSPECIFIED) return "skip";
+  return (Object.keys(POLICY_TO_PROTO) as DomainPolicy[]).find((p) => POLICY_TO_PROTO[p] === policy);
+}
+
+/** A schedule, with its task as the resolved TaskSpec each fire submits. */
+export function scheduleToProto(s: ScheduleRecord): Schedule {
+  return create(ScheduleSchema, {
+    name: s.name,
+    cron: s.cron,
+    timeZone: s.timeZone,
+    task: create(TaskSpecSchema, {
+      jobType: s.jobType,
+      input: toAny(s.input),
+      priority: s.priority,
+      maxAttempts: s.maxAttempts,
+      timeout: s.timeoutMs === null ? undefined : durationFromMs(s.timeoutMs),
+      retry: retryToProto(s),
+    }),
+    missedFirePolicy: POLICY_TO_PROTO[s.missedPolicy],
+    paused: s.paused,
+    nextFireTime: s.nextFireAt === null ? undefined : timestampFromDate(s.nextFireAt),
+    lastFireTime: s.lastFireAt === null ? undefined : timestampFromDate(s.lastFireAt),
+    lastTaskId: s.lastTaskId ?? "",
+    lastError: s.lastError ?? "",
+    createdAt: timestampFromDate(s.createdAt),
+    updatedAt: timestampFromDate(s.updatedAt),
   });
 }
 

@@ -1,6 +1,8 @@
+import { FifoQueue } from "../core/fifo-queue.js";
+
 /** An unbounded async queue feeding a response stream; producers never wait. */
 export class MessageQueue<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
+  private readonly items = new FifoQueue<T>();
   private waiter: (() => void) | undefined;
   private ended = false;
   private error: unknown;
@@ -29,7 +31,7 @@ export class MessageQueue<T> implements AsyncIterable<T> {
   async *[Symbol.asyncIterator](): AsyncIterator<T> {
     for (;;) {
       if (this.items.length > 0) {
-        yield this.items.shift()!;
+        yield this.items.shift() as T;
         continue;
       }
       if (this.ended) {

@@ -9,6 +9,8 @@ import { JobTypeService } from "../gen/taskwire/v1/job_type_pb.js";
 import { TaskService } from "../gen/taskwire/v1/task_pb.js";
 import { WorkerService } from "../gen/taskwire/v1/worker_pb.js";
 import { createAdminHandlers } from "./admin-handlers.js";
+import { ScheduleService } from "../gen/taskwire/v1/schedule_pb.js";
+import { createScheduleHandlers } from "./schedule-handlers.js";
 import { createHealthHandlers } from "./health.js";
 import { createJobTypeHandlers } from "./job-type-handlers.js";
 import type { PayloadTypes } from "./payloads.js";
@@ -17,7 +19,7 @@ import { createTaskHandlers } from "./task-handlers.js";
 import { createWorkerHandlers } from "./worker-handlers.js";
 
 /** The services a server registers (the role table in src/core/roles.ts lists each of their methods). */
-export const SERVICES = [JobTypeService, TaskService, WorkerService, AdminService, Health] as const;
+export const SERVICES = [JobTypeService, TaskService, WorkerService, ScheduleService, AdminService, Health] as const;
 
 /** Registers Taskwire's services and the standard health service. */
 export function createRoutes(
@@ -31,6 +33,7 @@ export function createRoutes(
     router.service(JobTypeService, createJobTypeHandlers(engine, payloads, options.limits));
     router.service(TaskService, createTaskHandlers(engine, payloads, options));
     router.service(WorkerService, createWorkerHandlers(engine, payloads, logger, options.limits));
+    router.service(ScheduleService, createScheduleHandlers(engine, payloads, options.limits));
     router.service(AdminService, createAdminHandlers(engine.database.db, engine.auth, options.limits));
     router.service(Health, createHealthHandlers(probe));
   };

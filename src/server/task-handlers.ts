@@ -21,10 +21,10 @@ import { taskSnapshot } from "../store/sql/task-snapshot.js";
 import type { PayloadTypes } from "./payloads.js";
 import { actorOf, namespaceOf, principalOf } from "./request-context.js";
 import type { SubmitLimiter } from "./submit-limiter.js";
-import { boundedText, durationMsInRange, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
+import { boundedText, durationMsInRange, idempotencyKey, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
 
 /** Validates one spec and resolves its defaults from the job type ("0 is a value": only unset fields take defaults). */
-async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string, spec: TaskSpec | undefined, field: string): Promise<NewTask> {
+export async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string, spec: TaskSpec | undefined, field: string): Promise<NewTask> {
   if (spec === undefined) throw invalidArgument(field, "is required");
   const jobTypeName = requireName(`${field}.job_type`, spec.jobType);
   const jobType = await engine.jobTypes.find(namespace, jobTypeName);
@@ -41,6 +41,7 @@ async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string
     namespace,
     jobType: jobTypeName,
     input: input!,
+    idempotencyKey: idempotencyKey(field, spec, input!, () => payloads.registryOf(jobType)),
     priority: spec.priority === undefined ? jobType.defaultPriority : intInRange(`${field}.priority`, spec.priority, LIMITS.minPriority, LIMITS.maxPriority),
     maxAttempts: spec.maxAttempts === undefined ? jobType.defaultMaxAttempts : intInRange(`${field}.max_attempts`, spec.maxAttempts, 1, LIMITS.maxAttempts),
     timeoutMs: spec.timeout === undefined ? jobType.defaultTimeoutMs : durationMsInRange(`${field}.timeout`, spec.timeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),
@@ -103,7 +104,7 @@ export function createTaskHandlers(
       // The task is committed: a timeout is an answer (wait_timed_out), never an error.
       const waited = await wait(ctx, namespace, created!.id, waitMs);
       await renderable(ctx, [waited.detail]);
-      return { task: taskToProto(waited.detail), waitTimedOut: waited.timedOut };
+      return { task: taskToProto({ ...waited.detail, deduplicated: created!.deduplicated }), waitTimedOut: waited.timedOut };
     },
 
     async waitTask(req, ctx) {

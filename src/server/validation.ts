@@ -3,6 +3,9 @@ import { durationMs, timestampMs, type Duration, type Timestamp } from "@bufbuil
 import { invalidArgument } from "../core/errors.js";
 import { LIMITS } from "../core/limits.js";
 import { checkName, MESSAGE_NAME_PATTERN } from "../core/names.js";
+import { PAYLOAD_KEY_PREFIX, payloadKey } from "../core/payload-hash.js";
+import type { Payload } from "../core/task.js";
+import type { Registry } from "@bufbuild/protobuf";
 
 /** A job type or worker name. */
 export function requireName(field: string, value: string): string {
@@ -97,4 +100,33 @@ export function retryPolicy(
   const cap = durationMsInRange(`${field}.backoff_cap`, policy?.backoffCap, 0, LIMITS.maxBackoffMs) ?? Math.max(defaults.backoffCapMs, base);
   if (cap < base) throw invalidArgument(`${field}.backoff_cap`, `is ${cap} ms, below backoff_base (${base} ms); the cap must be at least the base`);
   return { backoffBaseMs: base, backoffCapMs: cap };
+}
+
+/** Control characters (C0, DEL, C1): keys are for logs and URLs too, so they must be printable. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/**
+ * A task's idempotency key: the client's (1 to 256 printable characters, not in the payload-key
+ * namespace), the payload's with dedup_by_payload, or null for none.
+ */
+export function idempotencyKey(
+  field: string,
+  spec: { idempotencyKey: string; dedupByPayload: boolean },
+  input: Payload,
+  registry: () => Registry | undefined,
+): string | null {
+  const key = spec.idempotencyKey;
+  if (spec.dedupByPayload) {
+    if (key !== "") throw invalidArgument(`${field}.dedup_by_payload`, "is set together with idempotency_key; set one of them (the payload's hash becomes the key)");
+    return payloadKey(input, registry());
+  }
+  if (key === "") return null;
+  if (key.length > LIMITS.maxIdempotencyKeyChars) {
+    throw invalidArgument(`${field}.idempotency_key`, `is ${key.length} characters; allowed: 1 to ${LIMITS.maxIdempotencyKeyChars}`);
+  }
+  if (CONTROL.test(key)) throw invalidArgument(`${field}.idempotency_key`, "contains a control character; use printable characters only");
+  if (key.startsWith(PAYLOAD_KEY_PREFIX)) {
+    throw invalidArgument(`${field}.idempotency_key`, `starts with ${JSON.stringify(PAYLOAD_KEY_PREFIX)}, which is reserved for dedup_by_payload; choose another key`);
+  }
+  return key;
 }

@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
 import { LIMITS, type ServerLimits } from "../core/limits.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
-import type { CompletionReport, FailureReport, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
+import type { CompletionReport, FailureReport, JobTypeRecord, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
 import type { RevokeReason, WorkerSession } from "../dispatch/dispatcher.js";
 import { taskAdopt } from "../store/sql/task-adopt.js";
 import { CheckpointSchema } from "../gen/taskwire/v1/task_pb.js";
@@ -17,6 +17,7 @@ import {
   ClaimResponseSchema,
   LeaseSchema,
   ReportKind,
+  ReportResultBatchSchema,
   ReportResultSchema,
   RevokeReason as ProtoRevokeReason,
   TaskRevokedSchema,
@@ -24,6 +25,8 @@ import {
   WorkerWelcomeSchema,
   type ClaimRequest,
   type ClaimResponse,
+  type ReportBatch,
+  type ReportResult,
   type TaskCheckpoint,
   type TaskCompletion,
   type TaskFailure,
@@ -56,10 +59,9 @@ async function checkJobTypes(engine: Engine, namespace: string, names: readonly 
 }
 
 /** A validated completion; the output is checked against the job type when the job type is known. */
-async function completionReport(engine: Engine, payloads: PayloadTypes, namespace: string, c: TaskCompletion | undefined, jobTypeName: string | undefined): Promise<CompletionReport> {
+function completionReport(payloads: PayloadTypes, namespace: string, c: TaskCompletion | undefined, jobType: JobTypeRecord | undefined): CompletionReport {
   if (c === undefined) throw invalidArgument("completion", "is required");
   const report = leaseRef(namespace, c, "completion");
-  const jobType = jobTypeName === undefined ? undefined : await engine.jobTypes.find(namespace, jobTypeName);
   if (c.output !== undefined) checkTypeUrl("completion.output", c.output.typeUrl);
   const output = jobType === undefined
     ? (c.output === undefined ? null : { typeUrl: c.output.typeUrl, value: c.output.value })
@@ -112,6 +114,29 @@ function checkpointBytes(c: TaskCheckpoint | undefined): Uint8Array {
     throw invalidArgument("checkpoint.checkpoint", `is ${bytes.byteLength} bytes; the limit is ${LIMITS.maxCheckpointBytes} bytes`);
   }
   return bytes;
+}
+
+/** A final report of one attempt, as a single message or one entry of a ReportBatch. */
+type FinalReport =
+  | { kind: ReportKind.COMPLETE; value: TaskCompletion }
+  | { kind: ReportKind.FAIL; value: TaskFailure }
+  | { kind: ReportKind.RELEASE; value: TaskRelease };
+
+/** The reports of a batch, bounded like a stream's credits. */
+function finalReportsOf(batch: ReportBatch): FinalReport[] {
+  const count = batch.completions.length + batch.failures.length + batch.releases.length;
+  if (count === 0 || count > LIMITS.maxCredits) {
+    throw invalidArgument("reports", `carries ${count} reports; send 1 to ${LIMITS.maxCredits} per message`);
+  }
+  return [
+    ...batch.completions.map((value) => ({ kind: ReportKind.COMPLETE, value }) as const),
+    ...batch.failures.map((value) => ({ kind: ReportKind.FAIL, value }) as const),
+    ...batch.releases.map((value) => ({ kind: ReportKind.RELEASE, value }) as const),
+  ];
+}
+
+function reportResult(kind: ReportKind, lease: { taskId: string; attempt: number }, accepted: boolean, error: string): ReportResult {
+  return create(ReportResultSchema, { taskId: lease.taskId, attempt: lease.attempt, accepted, error, kind });
 }
 
 function response(message: ClaimResponse["message"]): ClaimResponse {
@@ -203,63 +228,100 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         }
         return;
       case "complete":
+        out.push(response({ case: "reportResult", value: (await handleFinalReports(session, [{ kind: ReportKind.COMPLETE, value: message.value }]))[0]! }));
+        return;
       case "fail":
-      case "checkpoint":
+        out.push(response({ case: "reportResult", value: (await handleFinalReports(session, [{ kind: ReportKind.FAIL, value: message.value }]))[0]! }));
+        return;
       case "release":
-        await handleReport(session, message, out);
+        out.push(response({ case: "reportResult", value: (await handleFinalReports(session, [{ kind: ReportKind.RELEASE, value: message.value }]))[0]! }));
+        return;
+      case "reports":
+        out.push(response({ case: "reportResults", value: create(ReportResultBatchSchema, { results: await handleFinalReports(session, finalReportsOf(message.value)) }) }));
+        return;
+      case "checkpoint":
+        out.push(response({ case: "reportResult", value: await handleCheckpoint(session, message.value) }));
         return;
       default:
-        throw invalidArgument("message", `${message.case ?? "an empty message"} is not allowed after hello; send complete, fail, heartbeat, progress, checkpoint, release or drain`);
+        throw invalidArgument("message", `${message.case ?? "an empty message"} is not allowed after hello; send complete, fail, reports, heartbeat, progress, checkpoint, release or drain`);
     }
   }
 
-  async function handleReport(
-    session: WorkerSession,
-    message: Extract<ClaimRequest["message"], { case: "complete" | "fail" | "checkpoint" | "release" }>,
-    out: MessageQueue<ClaimResponse>,
-  ): Promise<void> {
-    const kind = { complete: ReportKind.COMPLETE, fail: ReportKind.FAIL, checkpoint: ReportKind.CHECKPOINT, release: ReportKind.RELEASE }[message.case];
-    const answer = (accepted: boolean, error: string) =>
-      out.push(response({ case: "reportResult", value: create(ReportResultSchema, { taskId: message.value.taskId, attempt: message.value.attempt, accepted, error, kind }) }));
+  /**
+   * Answers final reports (alone or from one ReportBatch): each is validated on its own, then all
+   * are written together, so a batch costs one pass and shares the report batcher's statements.
+   * A report that is invalid or names a lease that is not current is answered accepted=false with
+   * the reason; only a database failure fails the whole stream.
+   */
+  async function handleFinalReports(session: WorkerSession, reports: readonly FinalReport[]): Promise<ReportResult[]> {
+    // Progress is only accepted while the task runs: write what is pending before the outcome.
+    await engine.progress.flushBefore(session.namespace, reports.map((r) => r.value.taskId));
+    const jobTypes = await jobTypesOf(session, reports);
+    const results = await Promise.all(
+      reports.map(async ({ kind, value }): Promise<ReportResult> => {
+        let lease: LeaseRef;
+        let accepted: boolean;
+        try {
+          switch (kind) {
+            case ReportKind.COMPLETE: {
+              const report = completionReport(payloads, session.namespace, value, jobTypes.get(session.inFlight.get(value.taskId)?.jobType ?? ""));
+              lease = report;
+              accepted = (await engine.dispatcher.complete(report)) !== undefined;
+              break;
+            }
+            case ReportKind.FAIL: {
+              const report = failureReport(session.namespace, value);
+              lease = report;
+              accepted = (await engine.dispatcher.fail(report)) !== undefined;
+              break;
+            }
+            case ReportKind.RELEASE: {
+              const report = releaseReport(session.namespace, value);
+              lease = report;
+              accepted = (await engine.dispatcher.releaseTask(report)) !== undefined;
+              break;
+            }
+          }
+        } catch (error) {
+          if (error instanceof TaskwireError && error.code !== "INTERNAL") return reportResult(kind, value, false, error.message);
+          throw error;
+        }
+        return reportResult(kind, value, accepted, accepted ? "" : (await engine.tasks.explainRejection(lease)).message);
+      }),
+    );
+    return results;
+  }
+
+  /** The job types of the tasks the reports name (those this session holds), looked up once each. */
+  async function jobTypesOf(session: WorkerSession, reports: readonly FinalReport[]): Promise<Map<string, JobTypeRecord>> {
+    const names = new Set<string>();
+    for (const r of reports) {
+      const name = r.kind === ReportKind.COMPLETE ? session.inFlight.get(r.value.taskId)?.jobType : undefined;
+      if (name !== undefined) names.add(name);
+    }
+    const found = new Map<string, JobTypeRecord>();
+    for (const name of names) {
+      const record = await engine.jobTypes.find(session.namespace, name);
+      if (record !== undefined) found.set(name, record);
+    }
+    return found;
+  }
+
+  async function handleCheckpoint(session: WorkerSession, value: TaskCheckpoint): Promise<ReportResult> {
     try {
-      let lease: LeaseRef;
-      let accepted: boolean;
-      await engine.progress.flushBefore(session.namespace, message.value.taskId);
-      switch (message.case) {
-        case "complete": {
-          const report = await completionReport(engine, payloads, session.namespace, message.value, session.inFlight.get(message.value.taskId)?.jobType);
-          lease = report;
-          accepted = (await engine.dispatcher.complete(report)) !== undefined;
-          break;
-        }
-        case "fail": {
-          const report = failureReport(session.namespace, message.value);
-          lease = report;
-          accepted = (await engine.dispatcher.fail(report)) !== undefined;
-          break;
-        }
-        case "release": {
-          const report = releaseReport(session.namespace, message.value);
-          lease = report;
-          accepted = (await engine.dispatcher.releaseTask(report)) !== undefined;
-          break;
-        }
-        case "checkpoint": {
-          lease = leaseRef(session.namespace, message.value, "checkpoint");
-          accepted = await engine.tasks.checkpoint(lease, checkpointBytes(message.value)).then(
-            () => true,
-            (error: unknown) => {
-              if (error instanceof TaskwireError && error.code !== "INTERNAL") return false;
-              throw error;
-            },
-          );
-          break;
-        }
-      }
-      answer(accepted, accepted ? "" : (await engine.tasks.explainRejection(lease)).message);
+      await engine.progress.flushBefore(session.namespace, [value.taskId]);
+      const lease = leaseRef(session.namespace, value, "checkpoint");
+      const accepted = await engine.tasks.checkpoint(lease, checkpointBytes(value)).then(
+        () => true,
+        (error: unknown) => {
+          if (error instanceof TaskwireError && error.code !== "INTERNAL") return false;
+          throw error;
+        },
+      );
+      return reportResult(ReportKind.CHECKPOINT, value, accepted, accepted ? "" : (await engine.tasks.explainRejection(lease)).message);
     } catch (error) {
-      if (error instanceof TaskwireError && error.code !== "INTERNAL") answer(false, error.message);
-      else throw error;
+      if (error instanceof TaskwireError && error.code !== "INTERNAL") return reportResult(ReportKind.CHECKPOINT, value, false, error.message);
+      throw error;
     }
   }
 
@@ -323,7 +385,8 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const namespace = namespaceOf(ctx);
       const id = req.completion === undefined ? undefined : taskId("completion.task_id", req.completion.taskId);
       const task = id === undefined ? undefined : await engine.tasks.get(namespace, id).catch(() => undefined);
-      const report = await completionReport(engine, payloads, namespace, req.completion, task?.jobType);
+      const jobType = task === undefined ? undefined : await engine.jobTypes.find(namespace, task.jobType);
+      const report = completionReport(payloads, namespace, req.completion, jobType);
       if ((await engine.dispatcher.complete(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },

@@ -5,6 +5,7 @@ import type { Test } from "tap";
 import { defaultConfig } from "../../src/config.js";
 import { JobTypeService } from "../../src/gen/taskwire/v1/job_type_pb.js";
 import { TaskService } from "../../src/gen/taskwire/v1/task_pb.js";
+import { ScheduleService } from "../../src/gen/taskwire/v1/schedule_pb.js";
 import { WorkerService } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { startServer, type RunningServer } from "../../src/main.js";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../src/core/limits.js";
@@ -25,6 +26,7 @@ export interface TestServer {
   jobTypes: Client<typeof JobTypeService>;
   tasks: Client<typeof TaskService>;
   workers: Client<typeof WorkerService>;
+  schedules: Client<typeof ScheduleService>;
 }
 
 /** Starts a server on a fresh database; stopped when the test ends. */
@@ -34,6 +36,8 @@ export async function startTestServer(
     safetyPollMs?: number;
     sweepIntervalMs?: number;
     retentionIntervalMs?: number;
+    scheduleIntervalMs?: number;
+    scheduleGraceMs?: number;
     /** Run inline job types from this folder (off unless set). */
     inline?: { dir: string; maxThreads: number; maxQueue?: number; memoryMb?: number; graceMs?: number };
     progressFlushMs?: number;
@@ -58,6 +62,8 @@ export async function startTestServer(
       safetyPollMs: options.safetyPollMs ?? 1_000,
       sweepIntervalMs: options.sweepIntervalMs ?? 100,
       retentionIntervalMs: options.retentionIntervalMs ?? 60_000,
+      scheduleIntervalMs: options.scheduleIntervalMs ?? 1_000,
+      scheduleGraceMs: options.scheduleGraceMs ?? 60_000,
       inlineMaxThreads: options.inline?.maxThreads ?? 0,
       inlineDir: options.inline?.dir ?? "workers",
       inlineMaxQueue: options.inline?.maxQueue ?? 0,
@@ -84,6 +90,7 @@ export async function startTestServer(
     jobTypes: createClient(JobTypeService, transport),
     tasks: createClient(TaskService, transport),
     workers: createClient(WorkerService, transport),
+    schedules: createClient(ScheduleService, transport),
   };
 }
 
@@ -113,6 +120,7 @@ export function clientsFor(url: string, token: string | undefined, protocol: "gr
     tasks: createClient(TaskService, transport),
     workers: createClient(WorkerService, transport),
     admin: createClient(AdminService, transport),
+    schedules: createClient(ScheduleService, transport),
   };
 }
 

@@ -70,3 +70,11 @@ t.test("a pool that never ran an attempt has started no thread", async (t) => {
   t.equal(idle.capacity, 4, "threads + queue (the queue defaults to the thread count)");
   await idle.close();
 });
+
+t.test("threads take the process's module-loading flags, never its V8 heap flags (Worker refuses those)", async (t) => {
+  const { threadExecArgv } = await import("../../src/inline/inline-pool.js");
+  t.same(threadExecArgv(["--max-semi-space-size=16", "--import", "tsx"]), ["--import", "tsx"]);
+  t.same(threadExecArgv(["--max-old-space-size=512", "--enable-source-maps"]), ["--enable-source-maps", "--import", "tsx"], "tsx is added when missing");
+  t.same(threadExecArgv(["--import=tsx", "--cpu-prof"]), ["--import=tsx"]);
+  t.same(threadExecArgv(["--require", "./setup.cjs", "--import", "tsx/esm"]), ["--require", "./setup.cjs", "--import", "tsx/esm"]);
+});

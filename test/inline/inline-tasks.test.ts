@@ -123,6 +123,10 @@ t.test("up to and beyond the pool's size: never more claimed than threads + queu
     await new Promise((r) => setTimeout(r, 10));
   }
   clearInterval(sampler);
-  t.ok(mostHeld <= 3 && mostRunning <= 3, `at most 2 threads + 1 queued were claimed (held ${mostHeld}, running in the database ${mostRunning})`);
+  t.ok(mostHeld > 0 && mostHeld <= 3, `at most 2 threads + 1 queued were held at once (held ${mostHeld})`);
+  // A finished attempt's credit comes back when its report is handed to the writer, so the next
+  // claim may commit before that report does: RUNNING rows can briefly exceed the credits by the
+  // reports still being written (at most one per credit).
+  t.ok(mostRunning <= 6, `RUNNING in the database stayed within the credits plus the reports being written (${mostRunning})`);
   t.ok(mostHeld >= 2, "the pool was used in parallel");
 });

@@ -4,7 +4,7 @@ import { durationFromMs, timestampDate, timestampFromMs } from "@bufbuild/protob
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
 import { rejection } from "../helpers/rejection.js";
-import { AttemptOutcome, TaskSpecSchema, TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
+import { AttemptOutcome, TaskSpecSchema, TaskState, type TaskSpec } from "../../src/gen/taskwire/v1/task_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
 import { anyJson, jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";
@@ -12,7 +12,7 @@ import { startTestServer } from "../helpers/server.js";
 const s = await startTestServer(t, { safetyPollMs: 500 });
 await s.jobTypes.registerJobType({ name: "work", defaultMaxAttempts: 2 });
 
-const submit = async (fields: Partial<Parameters<typeof create<typeof TaskSpecSchema>>[1]> = {}) =>
+const submit = async (fields: Partial<Omit<TaskSpec, "$typeName">> = {}) =>
   (await s.tasks.submit({ task: create(TaskSpecSchema, { jobType: "work", input: jsonAny({ n: 1 }), ...fields }) })).task!;
 const get = async (id: string) => (await s.tasks.getTask({ id })).task!;
 

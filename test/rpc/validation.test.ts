@@ -4,7 +4,7 @@ import { anyPack, DurationSchema, StringValueSchema } from "@bufbuild/protobuf/w
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
 import { rejection } from "../helpers/rejection.js";
-import { TaskSpecSchema } from "../../src/gen/taskwire/v1/task_pb.js";
+import { TaskSpecSchema, type TaskSpec } from "../../src/gen/taskwire/v1/task_pb.js";
 import { jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";
 
@@ -12,7 +12,7 @@ const s = await startTestServer(t);
 await s.jobTypes.registerJobType({ name: "email.send" });
 await s.jobTypes.registerJobType({ name: "typed.job", inputType: "google.protobuf.StringValue" });
 
-const spec = (fields: Partial<Parameters<typeof create<typeof TaskSpecSchema>>[1]>) =>
+const spec = (fields: Partial<Omit<TaskSpec, "$typeName">>) =>
   create(TaskSpecSchema, { jobType: "email.send", input: jsonAny({ to: "a@example.com" }), ...fields });
 
 const cases: { name: string; call: () => Promise<unknown>; code: Code; message: RegExp }[] = [

@@ -217,3 +217,54 @@ t.test("a result finished while the server was down is delivered after the resta
   t.equal(done.state, TaskState.SUCCEEDED);
   t.same(done.attempts.map((a) => a.outcome), [AttemptOutcome.SUCCEEDED], "one attempt: the result was re-sent, not re-run");
 });
+
+t.test("prefetch: the worker holds concurrency + prefetch tasks but never runs more than concurrency at once", async (t) => {
+  let running = 0;
+  let peak = 0;
+  const gates: (() => void)[] = [];
+  const gated = defineJob({
+    name: "sdk.prefetch",
+    input: "json",
+    output: "json",
+    handler: async () => {
+      running += 1;
+      peak = Math.max(peak, running);
+      await new Promise<void>((resolve) => gates.push(resolve));
+      running -= 1;
+      return null;
+    },
+  });
+  await client.registerJobType(gated);
+  const ids = (await client.submitBatch(gated, Array.from({ length: 12 }, (_, i) => i))).map((task) => task.id);
+  const worker = startWorker(t, { baseUrl: s.url, jobs: [gated], concurrency: 2, prefetch: 3, workerId: "sdk-prefetch" });
+  await worker.start();
+  // 2 running and 3 held ready: the server assigned 5, the credits hello announced.
+  const deadline = Date.now() + 10_000;
+  while ((await client.listTasks({ jobTypes: ["sdk.prefetch"], states: [TaskState.RUNNING] })).totalCount < 5n) {
+    if (Date.now() > deadline) throw new Error("the worker never held 5 tasks");
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal((await client.listTasks({ jobTypes: ["sdk.prefetch"], states: [TaskState.RUNNING] })).totalCount, 5n, "it holds no more than concurrency + prefetch");
+  t.equal(running, 2, "only `concurrency` handlers run");
+  const listed = (await client.listWorkers()).workers.find((w) => w.workerId === "sdk-prefetch");
+  t.equal(listed?.credits, 5, "hello announced concurrency + prefetch credits");
+  // Release the handlers one by one until every task is done.
+  while (ids.length > 0) {
+    const done = await client.getTask(ids[0]!);
+    if (done.state === TaskState.SUCCEEDED) {
+      ids.shift();
+      continue;
+    }
+    gates.shift()?.();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.equal(peak, 2, "never more than concurrency handlers at once");
+});
+
+t.test("prefetch is bounded: 0 or more, and concurrency + prefetch at most 1000", async (t) => {
+  const job = defineJob({ name: "sdk.prefetch.bounds", input: "json", output: "json", handler: async () => null });
+  t.throws(() => createWorker({ baseUrl: s.url, jobs: [job], concurrency: 10, prefetch: -1 }), { name: "RangeError", message: /prefetch must be an integer from 0 to 990/ });
+  t.throws(() => createWorker({ baseUrl: s.url, jobs: [job], concurrency: 10, prefetch: 991 }), { message: /concurrency \+ prefetch at most 1000/ });
+  t.throws(() => createWorker({ baseUrl: s.url, jobs: [job], concurrency: 10, prefetch: 1.5 }), { name: "RangeError" });
+});

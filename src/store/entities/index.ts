@@ -2,10 +2,11 @@
 import { ApiKey } from "./api-key.js";
 import { JobType } from "./job-type.js";
 import { Namespace } from "./namespace.js";
+import { Schedule } from "./schedule.js";
 import { Task } from "./task.js";
 import { TaskAttempt } from "./task-attempt.js";
 import { TaskEvent } from "./task-event.js";
 import { Worker } from "./worker.js";
 
-export { ApiKey, JobType, Namespace, Task, TaskAttempt, TaskEvent, Worker };
-export const ENTITIES = [Namespace, ApiKey, JobType, Task, TaskAttempt, TaskEvent, Worker];
+export { ApiKey, JobType, Namespace, Schedule, Task, TaskAttempt, TaskEvent, Worker };
+export const ENTITIES = [Namespace, ApiKey, JobType, Task, TaskAttempt, TaskEvent, Worker, Schedule];

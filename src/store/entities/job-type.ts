@@ -17,6 +17,7 @@ const JobTypeSchema = defineEntity({
     leaseMs: p.integer().default(30000),
     retentionMs: p.bigint("number").nullable().defaultRaw("604800000"),
     inlineModule: p.text().nullable(),
+    dedupWindowMs: p.bigint("number").nullable(),
     maxPayloadBytes: p.integer().nullable(),
     createdAt: p.datetime().defaultRaw("now()"),
     updatedAt: p.datetime().defaultRaw("now()"),

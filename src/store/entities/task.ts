@@ -30,6 +30,10 @@ const TaskSchema = defineEntity({
     progress: p.double().default(0),
     progressMessage: p.text().default(""),
     checkpoint: p.blob().nullable(),
+    idempotencyKey: p.text().nullable(),
+    keyReleased: p.boolean().default(false),
+    scheduleName: p.text().nullable(),
+    scheduleFireAt: p.datetime().nullable(),
   },
 });
 

@@ -8,9 +8,10 @@ import { Migration } from "@mikro-orm/migrations";
  * replica drops its cached copy at once and a server in development mode starts requiring keys.
  * Recording last use does not notify (the trigger watches other columns only).
  *
- * The event triggers of migration 0003 are replaced by the same functions plus one column: the
- * actor, read from the transaction-local setting `taskwire.actor` that Cancel and Retry set
- * (`set_config('taskwire.actor', <key id>, true)`); empty or unset gives NULL.
+ * The event trigger functions (as migrations 0003, 0007 and 0008 left them) are replaced by the same
+ * functions plus one column: the actor, read from the transaction-local setting `taskwire.actor`
+ * that Cancel and Retry set (`set_config('taskwire.actor', <key id>, true)`); empty or unset gives
+ * NULL. One current_setting() per statement, not per row.
  */
 export class Migration0010Auth extends Migration {
   override up(): void {
@@ -59,17 +60,30 @@ declare
   base bigint;
   actor text := nullif(current_setting('taskwire.actor', true), '');
 begin
-  for r in select "namespace" as ns, count(*) as n from inserted group by 1 order by 1 loop
+  for r in
+    select "namespace" as ns, count(*) + count(*) filter (where "state" = 'running') as n
+    from inserted group by 1 order by 1
+  loop
     update "namespace" set "event_seq" = "event_seq" + r.n where "name" = r.ns returning "event_seq" - r.n into base;
-    insert into "task_event" ("namespace", "seq", "task_id", "job_type", "kind", "state", "attempt", "at", "actor")
-    select r.ns, base + row_number() over (order by i."id"), i."id", i."job_type", 'created', i."state", i."attempt", i."created_at", actor
-    from inserted i where i."namespace" = r.ns;
+    insert into "task_event" ("namespace", "seq", "task_id", "job_type", "kind", "state", "previous_state", "attempt", "worker_id", "at", "actor")
+    select r.ns, base + row_number() over (order by e.id, e.step), e.id, e.job_type, e.kind, e.state, e.previous_state, e.attempt, e.worker_id, e.at, actor
+    from (
+      select i."id", 0 as step, i."job_type", 'created' as kind,
+        case when i."state" = 'running' then 'pending' else i."state" end as state,
+        null::text as previous_state, 0 as attempt, null::text as worker_id, i."created_at" as at
+      from inserted i where i."namespace" = r.ns
+      union all
+      select i."id", 1, i."job_type", 'state_changed', 'running', 'pending', i."attempt", i."worker_id", i."created_at"
+      from inserted i where i."namespace" = r.ns and i."state" = 'running'
+    ) e;
     perform pg_notify('taskwire_events', json_build_object('ns', r.ns, 'seq', base + r.n)::text);
   end loop;
   return null;
 end $$;`);
+    // CREATE OR REPLACE drops a function's SET options: enable_nestloop = off (migration 0007) is
+    // part of the definition again.
     this.addSql(`
-create or replace function "taskwire_events_updated"() returns trigger language plpgsql as $$
+create or replace function "taskwire_events_updated"() returns trigger language plpgsql set enable_nestloop = off as $$
 declare
   r record;
   base bigint;
@@ -99,24 +113,35 @@ end $$;`);
   }
 
   override down(): void {
-    // The functions of migration 0003, without the actor.
+    // The functions as migrations 0003, 0007 and 0008 left them, without the actor.
     this.addSql(`
 create or replace function "taskwire_events_inserted"() returns trigger language plpgsql as $$
 declare
   r record;
   base bigint;
 begin
-  for r in select "namespace" as ns, count(*) as n from inserted group by 1 order by 1 loop
+  for r in
+    select "namespace" as ns, count(*) + count(*) filter (where "state" = 'running') as n
+    from inserted group by 1 order by 1
+  loop
     update "namespace" set "event_seq" = "event_seq" + r.n where "name" = r.ns returning "event_seq" - r.n into base;
-    insert into "task_event" ("namespace", "seq", "task_id", "job_type", "kind", "state", "attempt", "at")
-    select r.ns, base + row_number() over (order by i."id"), i."id", i."job_type", 'created', i."state", i."attempt", i."created_at"
-    from inserted i where i."namespace" = r.ns;
+    insert into "task_event" ("namespace", "seq", "task_id", "job_type", "kind", "state", "previous_state", "attempt", "worker_id", "at")
+    select r.ns, base + row_number() over (order by e.id, e.step), e.id, e.job_type, e.kind, e.state, e.previous_state, e.attempt, e.worker_id, e.at
+    from (
+      select i."id", 0 as step, i."job_type", 'created' as kind,
+        case when i."state" = 'running' then 'pending' else i."state" end as state,
+        null::text as previous_state, 0 as attempt, null::text as worker_id, i."created_at" as at
+      from inserted i where i."namespace" = r.ns
+      union all
+      select i."id", 1, i."job_type", 'state_changed', 'running', 'pending', i."attempt", i."worker_id", i."created_at"
+      from inserted i where i."namespace" = r.ns and i."state" = 'running'
+    ) e;
     perform pg_notify('taskwire_events', json_build_object('ns', r.ns, 'seq', base + r.n)::text);
   end loop;
   return null;
 end $$;`);
     this.addSql(`
-create or replace function "taskwire_events_updated"() returns trigger language plpgsql as $$
+create or replace function "taskwire_events_updated"() returns trigger language plpgsql set enable_nestloop = off as $$
 declare
   r record;
   base bigint;

@@ -9,9 +9,9 @@ const SQL = `
 WITH lease AS (
   SELECT * FROM unnest($1::bigint[], $2::int[], $3::uuid[]) AS l(id, attempt, lease_token)
 )
-UPDATE task t SET lease_expires_at = now() + jt.lease_ms * interval '1 millisecond', worker_id = $5
-FROM lease l, job_type jt
-WHERE jt.namespace = t.namespace AND jt.name = t.job_type AND t.id = l.id AND t.namespace = $4 AND t.state = 'running' AND t.attempt = l.attempt AND t.lease_token = l.lease_token
+UPDATE task t SET lease_expires_at = now() + (SELECT jt.lease_ms FROM job_type jt WHERE jt.namespace = t.namespace AND jt.name = t.job_type) * interval '1 millisecond', worker_id = $5
+FROM lease l
+WHERE t.id = l.id AND t.namespace = $4 AND t.attempt = l.attempt AND t.lease_token = l.lease_token
 RETURNING t.id::text AS id, t.job_type, t.input_type_url, t.input, t.attempt, t.max_attempts, t.lease_token::text AS lease_token,
   t.timeout_ms, t.created_at, t.lease_expires_at, t.checkpoint`;
 

@@ -9,11 +9,16 @@ import { toDate } from "./task-columns.js";
 // of those are claimed. FOR UPDATE SKIP LOCKED lets concurrent claimers (any replica) take
 // disjoint rows without waiting; the statement commits on its own, so the row's state is the lock
 // from then on and no transaction stays open while the task runs. The attempt's history row is
-// written by the same statement. The lease length is the job type's current one (primary-key lookup).
+// written by the same statement. The lease length is the job type's current one.
+// The UPDATE finds its rows by `id = ANY(ARRAY(...))`, a primary-key lookup per row, and joins
+// nothing: joined to the picked ids (or to job_type), the planner hash-joined a sequential scan of
+// the whole table instead (seen: 10 ms per claim at 20,000 tasks, growing with the table).
 const SQL = `
-WITH candidates AS (
+WITH leases AS (
+  SELECT name, lease_ms FROM job_type WHERE namespace = $1 AND name = ANY($2::text[])
+), candidates AS (
   SELECT c.id, c.priority, c.run_at
-  FROM unnest($2::text[]) AS jt(name)
+  FROM leases jt
   CROSS JOIN LATERAL (
     SELECT t.id, t.priority, t.run_at FROM task t
     WHERE t.namespace = $1 AND t.job_type = jt.name AND t.state = 'pending' AND t.run_at <= now()
@@ -21,15 +26,12 @@ WITH candidates AS (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
   ) c
-), picked AS (
-  SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT $3
 ), claimed AS (
   UPDATE task t
   SET state = 'running', attempt = t.attempt + 1, worker_id = $4, lease_token = gen_random_uuid(), updated_at = now(),
-    lease_expires_at = now() + jt.lease_ms * interval '1 millisecond',
+    lease_expires_at = now() + (SELECT l.lease_ms FROM leases l WHERE l.name = t.job_type) * interval '1 millisecond',
     timeout_at = now() + t.timeout_ms * interval '1 millisecond', progress = 0, progress_message = ''
-  FROM picked, job_type jt
-  WHERE t.id = picked.id AND jt.namespace = t.namespace AND jt.name = t.job_type
+  WHERE t.id = ANY(ARRAY(SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT $3))
   RETURNING t.id, t.job_type, t.input_type_url, t.input, t.attempt, t.max_attempts, t.lease_token, t.timeout_ms,
     t.created_at, t.priority, t.run_at, t.lease_expires_at, t.checkpoint
 ), history AS (

@@ -2,9 +2,13 @@
 import type { CompletionReport } from "../../core/task.js";
 import type { Db } from "../db.js";
 
-// Each row is fenced by (id, namespace, state = 'running', attempt, lease_token): a report from a
-// stale attempt, a cancelled task or a wrong token matches nothing and changes nothing. The primary
-// key finds each row; the attempt's history row is closed by the same statement.
+// Each row is fenced by (id, namespace, attempt, lease_token): a report from a stale attempt, a
+// cancelled task or a wrong token matches nothing and changes nothing. A task has a lease token
+// only while RUNNING (constraint task_lease_check), so the token match is the state check too.
+// The WHERE names no state on purpose: with `state = 'running'` the planner's generic plan (the
+// statement is prepared) scanned the partial index of running tasks in a nested loop against
+// every report, 500 x 500 comparisons per batch; without it, each report is one primary-key
+// lookup. The attempt's history row is closed by the same statement.
 const SQL = `
 WITH report AS (
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::bytea[])
@@ -14,7 +18,7 @@ WITH report AS (
   SET state = 'succeeded', output_type_url = r.output_type_url, output = r.output, lease_token = NULL,
     lease_expires_at = NULL, timeout_at = NULL, progress = 1, finished_at = now(), updated_at = now()
   FROM report r
-  WHERE t.id = r.id AND t.namespace = r.namespace AND t.state = 'running' AND t.attempt = r.attempt
+  WHERE t.id = r.id AND t.namespace = r.namespace AND t.attempt = r.attempt
     AND t.lease_token = r.lease_token
   RETURNING t.id, t.attempt, r.lease_token
 ), history AS (

@@ -20,7 +20,7 @@ WITH report AS (
     finished_at = CASE WHEN r.non_retryable OR t.attempt >= t.max_attempts THEN now() END,
     lease_token = NULL, lease_expires_at = NULL, timeout_at = NULL, last_error = r.error, updated_at = now()
   FROM report r
-  WHERE t.id = r.id AND t.namespace = r.namespace AND t.state = 'running' AND t.attempt = r.attempt
+  WHERE t.id = r.id AND t.namespace = r.namespace AND t.attempt = r.attempt
     AND t.lease_token = r.lease_token
   RETURNING t.id, t.attempt, t.state, r.lease_token
 ), history AS (

@@ -4,21 +4,66 @@ import type { Db } from "../db.js";
 import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 
 // One statement whatever the batch size. The statement-level trigger task_notify_inserted (migration
-// 0001) sends one NOTIFY per (namespace, job type) when the transaction commits, to wake dispatchers.
-// Ids come from an identity column, assigned in input order, so sorting by id restores that order.
+// 0001) sends one NOTIFY per (namespace, job type) of the PENDING rows when the transaction
+// commits, to wake dispatchers. Ids come from an identity column, assigned in input order (ORDER
+// BY n), so sorting by id restores that order.
+//
+// A row with a worker id ($11) is a direct hand-off (Dispatcher.planDirect): it is inserted
+// RUNNING, attempt 1, leased to that worker, with its attempt row, unless a ready PENDING task of
+// its job type with the same or a higher priority is already waiting (`ahead`): then it is queued
+// like the others, so a hand-off never overtakes the queue. The event trigger records a directly
+// handed-off task as created PENDING, then moved to RUNNING.
 const SQL = `
-INSERT INTO task AS t (namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at,
-  backoff_base_ms, backoff_cap_ms)
-SELECT r.namespace, r.job_type, r.input_type_url, r.input, r.priority, r.max_attempts, r.timeout_ms, coalesce(r.run_at, now()),
-  r.backoff_base_ms, r.backoff_cap_ms
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int[], $6::int[], $7::int[], $8::timestamptz[],
-  $9::int[], $10::int[])
-  AS r(namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at, backoff_base_ms, backoff_cap_ms)
-RETURNING ${TASK_COLUMNS}`;
+WITH input AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int[], $6::int[], $7::int[], $8::timestamptz[],
+    $9::int[], $10::int[], $11::text[]) WITH ORDINALITY
+    AS r(namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at, backoff_base_ms, backoff_cap_ms, worker_id, n)
+), ahead AS (
+  SELECT k.namespace, k.job_type, top.priority
+  FROM (SELECT DISTINCT namespace, job_type FROM input WHERE worker_id IS NOT NULL) k
+  CROSS JOIN LATERAL (
+    SELECT p.priority FROM task p
+    WHERE p.namespace = k.namespace AND p.job_type = k.job_type AND p.state = 'pending' AND p.run_at <= now()
+    ORDER BY p.priority DESC, p.run_at, p.id
+    LIMIT 1
+  ) top
+), rows AS (
+  SELECT i.*, i.worker_id IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM ahead a WHERE a.namespace = i.namespace AND a.job_type = i.job_type AND a.priority >= i.priority
+    ) AS direct
+  FROM input i
+), inserted AS (
+  INSERT INTO task AS t (namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at,
+    backoff_base_ms, backoff_cap_ms, state, attempt, worker_id, lease_token, lease_expires_at, timeout_at)
+  SELECT r.namespace, r.job_type, r.input_type_url, r.input, r.priority, r.max_attempts, r.timeout_ms, coalesce(r.run_at, now()),
+    r.backoff_base_ms, r.backoff_cap_ms,
+    CASE WHEN r.direct THEN 'running' ELSE 'pending' END,
+    CASE WHEN r.direct THEN 1 ELSE 0 END,
+    CASE WHEN r.direct THEN r.worker_id END,
+    CASE WHEN r.direct THEN gen_random_uuid() END,
+    CASE WHEN r.direct THEN now() + (SELECT jt.lease_ms FROM job_type jt WHERE jt.namespace = r.namespace AND jt.name = r.job_type) * interval '1 millisecond' END,
+    CASE WHEN r.direct THEN now() + r.timeout_ms * interval '1 millisecond' END
+  FROM rows r
+  ORDER BY r.n
+  RETURNING ${TASK_COLUMNS}, t.lease_token::text AS lease_token
+), history AS (
+  INSERT INTO task_attempt (task_id, number, worker_id)
+  SELECT id::bigint, 1, worker_id FROM inserted WHERE state = 'running'
+)
+SELECT * FROM inserted`;
 
-/** Inserts the tasks as PENDING and returns them in the order given. */
-export async function taskInsertBatch(db: Db, tasks: readonly NewTask[]): Promise<TaskRecord[]> {
-  const rows = await db.query<TaskRow>(SQL, [
+/** The inserted tasks in the order given, and the lease token of each one handed off directly (else null). */
+export interface InsertedTasks {
+  tasks: TaskRecord[];
+  leaseTokens: (string | null)[];
+}
+
+/**
+ * Inserts the tasks as PENDING, or RUNNING for the ones `workerIds` hands to a worker (by index;
+ * null queues the task), and returns them in the order given.
+ */
+export async function taskInsertBatch(db: Db, tasks: readonly NewTask[], workerIds: readonly (string | null)[] = []): Promise<InsertedTasks> {
+  const rows = await db.query<TaskRow & { lease_token: string | null }>(SQL, [
     tasks.map((x) => x.namespace),
     tasks.map((x) => x.jobType),
     tasks.map((x) => x.input.typeUrl),
@@ -29,6 +74,8 @@ export async function taskInsertBatch(db: Db, tasks: readonly NewTask[]): Promis
     tasks.map((x) => x.runAt),
     tasks.map((x) => x.backoffBaseMs),
     tasks.map((x) => x.backoffCapMs),
+    tasks.map((_, i) => workerIds[i] ?? null),
   ]);
-  return rows.map(taskFromRow).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  return { tasks: rows.map(taskFromRow), leaseTokens: rows.map((row) => row.lease_token) };
 }

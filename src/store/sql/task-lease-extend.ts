@@ -9,9 +9,9 @@ const SQL = `
 WITH lease AS (
   SELECT * FROM unnest($1::bigint[], $2::int[], $3::uuid[]) AS l(id, attempt, lease_token)
 ), extended AS (
-  UPDATE task t SET lease_expires_at = now() + jt.lease_ms * interval '1 millisecond'
-  FROM lease l, job_type jt
-  WHERE jt.namespace = t.namespace AND jt.name = t.job_type AND t.id = l.id AND t.namespace = $4 AND t.state = 'running' AND t.attempt = l.attempt AND t.lease_token = l.lease_token
+  UPDATE task t SET lease_expires_at = now() + (SELECT jt.lease_ms FROM job_type jt WHERE jt.namespace = t.namespace AND jt.name = t.job_type) * interval '1 millisecond'
+  FROM lease l
+  WHERE t.id = l.id AND t.namespace = $4 AND t.attempt = l.attempt AND t.lease_token = l.lease_token
   RETURNING t.id, t.attempt, l.lease_token, t.lease_expires_at
 ), seen AS (
   UPDATE worker SET last_seen_at = now() WHERE namespace = $4 AND id = $5

@@ -7,7 +7,7 @@ const SQL = `
 UPDATE task t SET progress = r.fraction, progress_message = r.message, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::float8[], $6::text[])
   AS r(id, namespace, attempt, lease_token, fraction, message)
-WHERE t.id = r.id AND t.namespace = r.namespace AND t.state = 'running' AND t.attempt = r.attempt
+WHERE t.id = r.id AND t.namespace = r.namespace AND t.attempt = r.attempt
   AND t.lease_token = r.lease_token`;
 
 /** Records the latest progress of each attempt. */

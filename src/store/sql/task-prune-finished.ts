@@ -2,8 +2,9 @@
 import type { Db } from "../db.js";
 
 // The oldest expired finished tasks, found per job type through task_finished_idx (so pending and
-// running rows, the claim path's, are never read or locked); their attempts and events go with
-// them (ON DELETE CASCADE). SKIP LOCKED: replicas pruning at once take disjoint rows, and a row
+// running rows, the claim path's, are never read or locked); their attempts and events are deleted
+// by the same statement (no foreign keys: migration 0007), each found by `= ANY(ARRAY(...))`, an
+// index lookup per id whatever the planner guesses of the batch's size. SKIP LOCKED: replicas pruning at once take disjoint rows, and a row
 // someone is updating (a Retry) is left for the next pass.
 const SQL = `
 WITH doomed AS (
@@ -18,9 +19,15 @@ WITH doomed AS (
   ) t
   WHERE jt.retention_ms IS NOT NULL
   LIMIT $1
+), gone AS (
+  DELETE FROM task t WHERE t.id = ANY(ARRAY(SELECT id FROM doomed))
+  RETURNING t.id
+), attempts AS (
+  DELETE FROM task_attempt a WHERE a.task_id = ANY(ARRAY(SELECT id FROM gone))
+), events AS (
+  DELETE FROM task_event e WHERE e.task_id = ANY(ARRAY(SELECT id FROM gone))
 )
-DELETE FROM task t USING doomed WHERE t.id = doomed.id
-RETURNING t.id`;
+SELECT id FROM gone`;
 
 /** Deletes up to `limit` expired finished tasks (with attempts and events); returns how many. */
 export async function taskPruneFinished(db: Db, limit: number): Promise<number> {

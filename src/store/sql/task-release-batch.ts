@@ -14,7 +14,7 @@ WITH report AS (
   SET state = 'pending', run_at = now(), max_attempts = t.max_attempts + 1, lease_token = NULL,
     lease_expires_at = NULL, timeout_at = NULL, updated_at = now()
   FROM report r
-  WHERE t.id = r.id AND t.namespace = r.namespace AND t.state = 'running' AND t.attempt = r.attempt
+  WHERE t.id = r.id AND t.namespace = r.namespace AND t.attempt = r.attempt
     AND t.lease_token = r.lease_token
   RETURNING t.id, t.attempt, r.lease_token, r.reason
 ), history AS (

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskwire/v1/worker.proto.
  */
 export const file_taskwire_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chh0YXNrd2lyZS92MS93b3JrZXIucHJvdG8SC3Rhc2t3aXJlLnYxIj4KBUxlYXNlEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRITCgtsZWFzZV90b2tlbhgDIAEoCSLPAgoKQXNzaWdubWVudBIPCgd0YXNrX2lkGAEgASgJEhAKCGpvYl90eXBlGAIgASgJEiMKBWlucHV0GAMgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIPCgdhdHRlbXB0GAQgASgFEhQKDG1heF9hdHRlbXB0cxgFIAEoBRITCgtsZWFzZV90b2tlbhgGIAEoCRIqCgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGxlYXNlX2V4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCmNoZWNrcG9pbnQYCiABKAsyFy50YXNrd2lyZS52MS5DaGVja3BvaW50ImYKC1dvcmtlckhlbGxvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglqb2JfdHlwZXMYAiADKAkSDwoHY3JlZGl0cxgDIAEoBRIgCgRoZWxkGAQgAygLMhIudGFza3dpcmUudjEuTGVhc2UiEQoPV29ya2VySGVhcnRiZWF0ImgKDFRhc2tQcm9ncmVzcxIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSEAoIZnJhY3Rpb24YBCABKAESDwoHbWVzc2FnZRgFIAEoCSJ0Cg5UYXNrQ2hlY2twb2ludBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSKwoKY2hlY2twb2ludBgEIAEoCzIXLnRhc2t3aXJlLnYxLkNoZWNrcG9pbnQiVAoLVGFza1JlbGVhc2USDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhMKC2xlYXNlX3Rva2VuGAMgASgJEg4KBnJlYXNvbhgEIAEoCSINCgtXb3JrZXJEcmFpbiJtCg5UYXNrQ29tcGxldGlvbhIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSJAoGb3V0cHV0GAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSJqCgtUYXNrRmFpbHVyZRIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSDQoFZXJyb3IYBCABKAkSFQoNbm9uX3JldHJ5YWJsZRgFIAEoCCKMAwoMQ2xhaW1SZXF1ZXN0EikKBWhlbGxvGAEgASgLMhgudGFza3dpcmUudjEuV29ya2VySGVsbG9IABIvCghjb21wbGV0ZRgCIAEoCzIbLnRhc2t3aXJlLnYxLlRhc2tDb21wbGV0aW9uSAASKAoEZmFpbBgDIAEoCzIYLnRhc2t3aXJlLnYxLlRhc2tGYWlsdXJlSAASMQoJaGVhcnRiZWF0GAQgASgLMhwudGFza3dpcmUudjEuV29ya2VySGVhcnRiZWF0SAASLQoIcHJvZ3Jlc3MYBSABKAsyGS50YXNrd2lyZS52MS5UYXNrUHJvZ3Jlc3NIABIxCgpjaGVja3BvaW50GAYgASgLMhsudGFza3dpcmUudjEuVGFza0NoZWNrcG9pbnRIABIrCgdyZWxlYXNlGAcgASgLMhgudGFza3dpcmUudjEuVGFza1JlbGVhc2VIABIpCgVkcmFpbhgIIAEoCzIYLnRhc2t3aXJlLnYxLldvcmtlckRyYWluSABCCQoHbWVzc2FnZSJ+Cg1Xb3JrZXJXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIwoHYWRvcHRlZBgDIAMoCzISLnRhc2t3aXJlLnYxLkxlYXNlIj8KD0Fzc2lnbm1lbnRCYXRjaBIsCgthc3NpZ25tZW50cxgBIAMoCzIXLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnQiawoLVGFza1Jldm9rZWQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEikKBnJlYXNvbhgDIAEoDjIZLnRhc2t3aXJlLnYxLlJldm9rZVJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIngKDFJlcG9ydFJlc3VsdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEAoIYWNjZXB0ZWQYAyABKAgSDQoFZXJyb3IYBCABKAkSJQoEa2luZBgFIAEoDjIXLnRhc2t3aXJlLnYxLlJlcG9ydEtpbmQi3wEKDUNsYWltUmVzcG9uc2USLQoHd2VsY29tZRgBIAEoCzIaLnRhc2t3aXJlLnYxLldvcmtlcldlbGNvbWVIABIzCgthc3NpZ25tZW50cxgCIAEoCzIcLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnRCYXRjaEgAEisKB3Jldm9rZWQYAyABKAsyGC50YXNrd2lyZS52MS5UYXNrUmV2b2tlZEgAEjIKDXJlcG9ydF9yZXN1bHQYBCABKAsyGS50YXNrd2lyZS52MS5SZXBvcnRSZXN1bHRIAEIJCgdtZXNzYWdlIkwKEUNsYWltVGFza3NSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIRCglqb2JfdHlwZXMYAiADKAkSEQoJbWF4X3Rhc2tzGAMgASgFIkIKEkNsYWltVGFza3NSZXNwb25zZRIsCgthc3NpZ25tZW50cxgBIAMoCzIXLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnQiRgoTQ29tcGxldGVUYXNrUmVxdWVzdBIvCgpjb21wbGV0aW9uGAEgASgLMhsudGFza3dpcmUudjEuVGFza0NvbXBsZXRpb24iFgoUQ29tcGxldGVUYXNrUmVzcG9uc2UiPAoPRmFpbFRhc2tSZXF1ZXN0EikKB2ZhaWx1cmUYASABKAsyGC50YXNrd2lyZS52MS5UYXNrRmFpbHVyZSISChBGYWlsVGFza1Jlc3BvbnNlIkkKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEiIKBmxlYXNlcxgCIAMoCzISLnRhc2t3aXJlLnYxLkxlYXNlImsKEUhlYXJ0YmVhdFJlc3BvbnNlEiAKBGhlbGQYASADKAsyEi50YXNrd2lyZS52MS5MZWFzZRI0ChBsZWFzZV9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJEChVSZXBvcnRQcm9ncmVzc1JlcXVlc3QSKwoIcHJvZ3Jlc3MYASABKAsyGS50YXNrd2lyZS52MS5UYXNrUHJvZ3Jlc3MiGAoWUmVwb3J0UHJvZ3Jlc3NSZXNwb25zZSJIChVTYXZlQ2hlY2twb2ludFJlcXVlc3QSLwoKY2hlY2twb2ludBgBIAEoCzIbLnRhc2t3aXJlLnYxLlRhc2tDaGVja3BvaW50IhgKFlNhdmVDaGVja3BvaW50UmVzcG9uc2UiPwoSUmVsZWFzZVRhc2tSZXF1ZXN0EikKB3JlbGVhc2UYASABKAsyGC50YXNrd2lyZS52MS5UYXNrUmVsZWFzZSIVChNSZWxlYXNlVGFza1Jlc3BvbnNlItgBCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglqb2JfdHlwZXMYAiADKAkSDwoHY3JlZGl0cxgDIAEoBRIXCg90YXNrc19pbl9mbGlnaHQYBCABKAUSMAoMY29ubmVjdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X2hlYXJ0YmVhdF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJY29ubmVjdGVkGAcgASgIIlkKEkxpc3RXb3JrZXJzUmVxdWVzdBIcChRpbmNsdWRlX2Rpc2Nvbm5lY3RlZBgBIAEoCBIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJYChNMaXN0V29ya2Vyc1Jlc3BvbnNlEigKB3dvcmtlcnMYASADKAsyFy50YXNrd2lyZS52MS5Xb3JrZXJJbmZvEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSqFAQoMUmV2b2tlUmVhc29uEh0KGVJFVk9LRV9SRUFTT05fVU5TUEVDSUZJRUQQABIbChdSRVZPS0VfUkVBU09OX0NBTkNFTExFRBABEhsKF1JFVk9LRV9SRUFTT05fVElNRURfT1VUEAISHAoYUkVWT0tFX1JFQVNPTl9MRUFTRV9MT1NUEAMqjgEKClJlcG9ydEtpbmQSGwoXUkVQT1JUX0tJTkRfVU5TUEVDSUZJRUQQABIYChRSRVBPUlRfS0lORF9DT01QTEVURRABEhQKEFJFUE9SVF9LSU5EX0ZBSUwQAhIaChZSRVBPUlRfS0lORF9DSEVDS1BPSU5UEAMSFwoTUkVQT1JUX0tJTkRfUkVMRUFTRRAEMuYFCg1Xb3JrZXJTZXJ2aWNlEkIKBUNsYWltEhkudGFza3dpcmUudjEuQ2xhaW1SZXF1ZXN0GhoudGFza3dpcmUudjEuQ2xhaW1SZXNwb25zZSgBMAESTQoKQ2xhaW1UYXNrcxIeLnRhc2t3aXJlLnYxLkNsYWltVGFza3NSZXF1ZXN0Gh8udGFza3dpcmUudjEuQ2xhaW1UYXNrc1Jlc3BvbnNlEkoKCUhlYXJ0YmVhdBIdLnRhc2t3aXJlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHi50YXNrd2lyZS52MS5IZWFydGJlYXRSZXNwb25zZRJZCg5SZXBvcnRQcm9ncmVzcxIiLnRhc2t3aXJlLnYxLlJlcG9ydFByb2dyZXNzUmVxdWVzdBojLnRhc2t3aXJlLnYxLlJlcG9ydFByb2dyZXNzUmVzcG9uc2USWQoOU2F2ZUNoZWNrcG9pbnQSIi50YXNrd2lyZS52MS5TYXZlQ2hlY2twb2ludFJlcXVlc3QaIy50YXNrd2lyZS52MS5TYXZlQ2hlY2twb2ludFJlc3BvbnNlElAKC1JlbGVhc2VUYXNrEh8udGFza3dpcmUudjEuUmVsZWFzZVRhc2tSZXF1ZXN0GiAudGFza3dpcmUudjEuUmVsZWFzZVRhc2tSZXNwb25zZRJTCgxDb21wbGV0ZVRhc2sSIC50YXNrd2lyZS52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0GiEudGFza3dpcmUudjEuQ29tcGxldGVUYXNrUmVzcG9uc2USRwoIRmFpbFRhc2sSHC50YXNrd2lyZS52MS5GYWlsVGFza1JlcXVlc3QaHS50YXNrd2lyZS52MS5GYWlsVGFza1Jlc3BvbnNlElAKC0xpc3RXb3JrZXJzEh8udGFza3dpcmUudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GiAudGFza3dpcmUudjEuTGlzdFdvcmtlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskwire_v1_task]);
+  fileDesc("Chh0YXNrd2lyZS92MS93b3JrZXIucHJvdG8SC3Rhc2t3aXJlLnYxIj4KBUxlYXNlEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRITCgtsZWFzZV90b2tlbhgDIAEoCSLPAgoKQXNzaWdubWVudBIPCgd0YXNrX2lkGAEgASgJEhAKCGpvYl90eXBlGAIgASgJEiMKBWlucHV0GAMgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIPCgdhdHRlbXB0GAQgASgFEhQKDG1heF9hdHRlbXB0cxgFIAEoBRITCgtsZWFzZV90b2tlbhgGIAEoCRIqCgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGxlYXNlX2V4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCmNoZWNrcG9pbnQYCiABKAsyFy50YXNrd2lyZS52MS5DaGVja3BvaW50ImYKC1dvcmtlckhlbGxvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglqb2JfdHlwZXMYAiADKAkSDwoHY3JlZGl0cxgDIAEoBRIgCgRoZWxkGAQgAygLMhIudGFza3dpcmUudjEuTGVhc2UiEQoPV29ya2VySGVhcnRiZWF0ImgKDFRhc2tQcm9ncmVzcxIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSEAoIZnJhY3Rpb24YBCABKAESDwoHbWVzc2FnZRgFIAEoCSJ0Cg5UYXNrQ2hlY2twb2ludBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSKwoKY2hlY2twb2ludBgEIAEoCzIXLnRhc2t3aXJlLnYxLkNoZWNrcG9pbnQiVAoLVGFza1JlbGVhc2USDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhMKC2xlYXNlX3Rva2VuGAMgASgJEg4KBnJlYXNvbhgEIAEoCSINCgtXb3JrZXJEcmFpbiJtCg5UYXNrQ29tcGxldGlvbhIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSJAoGb3V0cHV0GAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSJqCgtUYXNrRmFpbHVyZRIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSDQoFZXJyb3IYBCABKAkSFQoNbm9uX3JldHJ5YWJsZRgFIAEoCCKXAQoLUmVwb3J0QmF0Y2gSMAoLY29tcGxldGlvbnMYASADKAsyGy50YXNrd2lyZS52MS5UYXNrQ29tcGxldGlvbhIqCghmYWlsdXJlcxgCIAMoCzIYLnRhc2t3aXJlLnYxLlRhc2tGYWlsdXJlEioKCHJlbGVhc2VzGAMgAygLMhgudGFza3dpcmUudjEuVGFza1JlbGVhc2UiuQMKDENsYWltUmVxdWVzdBIpCgVoZWxsbxgBIAEoCzIYLnRhc2t3aXJlLnYxLldvcmtlckhlbGxvSAASLwoIY29tcGxldGUYAiABKAsyGy50YXNrd2lyZS52MS5UYXNrQ29tcGxldGlvbkgAEigKBGZhaWwYAyABKAsyGC50YXNrd2lyZS52MS5UYXNrRmFpbHVyZUgAEjEKCWhlYXJ0YmVhdBgEIAEoCzIcLnRhc2t3aXJlLnYxLldvcmtlckhlYXJ0YmVhdEgAEi0KCHByb2dyZXNzGAUgASgLMhkudGFza3dpcmUudjEuVGFza1Byb2dyZXNzSAASMQoKY2hlY2twb2ludBgGIAEoCzIbLnRhc2t3aXJlLnYxLlRhc2tDaGVja3BvaW50SAASKwoHcmVsZWFzZRgHIAEoCzIYLnRhc2t3aXJlLnYxLlRhc2tSZWxlYXNlSAASKQoFZHJhaW4YCCABKAsyGC50YXNrd2lyZS52MS5Xb3JrZXJEcmFpbkgAEisKB3JlcG9ydHMYCSABKAsyGC50YXNrd2lyZS52MS5SZXBvcnRCYXRjaEgAQgkKB21lc3NhZ2UifgoNV29ya2VyV2VsY29tZRIRCgl3b3JrZXJfaWQYASABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiMKB2Fkb3B0ZWQYAyADKAsyEi50YXNrd2lyZS52MS5MZWFzZSI/Cg9Bc3NpZ25tZW50QmF0Y2gSLAoLYXNzaWdubWVudHMYASADKAsyFy50YXNrd2lyZS52MS5Bc3NpZ25tZW50ImsKC1Rhc2tSZXZva2VkEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIpCgZyZWFzb24YAyABKA4yGS50YXNrd2lyZS52MS5SZXZva2VSZWFzb24SDwoHbWVzc2FnZRgEIAEoCSJ4CgxSZXBvcnRSZXN1bHQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhAKCGFjY2VwdGVkGAMgASgIEg0KBWVycm9yGAQgASgJEiUKBGtpbmQYBSABKA4yFy50YXNrd2lyZS52MS5SZXBvcnRLaW5kIj8KEVJlcG9ydFJlc3VsdEJhdGNoEioKB3Jlc3VsdHMYASADKAsyGS50YXNrd2lyZS52MS5SZXBvcnRSZXN1bHQimQIKDUNsYWltUmVzcG9uc2USLQoHd2VsY29tZRgBIAEoCzIaLnRhc2t3aXJlLnYxLldvcmtlcldlbGNvbWVIABIzCgthc3NpZ25tZW50cxgCIAEoCzIcLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnRCYXRjaEgAEisKB3Jldm9rZWQYAyABKAsyGC50YXNrd2lyZS52MS5UYXNrUmV2b2tlZEgAEjIKDXJlcG9ydF9yZXN1bHQYBCABKAsyGS50YXNrd2lyZS52MS5SZXBvcnRSZXN1bHRIABI4Cg5yZXBvcnRfcmVzdWx0cxgFIAEoCzIeLnRhc2t3aXJlLnYxLlJlcG9ydFJlc3VsdEJhdGNoSABCCQoHbWVzc2FnZSJMChFDbGFpbVRhc2tzUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEQoJam9iX3R5cGVzGAIgAygJEhEKCW1heF90YXNrcxgDIAEoBSJCChJDbGFpbVRhc2tzUmVzcG9uc2USLAoLYXNzaWdubWVudHMYASADKAsyFy50YXNrd2lyZS52MS5Bc3NpZ25tZW50IkYKE0NvbXBsZXRlVGFza1JlcXVlc3QSLwoKY29tcGxldGlvbhgBIAEoCzIbLnRhc2t3aXJlLnYxLlRhc2tDb21wbGV0aW9uIhYKFENvbXBsZXRlVGFza1Jlc3BvbnNlIjwKD0ZhaWxUYXNrUmVxdWVzdBIpCgdmYWlsdXJlGAEgASgLMhgudGFza3dpcmUudjEuVGFza0ZhaWx1cmUiEgoQRmFpbFRhc2tSZXNwb25zZSJJChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIiCgZsZWFzZXMYAiADKAsyEi50YXNrd2lyZS52MS5MZWFzZSJrChFIZWFydGJlYXRSZXNwb25zZRIgCgRoZWxkGAEgAygLMhIudGFza3dpcmUudjEuTGVhc2USNAoQbGVhc2VfZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRAoVUmVwb3J0UHJvZ3Jlc3NSZXF1ZXN0EisKCHByb2dyZXNzGAEgASgLMhkudGFza3dpcmUudjEuVGFza1Byb2dyZXNzIhgKFlJlcG9ydFByb2dyZXNzUmVzcG9uc2UiSAoVU2F2ZUNoZWNrcG9pbnRSZXF1ZXN0Ei8KCmNoZWNrcG9pbnQYASABKAsyGy50YXNrd2lyZS52MS5UYXNrQ2hlY2twb2ludCIYChZTYXZlQ2hlY2twb2ludFJlc3BvbnNlIj8KElJlbGVhc2VUYXNrUmVxdWVzdBIpCgdyZWxlYXNlGAEgASgLMhgudGFza3dpcmUudjEuVGFza1JlbGVhc2UiFQoTUmVsZWFzZVRhc2tSZXNwb25zZSLYAQoKV29ya2VySW5mbxIRCgl3b3JrZXJfaWQYASABKAkSEQoJam9iX3R5cGVzGAIgAygJEg8KB2NyZWRpdHMYAyABKAUSFwoPdGFza3NfaW5fZmxpZ2h0GAQgASgFEjAKDGNvbm5lY3RlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9oZWFydGJlYXRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNvbm5lY3RlZBgHIAEoCCJZChJMaXN0V29ya2Vyc1JlcXVlc3QSHAoUaW5jbHVkZV9kaXNjb25uZWN0ZWQYASABKAgSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiWAoTTGlzdFdvcmtlcnNSZXNwb25zZRIoCgd3b3JrZXJzGAEgAygLMhcudGFza3dpcmUudjEuV29ya2VySW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqhQEKDFJldm9rZVJlYXNvbhIdChlSRVZPS0VfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXUkVWT0tFX1JFQVNPTl9DQU5DRUxMRUQQARIbChdSRVZPS0VfUkVBU09OX1RJTUVEX09VVBACEhwKGFJFVk9LRV9SRUFTT05fTEVBU0VfTE9TVBADKo4BCgpSZXBvcnRLaW5kEhsKF1JFUE9SVF9LSU5EX1VOU1BFQ0lGSUVEEAASGAoUUkVQT1JUX0tJTkRfQ09NUExFVEUQARIUChBSRVBPUlRfS0lORF9GQUlMEAISGgoWUkVQT1JUX0tJTkRfQ0hFQ0tQT0lOVBADEhcKE1JFUE9SVF9LSU5EX1JFTEVBU0UQBDLmBQoNV29ya2VyU2VydmljZRJCCgVDbGFpbRIZLnRhc2t3aXJlLnYxLkNsYWltUmVxdWVzdBoaLnRhc2t3aXJlLnYxLkNsYWltUmVzcG9uc2UoATABEk0KCkNsYWltVGFza3MSHi50YXNrd2lyZS52MS5DbGFpbVRhc2tzUmVxdWVzdBofLnRhc2t3aXJlLnYxLkNsYWltVGFza3NSZXNwb25zZRJKCglIZWFydGJlYXQSHS50YXNrd2lyZS52MS5IZWFydGJlYXRSZXF1ZXN0Gh4udGFza3dpcmUudjEuSGVhcnRiZWF0UmVzcG9uc2USWQoOUmVwb3J0UHJvZ3Jlc3MSIi50YXNrd2lyZS52MS5SZXBvcnRQcm9ncmVzc1JlcXVlc3QaIy50YXNrd2lyZS52MS5SZXBvcnRQcm9ncmVzc1Jlc3BvbnNlElkKDlNhdmVDaGVja3BvaW50EiIudGFza3dpcmUudjEuU2F2ZUNoZWNrcG9pbnRSZXF1ZXN0GiMudGFza3dpcmUudjEuU2F2ZUNoZWNrcG9pbnRSZXNwb25zZRJQCgtSZWxlYXNlVGFzaxIfLnRhc2t3aXJlLnYxLlJlbGVhc2VUYXNrUmVxdWVzdBogLnRhc2t3aXJlLnYxLlJlbGVhc2VUYXNrUmVzcG9uc2USUwoMQ29tcGxldGVUYXNrEiAudGFza3dpcmUudjEuQ29tcGxldGVUYXNrUmVxdWVzdBohLnRhc2t3aXJlLnYxLkNvbXBsZXRlVGFza1Jlc3BvbnNlEkcKCEZhaWxUYXNrEhwudGFza3dpcmUudjEuRmFpbFRhc2tSZXF1ZXN0Gh0udGFza3dpcmUudjEuRmFpbFRhc2tSZXNwb25zZRJQCgtMaXN0V29ya2VycxIfLnRhc2t3aXJlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBogLnRhc2t3aXJlLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskwire_v1_task]);
 
 /**
  * Names one attempt's lease.
@@ -141,7 +141,8 @@ export type WorkerHello = Message<"taskwire.v1.WorkerHello"> & {
   jobTypes: string[];
 
   /**
-   * How many tasks the worker can hold at once (1 to 1000).
+   * How many tasks the worker can hold at once (1 to 1000): those running plus those it keeps
+   * ready to start. A held task's lease and timeout run from its assignment.
    *
    * @generated from field: int32 credits = 3;
    */
@@ -388,6 +389,37 @@ export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
   messageDesc(file_taskwire_v1_worker, 9);
 
 /**
+ * Several final reports in one message: e.g. every attempt that ended within one turn of the
+ * worker's event loop. Each is handled exactly as if it had been sent alone; one report_results
+ * answers them all. 1 to 1000 reports in all.
+ *
+ * @generated from message taskwire.v1.ReportBatch
+ */
+export type ReportBatch = Message<"taskwire.v1.ReportBatch"> & {
+  /**
+   * @generated from field: repeated taskwire.v1.TaskCompletion completions = 1;
+   */
+  completions: TaskCompletion[];
+
+  /**
+   * @generated from field: repeated taskwire.v1.TaskFailure failures = 2;
+   */
+  failures: TaskFailure[];
+
+  /**
+   * @generated from field: repeated taskwire.v1.TaskRelease releases = 3;
+   */
+  releases: TaskRelease[];
+};
+
+/**
+ * Describes the message taskwire.v1.ReportBatch.
+ * Use `create(ReportBatchSchema)` to create a new message.
+ */
+export const ReportBatchSchema: GenMessage<ReportBatch> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 10);
+
+/**
  * @generated from message taskwire.v1.ClaimRequest
  */
 export type ClaimRequest = Message<"taskwire.v1.ClaimRequest"> & {
@@ -442,6 +474,12 @@ export type ClaimRequest = Message<"taskwire.v1.ClaimRequest"> & {
      */
     value: WorkerDrain;
     case: "drain";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.ReportBatch reports = 9;
+     */
+    value: ReportBatch;
+    case: "reports";
   } | { case: undefined; value?: undefined };
 };
 
@@ -450,7 +488,7 @@ export type ClaimRequest = Message<"taskwire.v1.ClaimRequest"> & {
  * Use `create(ClaimRequestSchema)` to create a new message.
  */
 export const ClaimRequestSchema: GenMessage<ClaimRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 10);
+  messageDesc(file_taskwire_v1_worker, 11);
 
 /**
  * The server's greeting, in answer to hello.
@@ -483,7 +521,7 @@ export type WorkerWelcome = Message<"taskwire.v1.WorkerWelcome"> & {
  * Use `create(WorkerWelcomeSchema)` to create a new message.
  */
 export const WorkerWelcomeSchema: GenMessage<WorkerWelcome> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 11);
+  messageDesc(file_taskwire_v1_worker, 12);
 
 /**
  * Several assignments in one message.
@@ -502,7 +540,7 @@ export type AssignmentBatch = Message<"taskwire.v1.AssignmentBatch"> & {
  * Use `create(AssignmentBatchSchema)` to create a new message.
  */
 export const AssignmentBatchSchema: GenMessage<AssignmentBatch> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 12);
+  messageDesc(file_taskwire_v1_worker, 13);
 
 /**
  * The worker must stop working on this attempt: any report on it will be rejected. Its credit is
@@ -537,7 +575,7 @@ export type TaskRevoked = Message<"taskwire.v1.TaskRevoked"> & {
  * Use `create(TaskRevokedSchema)` to create a new message.
  */
 export const TaskRevokedSchema: GenMessage<TaskRevoked> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 13);
+  messageDesc(file_taskwire_v1_worker, 14);
 
 /**
  * The server's answer to a complete, fail, checkpoint or release report.
@@ -578,7 +616,26 @@ export type ReportResult = Message<"taskwire.v1.ReportResult"> & {
  * Use `create(ReportResultSchema)` to create a new message.
  */
 export const ReportResultSchema: GenMessage<ReportResult> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 14);
+  messageDesc(file_taskwire_v1_worker, 15);
+
+/**
+ * The answers to one ReportBatch, one per report it carried.
+ *
+ * @generated from message taskwire.v1.ReportResultBatch
+ */
+export type ReportResultBatch = Message<"taskwire.v1.ReportResultBatch"> & {
+  /**
+   * @generated from field: repeated taskwire.v1.ReportResult results = 1;
+   */
+  results: ReportResult[];
+};
+
+/**
+ * Describes the message taskwire.v1.ReportResultBatch.
+ * Use `create(ReportResultBatchSchema)` to create a new message.
+ */
+export const ReportResultBatchSchema: GenMessage<ReportResultBatch> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 16);
 
 /**
  * @generated from message taskwire.v1.ClaimResponse
@@ -611,6 +668,12 @@ export type ClaimResponse = Message<"taskwire.v1.ClaimResponse"> & {
      */
     value: ReportResult;
     case: "reportResult";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.ReportResultBatch report_results = 5;
+     */
+    value: ReportResultBatch;
+    case: "reportResults";
   } | { case: undefined; value?: undefined };
 };
 
@@ -619,7 +682,7 @@ export type ClaimResponse = Message<"taskwire.v1.ClaimResponse"> & {
  * Use `create(ClaimResponseSchema)` to create a new message.
  */
 export const ClaimResponseSchema: GenMessage<ClaimResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 15);
+  messageDesc(file_taskwire_v1_worker, 17);
 
 /**
  * @generated from message taskwire.v1.ClaimTasksRequest
@@ -652,7 +715,7 @@ export type ClaimTasksRequest = Message<"taskwire.v1.ClaimTasksRequest"> & {
  * Use `create(ClaimTasksRequestSchema)` to create a new message.
  */
 export const ClaimTasksRequestSchema: GenMessage<ClaimTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 16);
+  messageDesc(file_taskwire_v1_worker, 18);
 
 /**
  * @generated from message taskwire.v1.ClaimTasksResponse
@@ -671,7 +734,7 @@ export type ClaimTasksResponse = Message<"taskwire.v1.ClaimTasksResponse"> & {
  * Use `create(ClaimTasksResponseSchema)` to create a new message.
  */
 export const ClaimTasksResponseSchema: GenMessage<ClaimTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 17);
+  messageDesc(file_taskwire_v1_worker, 19);
 
 /**
  * @generated from message taskwire.v1.CompleteTaskRequest
@@ -688,7 +751,7 @@ export type CompleteTaskRequest = Message<"taskwire.v1.CompleteTaskRequest"> & {
  * Use `create(CompleteTaskRequestSchema)` to create a new message.
  */
 export const CompleteTaskRequestSchema: GenMessage<CompleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 18);
+  messageDesc(file_taskwire_v1_worker, 20);
 
 /**
  * @generated from message taskwire.v1.CompleteTaskResponse
@@ -701,7 +764,7 @@ export type CompleteTaskResponse = Message<"taskwire.v1.CompleteTaskResponse"> &
  * Use `create(CompleteTaskResponseSchema)` to create a new message.
  */
 export const CompleteTaskResponseSchema: GenMessage<CompleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 19);
+  messageDesc(file_taskwire_v1_worker, 21);
 
 /**
  * @generated from message taskwire.v1.FailTaskRequest
@@ -718,7 +781,7 @@ export type FailTaskRequest = Message<"taskwire.v1.FailTaskRequest"> & {
  * Use `create(FailTaskRequestSchema)` to create a new message.
  */
 export const FailTaskRequestSchema: GenMessage<FailTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 20);
+  messageDesc(file_taskwire_v1_worker, 22);
 
 /**
  * @generated from message taskwire.v1.FailTaskResponse
@@ -731,7 +794,7 @@ export type FailTaskResponse = Message<"taskwire.v1.FailTaskResponse"> & {
  * Use `create(FailTaskResponseSchema)` to create a new message.
  */
 export const FailTaskResponseSchema: GenMessage<FailTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 21);
+  messageDesc(file_taskwire_v1_worker, 23);
 
 /**
  * @generated from message taskwire.v1.HeartbeatRequest
@@ -757,7 +820,7 @@ export type HeartbeatRequest = Message<"taskwire.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 22);
+  messageDesc(file_taskwire_v1_worker, 24);
 
 /**
  * @generated from message taskwire.v1.HeartbeatResponse
@@ -781,7 +844,7 @@ export type HeartbeatResponse = Message<"taskwire.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 23);
+  messageDesc(file_taskwire_v1_worker, 25);
 
 /**
  * @generated from message taskwire.v1.ReportProgressRequest
@@ -798,7 +861,7 @@ export type ReportProgressRequest = Message<"taskwire.v1.ReportProgressRequest">
  * Use `create(ReportProgressRequestSchema)` to create a new message.
  */
 export const ReportProgressRequestSchema: GenMessage<ReportProgressRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 24);
+  messageDesc(file_taskwire_v1_worker, 26);
 
 /**
  * @generated from message taskwire.v1.ReportProgressResponse
@@ -811,7 +874,7 @@ export type ReportProgressResponse = Message<"taskwire.v1.ReportProgressResponse
  * Use `create(ReportProgressResponseSchema)` to create a new message.
  */
 export const ReportProgressResponseSchema: GenMessage<ReportProgressResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 25);
+  messageDesc(file_taskwire_v1_worker, 27);
 
 /**
  * @generated from message taskwire.v1.SaveCheckpointRequest
@@ -828,7 +891,7 @@ export type SaveCheckpointRequest = Message<"taskwire.v1.SaveCheckpointRequest">
  * Use `create(SaveCheckpointRequestSchema)` to create a new message.
  */
 export const SaveCheckpointRequestSchema: GenMessage<SaveCheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 26);
+  messageDesc(file_taskwire_v1_worker, 28);
 
 /**
  * @generated from message taskwire.v1.SaveCheckpointResponse
@@ -841,7 +904,7 @@ export type SaveCheckpointResponse = Message<"taskwire.v1.SaveCheckpointResponse
  * Use `create(SaveCheckpointResponseSchema)` to create a new message.
  */
 export const SaveCheckpointResponseSchema: GenMessage<SaveCheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 27);
+  messageDesc(file_taskwire_v1_worker, 29);
 
 /**
  * @generated from message taskwire.v1.ReleaseTaskRequest
@@ -858,7 +921,7 @@ export type ReleaseTaskRequest = Message<"taskwire.v1.ReleaseTaskRequest"> & {
  * Use `create(ReleaseTaskRequestSchema)` to create a new message.
  */
 export const ReleaseTaskRequestSchema: GenMessage<ReleaseTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 28);
+  messageDesc(file_taskwire_v1_worker, 30);
 
 /**
  * @generated from message taskwire.v1.ReleaseTaskResponse
@@ -871,7 +934,7 @@ export type ReleaseTaskResponse = Message<"taskwire.v1.ReleaseTaskResponse"> & {
  * Use `create(ReleaseTaskResponseSchema)` to create a new message.
  */
 export const ReleaseTaskResponseSchema: GenMessage<ReleaseTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 29);
+  messageDesc(file_taskwire_v1_worker, 31);
 
 /**
  * A worker as ListWorkers shows it.
@@ -924,7 +987,7 @@ export type WorkerInfo = Message<"taskwire.v1.WorkerInfo"> & {
  * Use `create(WorkerInfoSchema)` to create a new message.
  */
 export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 30);
+  messageDesc(file_taskwire_v1_worker, 32);
 
 /**
  * @generated from message taskwire.v1.ListWorkersRequest
@@ -955,7 +1018,7 @@ export type ListWorkersRequest = Message<"taskwire.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 31);
+  messageDesc(file_taskwire_v1_worker, 33);
 
 /**
  * @generated from message taskwire.v1.ListWorkersResponse
@@ -977,7 +1040,7 @@ export type ListWorkersResponse = Message<"taskwire.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 32);
+  messageDesc(file_taskwire_v1_worker, 34);
 
 /**
  * Why the server took a task back from a worker.
@@ -1064,9 +1127,10 @@ export const ReportKindSchema: GenEnum<ReportKind> = /*@__PURE__*/
 export const WorkerService: GenService<{
   /**
    * A worker's session. The worker sends `hello` first (which job types it runs and how many tasks
-   * it can hold at once), then the outcome of each assignment. The server pushes assignments while
-   * the worker has free credits (each reported outcome frees one), tells the worker when a task it
-   * holds is revoked (cancelled), and answers each report with `report_result`.
+   * it can hold at once), then the outcome of each assignment, alone or several in `reports`. The
+   * server pushes assignments while the worker has free credits (each outcome frees one as soon as
+   * the server receives it), tells the worker when a task it holds is revoked (cancelled), and
+   * answers each report with `report_result` (a `reports` batch with one `report_results`).
    *
    * @generated from rpc taskwire.v1.WorkerService.Claim
    */

@@ -1,0 +1,86 @@
+/** ScheduleService: validate -> engine -> proto. */
+import type { ServiceImpl } from "@connectrpc/connect";
+import { invalidArgument } from "../core/errors.js";
+import type { ServerLimits } from "../core/limits.js";
+import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import { parseCron } from "../core/schedule.js";
+import type { Engine } from "../engine/engine.js";
+import type { ScheduleService } from "../gen/taskwire/v1/schedule_pb.js";
+import { policyFromProto, scheduleToProto } from "./mapping.js";
+import type { PayloadTypes } from "./payloads.js";
+import { namespaceOf } from "./request-context.js";
+import { newTask } from "./task-handlers.js";
+import { pageSize, requireName } from "./validation.js";
+
+/** The ScheduleService implementation. */
+export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, limits: ServerLimits): Partial<ServiceImpl<typeof ScheduleService>> {
+  return {
+    async createSchedule(req, ctx) {
+      const namespace = namespaceOf(ctx);
+      const name = requireName("name", req.name);
+      const timeZone = req.timeZone === "" ? "UTC" : req.timeZone;
+      const parsed = parseCron(req.cron, timeZone);
+      if (!("times" in parsed)) throw invalidArgument(parsed.field, parsed.problem);
+      const nextFireAt = parsed.times.nextAfter(new Date());
+      if (nextFireAt === null) throw invalidArgument("cron", `${JSON.stringify(req.cron)} never fires (no future date matches it in ${timeZone})`);
+      const spec = req.task;
+      if (spec?.runAt !== undefined) throw invalidArgument("task.run_at", "must be unset: a schedule's tasks run at their fire times");
+      if (spec !== undefined && (spec.idempotencyKey !== "" || spec.dedupByPayload)) {
+        throw invalidArgument(spec.idempotencyKey !== "" ? "task.idempotency_key" : "task.dedup_by_payload", "must be unset: each fire time already produces exactly one task");
+      }
+      const missedPolicy = policyFromProto(req.missedFirePolicy);
+      if (missedPolicy === undefined) {
+        throw invalidArgument("missed_fire_policy", `${req.missedFirePolicy} is not a policy; use MISSED_FIRE_POLICY_SKIP or MISSED_FIRE_POLICY_RUN_ONCE`);
+      }
+      const task = await newTask(engine, payloads, namespace, spec, "task");
+      const schedule = await engine.schedules.create({
+        namespace,
+        name,
+        cron: req.cron,
+        timeZone,
+        jobType: task.jobType,
+        input: task.input,
+        priority: task.priority,
+        maxAttempts: task.maxAttempts,
+        timeoutMs: task.timeoutMs,
+        backoffBaseMs: task.backoffBaseMs,
+        backoffCapMs: task.backoffCapMs,
+        missedPolicy,
+        paused: req.paused,
+        nextFireAt,
+      });
+      return { schedule: scheduleToProto(schedule) };
+    },
+
+    async getSchedule(req, ctx) {
+      return { schedule: scheduleToProto(await engine.schedules.get(namespaceOf(ctx), requireName("name", req.name))) };
+    },
+
+    async listSchedules(req, ctx) {
+      const namespace = namespaceOf(ctx);
+      const size = pageSize("page_size", req.pageSize, limits);
+      const fingerprint = filterFingerprint({ namespace, kind: "schedules" });
+      const after = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
+      const rows = await engine.schedules.list(namespace, after, size + 1);
+      const page = rows.slice(0, size);
+      const last = page.at(-1);
+      return {
+        schedules: page.map(scheduleToProto),
+        nextPageToken: rows.length > size && last !== undefined ? encodePageToken(last.name, fingerprint) : "",
+      };
+    },
+
+    async pauseSchedule(req, ctx) {
+      return { schedule: scheduleToProto(await engine.schedules.pause(namespaceOf(ctx), requireName("name", req.name))) };
+    },
+
+    async resumeSchedule(req, ctx) {
+      return { schedule: scheduleToProto(await engine.schedules.resume(namespaceOf(ctx), requireName("name", req.name))) };
+    },
+
+    async deleteSchedule(req, ctx) {
+      await engine.schedules.delete(namespaceOf(ctx), requireName("name", req.name));
+      return {};
+    },
+  };
+}

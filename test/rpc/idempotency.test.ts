@@ -1,0 +1,159 @@
+/** Idempotency keys: a duplicate Submit returns the task holding the key, marked deduplicated; races are settled by the unique index. */
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import t from "tap";
+import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
+import { anyJson, jsonAny } from "../helpers/payload.js";
+import { rejection } from "../helpers/rejection.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
+
+const a = await startTestServer(t);
+const b = await startTestServer(t, { databaseUrl: a.databaseUrl });
+const db = a.server.engine.database.db;
+const rows = async (sql: string, values: unknown[] = []) => db.query<Record<string, string>>(sql, values);
+
+await a.jobTypes.registerJobType({ name: "idem" });
+await a.jobTypes.registerJobType({ name: "idem.other" });
+await a.jobTypes.registerJobType({ name: "idem.window", dedupWindow: durationFromMs(1_500) });
+
+/** Claims and completes the task (unary worker calls). */
+async function finish(s: TestServer, jobType: string, id: string): Promise<void> {
+  const claimed = (await s.workers.claimTasks({ workerId: "w-idem", jobTypes: [jobType], maxTasks: 1_000 })).assignments;
+  const mine = claimed.find((x) => x.taskId === id);
+  if (mine === undefined) throw new Error(`task ${id} was not claimable`);
+  await Promise.all(claimed.map((x) => s.workers.completeTask({ completion: { taskId: x.taskId, attempt: x.attempt, leaseToken: x.leaseToken } })));
+}
+
+t.test("a duplicate Submit returns the existing task, deduplicated, whatever its input and settings", async (t) => {
+  const first = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny({ n: 1 }), idempotencyKey: "order-1" } })).task!;
+  t.equal(first.deduplicated, false, "the first submit created the task");
+  t.equal(first.idempotencyKey, "order-1");
+  const again = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny({ n: 2 }), idempotencyKey: "order-1", priority: 9 } })).task!;
+  t.equal(again.id, first.id, "same task");
+  t.equal(again.deduplicated, true);
+  t.same(anyJson(again.input), { n: 1 }, "the existing task as it is: the first input");
+  t.equal(again.priority, 0, "and its own settings");
+  const got = (await a.tasks.getTask({ id: first.id })).task!;
+  t.equal(got.deduplicated, false, "deduplicated is only set in Submit answers");
+  t.equal(got.idempotencyKey, "order-1", "GetTask shows the key");
+  const other = (await a.tasks.submit({ task: { jobType: "idem.other", input: jsonAny({ n: 1 }), idempotencyKey: "order-1" } })).task!;
+  t.not(other.id, first.id, "keys are per job type");
+  const [created] = await rows("SELECT count(*)::text AS n FROM task_event WHERE task_id = $1 AND kind = 'created'", [first.id]);
+  t.equal(created!.n, "1", "the duplicate wrote no event");
+  const plain = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny(null) } })).task!;
+  t.equal(plain.idempotencyKey, "", "no key: none shown");
+  t.equal(plain.deduplicated, false);
+});
+
+t.test("50 concurrent duplicate submits, across two replicas: one task", async (t) => {
+  for (const [label, servers] of [["one replica", [a]], ["two replicas", [a, b]]] as const) {
+    const key = `race-${label}`;
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => servers[i % servers.length]!.tasks.submit({ task: { jobType: "idem", input: jsonAny({ i }), idempotencyKey: key } })),
+    );
+    const ids = new Set(answers.map((x) => x.task!.id));
+    t.equal(ids.size, 1, `${label}: every answer names the same task`);
+    t.equal(answers.filter((x) => !x.task!.deduplicated).length, 1, `${label}: exactly one answer created it`);
+    const [count] = await rows("SELECT count(*)::text AS n FROM task WHERE idempotency_key = $1", [key]);
+    t.equal(count!.n, "1", `${label}: one row in the database`);
+  }
+});
+
+t.test("the key is free again once the task finishes (no dedup window)", async (t) => {
+  const first = (await a.tasks.submit({ task: { jobType: "idem.other", input: jsonAny(1), idempotencyKey: "again" } })).task!;
+  await finish(a, "idem.other", first.id);
+  const second = (await a.tasks.submit({ task: { jobType: "idem.other", input: jsonAny(2), idempotencyKey: "again" } })).task!;
+  t.not(second.id, first.id, "a new task");
+  t.equal(second.deduplicated, false);
+  t.equal((await a.tasks.getTask({ id: first.id })).task!.idempotencyKey, "again", "the finished task still shows its key");
+  t.equal((await a.tasks.submit({ task: { jobType: "idem.other", input: jsonAny(3), idempotencyKey: "again" } })).task!.id, second.id, "the new task holds it now");
+});
+
+t.test("with a dedup window, a finished task keeps its key for that long", async (t) => {
+  const first = (await a.tasks.submit({ task: { jobType: "idem.window", input: jsonAny(1), idempotencyKey: "w" } })).task!;
+  await finish(a, "idem.window", first.id);
+  const within = (await a.tasks.submit({ task: { jobType: "idem.window", input: jsonAny(2), idempotencyKey: "w" } })).task!;
+  t.equal(within.id, first.id, "within the window: the finished task");
+  t.equal(within.state, TaskState.SUCCEEDED);
+  t.equal(within.deduplicated, true);
+  await new Promise((r) => setTimeout(r, 1_600));
+  const after = (await a.tasks.submit({ task: { jobType: "idem.window", input: jsonAny(3), idempotencyKey: "w" } })).task!;
+  t.not(after.id, first.id, "after the window: a new task");
+  t.equal(after.deduplicated, false);
+});
+
+t.test("SubmitBatch: keys repeated within the batch, keys already held, and tasks without keys, in order", async (t) => {
+  const held = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny("held"), idempotencyKey: "b-held" } })).task!;
+  const { tasks } = await a.tasks.submitBatch({
+    tasks: [
+      { jobType: "idem", input: jsonAny(0) },
+      { jobType: "idem", input: jsonAny(1), idempotencyKey: "b-new" },
+      { jobType: "idem", input: jsonAny(2), idempotencyKey: "b-held" },
+      { jobType: "idem", input: jsonAny(3) },
+      { jobType: "idem", input: jsonAny(4), idempotencyKey: "b-new" },
+      { jobType: "idem.other", input: jsonAny(5), idempotencyKey: "b-new" },
+    ],
+  });
+  t.same(tasks.map((x) => anyJson(x.input)), [0, 1, "held", 3, 1, 5], "each answer in the order submitted; duplicates show the holder's input");
+  t.same(tasks.map((x) => x.deduplicated), [false, false, true, false, true, false]);
+  t.equal(tasks[2]!.id, held.id, "an existing holder");
+  t.equal(tasks[4]!.id, tasks[1]!.id, "a key repeated in the batch gets the first occurrence's task");
+  t.ok(BigInt(tasks[0]!.id) < BigInt(tasks[1]!.id) && BigInt(tasks[1]!.id) < BigInt(tasks[3]!.id), "created tasks keep batch order (FIFO)");
+  const [count] = await rows("SELECT count(*)::text AS n FROM task WHERE id = ANY($1::bigint[])", [tasks.map((x) => x.id)]);
+  t.equal(count!.n, "5", "five distinct tasks (one is the earlier holder)");
+
+  const bad = await rejection(() =>
+    a.tasks.submitBatch({ tasks: [{ jobType: "idem", input: jsonAny(1), idempotencyKey: "b-atomic" }, { jobType: "idem", input: jsonAny(2), idempotencyKey: "x".repeat(257) }] }),
+  );
+  t.equal(bad.code, Code.InvalidArgument);
+  const [none] = await rows("SELECT count(*)::text AS n FROM task WHERE idempotency_key = 'b-atomic'");
+  t.equal(none!.n, "0", "all or nothing: nothing was created");
+});
+
+t.test("concurrent batches taking the same keys in opposite orders: no error, one task per key", async (t) => {
+  const keys = Array.from({ length: 20 }, (_, i) => `cross-${i}`);
+  const batch = (order: string[]) => ({ tasks: order.map((key) => ({ jobType: "idem", input: jsonAny(key), idempotencyKey: key })) });
+  const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? a : b).tasks.submitBatch(batch(i % 2 === 0 ? keys : [...keys].reverse()))));
+  const byKey = new Map<string, Set<string>>();
+  for (const answer of answers) for (const task of answer.tasks) byKey.set(task.idempotencyKey, (byKey.get(task.idempotencyKey) ?? new Set()).add(task.id));
+  t.equal(byKey.size, 20);
+  t.ok([...byKey.values()].every((ids) => ids.size === 1), "every answer for a key names one task");
+  const [count] = await rows("SELECT count(*)::text AS n FROM task WHERE idempotency_key LIKE 'cross-%'");
+  t.equal(count!.n, "20");
+});
+
+t.test("dedup_by_payload: equal JSON (any key order) is one task, different JSON another", async (t) => {
+  const submit = (value: Parameters<typeof jsonAny>[0]) => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(value), dedupByPayload: true } });
+  const first = (await submit({ user: 7, items: [1, 2], note: { x: true, y: null } })).task!;
+  t.match(first.idempotencyKey, /^payload-sha256:[0-9a-f]{64}$/);
+  const reordered = (await submit({ note: { y: null, x: true }, items: [1, 2], user: 7 })).task!;
+  t.equal(reordered.id, first.id, "same JSON value, other key order: the same task");
+  t.equal(reordered.deduplicated, true);
+  const different = (await submit({ user: 7, items: [2, 1], note: { x: true, y: null } })).task!;
+  t.not(different.id, first.id, "a different value: another task");
+  const racing = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).tasks.submit({ task: { jobType: "idem", input: jsonAny({ race: [1, { k: "v" }] }), dedupByPayload: true } })));
+  t.equal(new Set(racing.map((x) => x.task!.id)).size, 1, "concurrent equal payloads: one task");
+});
+
+t.test("validation of keys and dedup windows: codes and messages", async (t) => {
+  const cases: [string, () => Promise<unknown>, RegExp][] = [
+    ["a key of 257 characters", () => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "k".repeat(257) } }), /task\.idempotency_key: is 257 characters; allowed: 1 to 256/],
+    ["a key with a control character", () => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "a\nb" } }), /task\.idempotency_key: contains a control character/],
+    ["a key in the reserved payload namespace", () => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "payload-sha256:abc" } }), /task\.idempotency_key: starts with "payload-sha256:", which is reserved/],
+    ["a key and dedup_by_payload together", () => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "k", dedupByPayload: true } }), /task\.dedup_by_payload: is set together with idempotency_key/],
+    ["a bad key inside a batch names its index", () => a.tasks.submitBatch({ tasks: [{ jobType: "idem", input: jsonAny(1) }, { jobType: "idem", input: jsonAny(1), idempotencyKey: "\u0000" }] }), /tasks\[1\]\.idempotency_key: contains a control character/],
+    ["a dedup window under 1 s", () => a.jobTypes.registerJobType({ name: "idem.bad", dedupWindow: durationFromMs(999) }), /dedup_window: is 999 ms; allowed: 1000 ms to 2592000000 ms/],
+    ["a dedup window over 30 days", () => a.jobTypes.registerJobType({ name: "idem.bad", dedupWindow: durationFromMs(2_592_000_001), retention: durationFromMs(0) }), /dedup_window: is 2592000001 ms; allowed: 1000 ms to 2592000000 ms/],
+    ["a dedup window longer than the retention", () => a.jobTypes.registerJobType({ name: "idem.bad", dedupWindow: durationFromMs(10_000), retention: durationFromMs(5_000) }), /dedup_window: is 10000 ms, longer than the retention \(5000 ms\)/],
+  ];
+  for (const [label, call, message] of cases) {
+    const error = await rejection(call);
+    t.equal(error.code, Code.InvalidArgument, `${label}: INVALID_ARGUMENT`);
+    t.match(error.message, message, label);
+  }
+  t.equal((await a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "k".repeat(256) } })).task!.idempotencyKey.length, 256, "256 characters are allowed");
+  t.equal((await a.jobTypes.registerJobType({ name: "idem.zero", dedupWindow: durationFromMs(0) })).jobType!.dedupWindow, undefined, "a window of 0 is none");
+  t.equal((await a.jobTypes.registerJobType({ name: "idem.keep", dedupWindow: durationFromMs(2_592_000_000), retention: durationFromMs(0) })).jobType!.dedupWindow?.seconds, 2_592_000n, "30 days with keep-forever retention");
+  const [jt] = await rows("SELECT count(*)::text AS n FROM job_type WHERE name = 'idem.bad'");
+  t.equal(jt!.n, "0", "no rejected job type was written");
+});
