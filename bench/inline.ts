@@ -15,6 +15,7 @@ import { BytesValueSchema } from "@bufbuild/protobuf/wkt";
 import { Command } from "commander";
 import { pino } from "pino";
 import { Piscina } from "piscina";
+import { createApiKey } from "../src/auth/key-admin.js";
 import { defaultConfig } from "../src/config.js";
 import { InlinePool } from "../src/inline/inline-pool.js";
 import { startServer } from "../src/main.js";
@@ -44,7 +45,9 @@ async function throughServer(threads: number, databaseUrl: string | null, dataDi
     { ...defaultConfig({}), port: 0, databaseUrl, dataDir, logLevel: "warn", inlineMaxThreads: threads, inlineMaxQueue: options.queue },
     pino({ level: "warn" }),
   );
-  const client = createClient({ baseUrl: server.url });
+  // Through authentication, as in production (and a data folder of earlier runs may hold keys already).
+  const { token } = await createApiKey(server.engine.database.db, { namespace: "default", roles: ["producer", "worker"], expiresInMs: null, description: "bench:inline", actor: "cli" });
+  const client = createClient({ baseUrl: server.url, apiKey: token });
   try {
     const jobType = `inline.word-count`;
     await client.registerJobType(wordCount);

@@ -8,6 +8,7 @@ import { now } from "./stats.js";
 
 export interface ConnectArgs {
   baseUrl: string;
+  apiKey: string;
   jobType: string;
 }
 
@@ -53,7 +54,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 serve({
   /** Opens the client and registers the job type (a worker may only claim registered ones). */
   async connect(args: ConnectArgs): Promise<void> {
-    client = createClient({ baseUrl: args.baseUrl });
+    client = createClient({ baseUrl: args.baseUrl, apiKey: args.apiKey });
     job = defineJob({ name: args.jobType, input: "json", output: "json", handler: async () => undefined });
     await client.registerJobType(job);
   },

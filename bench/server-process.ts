@@ -7,6 +7,8 @@ import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { createApiKey } from "../src/auth/key-admin.js";
 import { freePort } from "../src/store/embedded-postgres.js";
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -18,6 +20,8 @@ export interface ServerProcess {
   readonly baseUrl: string;
   /** The database it uses, for the harness's own checks (the embedded one's URL when embedded). */
   readonly databaseUrl: string;
+  /** An API key (producer and worker) the harness created, so that every request is authenticated as in production. */
+  readonly apiKey: string;
   /** Resolves with the exit code once the process has exited. */
   readonly exited: Promise<number | null>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once it has exited. */
@@ -96,7 +100,20 @@ export async function startServerProcess(options: ServerOptions): Promise<Server
     await sleep(100);
   }
   const databaseUrl = options.databaseUrl ?? (await embeddedUrl(options.dataDir));
-  return { pid: child.pid!, baseUrl, databaseUrl, exited, stop };
+  return { pid: child.pid!, baseUrl, databaseUrl, apiKey: await createBenchKey(databaseUrl), exited, stop };
+}
+
+/** Creates the run's API key on the server's database, as `taskwire keys create` would (the server then requires keys). */
+async function createBenchKey(databaseUrl: string): Promise<string> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const db = { query: async <Row>(text: string, values?: readonly unknown[]) => (await client.query(text, values as unknown[])).rows as Row[] };
+    const { token } = await createApiKey(db, { namespace: "default", roles: ["producer", "worker"], expiresInMs: null, description: "bench", actor: "cli" });
+    return token;
+  } finally {
+    await client.end();
+  }
 }
 
 /** The embedded PostgreSQL's URL, from the data folder: its credentials file and postmaster.pid (line 4 is the port). */

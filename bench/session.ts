@@ -145,8 +145,8 @@ export class Session {
   }
 
   /** Starts every worker (in parallel); resolves once all are connected. */
-  startWorkers(args: Omit<WorkerStartArgs, "baseUrl">): Promise<WorkerStarted[]> {
-    return this.within(Promise.all(this.workers.map((w) => w.call<WorkerStarted>("start", { ...args, baseUrl: this.server.baseUrl }))), "starting workers");
+  startWorkers(args: Omit<WorkerStartArgs, "baseUrl" | "apiKey">): Promise<WorkerStarted[]> {
+    return this.within(Promise.all(this.workers.map((w) => w.call<WorkerStarted>("start", { ...args, baseUrl: this.server.baseUrl, apiKey: this.server.apiKey }))), "starting workers");
   }
 
   /** Attempts the workers have finished (completed or otherwise). */

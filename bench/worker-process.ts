@@ -9,6 +9,7 @@ import { now } from "./stats.js";
 
 export interface WorkerStartArgs {
   baseUrl: string;
+  apiKey: string;
   jobType: string;
   concurrency: number;
   /** Tasks each worker holds ready beyond its running handlers (the SDK's prefetch). */
@@ -82,7 +83,7 @@ serve({
         onHandlerStart((input as { i: number }).i);
       },
     });
-    worker = createWorker({ baseUrl: args.baseUrl, jobs: [job], concurrency: args.concurrency, prefetch: args.prefetch });
+    worker = createWorker({ baseUrl: args.baseUrl, apiKey: args.apiKey, jobs: [job], concurrency: args.concurrency, prefetch: args.prefetch });
     worker.on("task:finished", ({ outcome }) => {
       if (outcome === "completed") {
         completed += 1;

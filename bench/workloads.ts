@@ -124,7 +124,7 @@ const cpuPerTask = (u: Usage, n: number) => ({
 async function burnDown(label: string, options: SessionOptions, p: Params, n: number, workers: number): Promise<RunResult> {
   const jobType = `bench.w1.${tag()}`;
   return withSession(label, options, workers, async (s) => {
-    await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, jobType }), "registering the job type");
+    await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, apiKey: s.server.apiKey, jobType }), "registering the job type");
     const submitWindow = s.window("submit");
     const submitted = await s.within(
       s.producer.call<BatchesResult>("batches", { first: 0, n, batchSize: p.submitBatch, inflight: p.submitInflight }),
@@ -161,7 +161,7 @@ async function burnDown(label: string, options: SessionOptions, p: Params, n: nu
 async function latency(label: string, options: SessionOptions, p: Params): Promise<RunResult> {
   const jobType = `bench.w2.${tag()}`;
   return withSession(label, options, 1, async (s) => {
-    await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, jobType }), "registering the job type");
+    await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, apiKey: s.server.apiKey, jobType }), "registering the job type");
     await s.startWorkers({ jobType, concurrency: p.concurrency, prefetch: p.prefetch, recordTimes: true, progressMs: 10 });
     const warmup = p.latencyWarmup;
     await s.within(s.producer.call<PacedResult>("paced", { first: 0, n: warmup, intervalMs: p.latencyIntervalMs }), "warming up");
@@ -205,7 +205,7 @@ async function mixed(label: string, options: SessionOptions, p: Params): Promise
   const jobType = `bench.w3.${tag()}`;
   const n = p.n;
   return withSession(label, options, 1, async (s) => {
-    await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, jobType }), "registering the job type");
+    await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, apiKey: s.server.apiKey, jobType }), "registering the job type");
     await s.startWorkers({ jobType, concurrency: p.concurrency, prefetch: p.prefetch, recordTimes: false, progressMs: 10 });
     const window = s.window("measured");
     const submitted = await s.within(s.producer.call<BatchesResult>("batches", { first: 0, n, batchSize: p.mixedBatch, inflight: p.mixedInflight }), "submitting");
@@ -234,7 +234,7 @@ async function mixedLoop(label: string, options: SessionOptions, p: Params): Pro
   const jobType = `bench.w3loop.${tag()}`;
   const n = p.n;
   return withSession(label, options, 1, async (s) => {
-    await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, jobType }), "registering the job type");
+    await s.within(s.producer.call("connect", { baseUrl: s.server.baseUrl, apiKey: s.server.apiKey, jobType }), "registering the job type");
     await s.startWorkers({ jobType, concurrency: p.concurrency, prefetch: p.prefetch, recordTimes: false, progressMs: 10 });
     const window = s.window("measured");
     const loopStart = Date.now();

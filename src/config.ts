@@ -1,5 +1,6 @@
 /** Server settings: defaults, then environment variables, then command-line flags. */
 import { availableParallelism, hostname } from "node:os";
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./core/limits.js";
 
 /** Everything the server needs to start; tests build one directly. */
 export interface ServerConfig {
@@ -42,8 +43,22 @@ export interface ServerConfig {
   inlineMemoryMb: number;
   /** At shutdown, running inline attempts may finish for this long before they are released (ms). */
   inlineGraceMs: number;
-  /** Allow binding a non-loopback address although requests are not authenticated. */
+  /**
+   * Allow binding a non-loopback address with no API key: development mode (every request in
+   * "default" with every role) on a network address, for use behind a proxy that authenticates.
+   */
   allowUnauthenticatedRemote: boolean;
+  /** Never serve requests without a key, even with no key created and a loopback bind. */
+  requireAuth: boolean;
+  /** PEM certificate and key files: serve TLS (gRPC over HTTP/2 by ALPN, and HTTP/1.1); null: cleartext. */
+  tlsCertFile: string | null;
+  tlsKeyFile: string | null;
+  /** Request, stream and rate limits. */
+  limits: ServerLimits;
+  /** How long a verified API key is trusted without reading it again (ms): the bound on a missed revocation. */
+  keyCacheMs: number;
+  /** How often API keys' last use is written (ms). */
+  keyUsageFlushMs: number;
 }
 
 /** The defaults, with environment overrides (TASKWIRE_*). */
@@ -71,6 +86,12 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     inlineMemoryMb: 512,
     inlineGraceMs: 5_000,
     allowUnauthenticatedRemote: false,
+    requireAuth: env.TASKWIRE_REQUIRE_AUTH === "1" || env.TASKWIRE_REQUIRE_AUTH === "true",
+    tlsCertFile: env.TASKWIRE_TLS_CERT || null,
+    tlsKeyFile: env.TASKWIRE_TLS_KEY || null,
+    limits: { ...DEFAULT_SERVER_LIMITS },
+    keyCacheMs: 5_000,
+    keyUsageFlushMs: 60_000,
   };
 }
 

@@ -1,12 +1,14 @@
 /** The README's examples, run as written (only the address is changed to this test's server). */
 import { execFile, spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import t from "tap";
 import { anyJson, jsonAny } from "./helpers/payload.js";
 import { startTestServer } from "./helpers/server.js";
+import { createTestDatabaseUrl } from "./helpers/database.js";
 
 const run = promisify(execFile);
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -135,4 +137,49 @@ t.test("the idempotency and schedule examples: one task for the key, then a sche
   t.same(JSON.parse((await run("bash", ["-c", local(remove!)])).stdout), {}, "deleted");
   const gone = JSON.parse((await run("bash", ["-c", local(remove!)])).stdout) as { code: string };
   t.equal(gone.code, "not_found", "and gone");
+});
+
+t.test("the keys example, on a server of its own: namespace, key, an authenticated curl, list, revoke", async (t) => {
+  // Its own database: creating a key ends development mode, which the examples above rely on.
+  const auth = await startTestServer(t);
+  const [block] = bashBlocks("## Namespaces, API keys and roles");
+  const script = local(block!).replaceAll(s.url, auth.url);
+  // The block as written, then (for this test) the token it made, on stderr.
+  const { stdout, stderr } = await run("bash", ["-e", "-c", `${script}\nprintf 'TOKEN=%s\\n' "$TOKEN" >&2`], { cwd: repo, env: { ...process.env, TASKWIRE_DATABASE_URL: auth.databaseUrl } });
+  // curl prints no newline after its JSON.
+  const parts = /^acme\n(\{.*?\})([0-9a-f]{16}  acme  .*)\n([0-9a-f]{16} revoked at .*)\n$/s.exec(stdout);
+  t.ok(parts, `namespace create, curl, keys list and keys revoke printed in order: ${stdout}`);
+  t.same(JSON.parse(parts?.[1] ?? "null"), {}, "curl with the key lists acme's tasks: none (JSON leaves out empty fields)");
+  t.match(parts?.[2], /^[0-9a-f]{16}  acme  producer,worker,watcher  active  created .* by cli  expires .*  last used /, "keys list shows the key, not its secret");
+  t.notMatch(stdout.slice(stdout.indexOf("}")), /_[A-Za-z0-9_-]{43}/, "no token in the listing");
+  t.match(stderr, /created API key [0-9a-f]{16} in namespace acme with roles producer,worker,watcher, expiring /);
+  const [row] = await auth.server.engine.database.db.query<{ revoked: boolean }>("SELECT revoked_at IS NOT NULL AS revoked FROM api_key");
+  t.equal(row?.revoked, true, "the key is revoked in the database");
+  const token = /TOKEN=(tw_\S+)/.exec(stderr)?.[1];
+  t.ok(token, "the token was captured");
+  const revoked = JSON.parse((await run("bash", ["-c", `curl -s -X POST ${auth.url}/taskwire.v1.TaskService/ListTasks -H 'content-type: application/json' -H 'Authorization: Bearer ${token}' -d '{}'`])).stdout);
+  t.match(revoked, { code: "unauthenticated", message: /^API key [0-9a-f]{16} was revoked at / }, "the revoked key is refused");
+});
+
+t.test("the TLS example: a certificate, a TLS server, curl over https", async (t) => {
+  const [openssl, start, curl] = commands(bashBlocks("## TLS")[0]!);
+  const dir = await mkdtemp(path.join(tmpdir(), "taskwire-readme-tls-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await run("bash", ["-c", openssl!], { cwd: dir });
+  const databaseUrl = await createTestDatabaseUrl(t);
+  const child = spawn("bash", ["-c", `${start!.replace("node bin/taskwire.js", `node ${path.join(repo, "bin/taskwire.js")}`)} --port 0`], { cwd: dir, env: { ...process.env, TASKWIRE_DATABASE_URL: databaseUrl }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  t.teardown(() => process.kill(-child.pid!, "SIGKILL"));
+  let output = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    const collect = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /"url":"(https:\/\/[^"]+)".*taskwire listening/.exec(output);
+      if (match) resolve(match[1]!);
+    };
+    child.stdout.on("data", collect);
+    child.stderr.on("data", collect);
+    child.once("exit", (code) => reject(new Error(`exited ${code}: ${output}`)));
+  });
+  const health = JSON.parse((await run("bash", ["-c", curl!.replace("https://127.0.0.1:8080", url)], { cwd: dir })).stdout);
+  t.same(health, { status: "ok" }, "curl trusts the certificate and gets /healthz over TLS");
 });

@@ -2,12 +2,14 @@
 import { createClient, defineJob, TaskFailedError, TaskState } from "../src/sdk/index.js";
 
 const baseUrl = process.env.TASKWIRE_URL ?? "http://127.0.0.1:8080";
+// The token of an API key (`taskwire keys create`); unset: none is sent (development mode).
+const apiKey = process.env.TASKWIRE_API_KEY;
 const name = process.argv[2] ?? "Grace";
 
 // Producers need only the job's name and payload types; the handler lives in the worker.
 const greet = defineJob({ name: "greet", input: "json", output: "json", handler: async () => null });
 
-const client = createClient({ baseUrl });
+const client = createClient({ baseUrl, apiKey });
 await client.registerJobType(greet);
 const task = client.handle(await client.submit(greet, { name }), greet);
 console.log(`submitted task ${task.id}`);

@@ -2,6 +2,8 @@
 import { createClient, createWorker, defineJob, NonRetryableError } from "../src/sdk/index.js";
 
 const baseUrl = process.env.TASKWIRE_URL ?? "http://127.0.0.1:8080";
+// The token of an API key (`taskwire keys create`); unset: none is sent (development mode).
+const apiKey = process.env.TASKWIRE_API_KEY;
 
 /** {name} -> {greeting: "Hello, <name>!"} */
 const greet = defineJob({
@@ -16,11 +18,11 @@ const greet = defineJob({
 });
 
 // A worker may only claim job types the server knows.
-const client = createClient({ baseUrl });
+const client = createClient({ baseUrl, apiKey });
 await client.registerJobType(greet);
 client.close();
 
-const worker = createWorker({ baseUrl, jobs: [greet], concurrency: 4 });
+const worker = createWorker({ baseUrl, apiKey, jobs: [greet], concurrency: 4 });
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void worker.stop());
 await worker.start();
 console.log(`worker ${worker.workerId} serving "greet" at ${baseUrl}`);

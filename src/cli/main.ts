@@ -1,6 +1,8 @@
-/** The `taskwire` command: `server start`, `migrate`. */
+/** The `taskwire` command: `server start`, `migrate`, `namespace ...`, `keys ...`. */
 import { Command, InvalidArgumentError, Option } from "commander";
 import { defaultConfig, type ServerConfig } from "../config.js";
+import { LIMIT_SPECS, type ServerLimits } from "../core/limits.js";
+import { addAdminCommands } from "./admin-commands.js";
 import { createLogger } from "../logger.js";
 import { startServer } from "../main.js";
 import { startEmbeddedPostgres } from "../store/embedded-postgres.js";
@@ -37,7 +39,16 @@ interface ServerStartOptions {
   inlineMemory: number;
   inlineMinThreads: number;
   inlineIdleMs: number;
+  requireAuth?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  keyCacheMs: number;
 }
+
+/** The limit flags, one per ServerLimits field, as commander stores them (camel case of the flag). */
+const LIMIT_OPTION_NAMES = Object.fromEntries(
+  (Object.keys(LIMIT_SPECS) as (keyof ServerLimits)[]).map((name) => [name, LIMIT_SPECS[name].flag.slice(2).replace(/-(\w)/g, (_, c: string) => c.toUpperCase())]),
+) as Record<keyof ServerLimits, string>;
 
 /** Runs the server until SIGINT/SIGTERM; exits non-zero when it cannot start or an internal loop crashes. */
 async function serverStart(options: ServerStartOptions): Promise<void> {
@@ -57,6 +68,13 @@ async function serverStart(options: ServerStartOptions): Promise<void> {
     inlineMemoryMb: options.inlineMemory,
     inlineMinThreads: options.inlineMinThreads,
     inlineIdleMs: options.inlineIdleMs,
+    requireAuth: options.requireAuth === true || defaults.requireAuth,
+    tlsCertFile: options.tlsCert ?? null,
+    tlsKeyFile: options.tlsKey ?? null,
+    keyCacheMs: options.keyCacheMs,
+    limits: Object.fromEntries(
+      (Object.keys(LIMIT_SPECS) as (keyof ServerLimits)[]).map((name) => [name, (options as unknown as Record<string, number>)[LIMIT_OPTION_NAMES[name]]]),
+    ) as unknown as ServerLimits,
   };
   // A crash anywhere must take the process down loudly, never leave a half-alive server.
   const crash = (error: unknown) => {
@@ -117,7 +135,7 @@ const logLevelOption = () =>
 const program = new Command("taskwire").description("Taskwire: a background-job engine served over gRPC, gRPC-Web and Connect").showHelpAfterError();
 
 const server = program.command("server").description("run the Taskwire server");
-server
+const start = server
   .command("start")
   .description("serve gRPC, gRPC-Web and Connect on one port until SIGINT/SIGTERM")
   .addOption(new Option("--host <host>", "address to listen on").default(defaults.host).env("TASKWIRE_HOST"))
@@ -125,7 +143,15 @@ server
   .addOption(databaseOption())
   .addOption(dataDirOption())
   .option("--no-migrate", "do not apply migrations; fail fast if any is pending")
-  .option("--allow-unauthenticated-remote", "allow a non-loopback --host although requests are not authenticated")
+  .option("--require-auth", "always require an API key, even with no key created yet on a loopback --host (env TASKWIRE_REQUIRE_AUTH=1)")
+  .option("--allow-unauthenticated-remote", "with no API key created, serve a non-loopback --host in development mode anyway (behind a proxy that authenticates)")
+  .addOption(new Option("--tls-cert <file>", "PEM certificate (chain): serve TLS, HTTP/2 and HTTP/1.1 by ALPN").env("TASKWIRE_TLS_CERT"))
+  .addOption(new Option("--tls-key <file>", "PEM private key of --tls-cert").env("TASKWIRE_TLS_KEY"))
+  .addOption(
+    new Option("--key-cache-ms <ms>", "how long a verified API key is trusted before it is read again: the longest a revocation takes if its notification is lost")
+      .default(defaults.keyCacheMs)
+      .argParser(wholeNumber(0, 60_000, "--key-cache-ms")),
+  )
   .addOption(new Option("--inline-dir <dir>", "folder of inline job modules").default(defaults.inlineDir).env("TASKWIRE_INLINE_DIR"))
   .addOption(
     new Option("--inline-threads <n>", "most threads running inline tasks; the default is the machine's cores (0: no inline job types)")
@@ -153,8 +179,16 @@ server
       .default(defaults.inlineMemoryMb)
       .argParser(wholeNumber(16, 65_536, "--inline-memory")),
   )
-  .addOption(logLevelOption())
-  .action(serverStart);
+  .addOption(logLevelOption());
+for (const name of Object.keys(LIMIT_SPECS) as (keyof ServerLimits)[]) {
+  const spec = LIMIT_SPECS[name];
+  start.addOption(
+    new Option(`${spec.flag} <n>`, `${spec.what} (${spec.unit}, ${spec.min} to ${spec.max})`)
+      .default(defaults.limits[name])
+      .argParser(wholeNumber(spec.min, spec.max, spec.flag)),
+  );
+}
+start.action(serverStart);
 
 program
   .command("migrate")
@@ -163,5 +197,7 @@ program
   .addOption(dataDirOption())
   .addOption(logLevelOption())
   .action(migrate);
+
+addAdminCommands(program, databaseOption, dataDirOption);
 
 await program.parseAsync(process.argv);

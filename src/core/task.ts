@@ -99,6 +99,8 @@ export interface JobTypeRecord {
   inlineModule: string | null;
   /** How long a finished task keeps its idempotency key (ms); null: it is free once the task finishes. */
   dedupWindowMs: number | null;
+  /** Largest payload of its tasks (bytes); null: the server's limit, which also caps this. */
+  maxPayloadBytes: number | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -170,6 +172,8 @@ export interface TaskEventRecord {
   error: string | null;
   workerId: string | null;
   at: Date;
+  /** The key id (or "dev") whose request caused the event; null for the system and workers' reports. */
+  actor: string | null;
 }
 
 /** Which events a watcher wants; empty lists mean "any". */

@@ -10,6 +10,8 @@ import { taskProgressBatch } from "../store/sql/task-progress-batch.js";
 /** Coalesces progress reports and flushes them on a timer. */
 export class ProgressCoalescer {
   private latest = new Map<string, ProgressReport>();
+  /** The (namespace, task) pairs of `latest`, for flushBefore. */
+  private tasks = new Set<string>();
   private readonly timer: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
 
@@ -22,17 +24,22 @@ export class ProgressCoalescer {
     this.timer.unref();
   }
 
-  /** Keeps the report, replacing any earlier one of the same task not yet written. */
+  /**
+   * Keeps the report, replacing any earlier one of the same lease not yet written. Keyed by the
+   * whole lease, so a report naming a task of another namespace, or with a wrong token, never
+   * replaces the holder's (it is then rejected by the statement's guard).
+   */
   report(report: ProgressReport): void {
-    this.latest.set(report.taskId, report);
+    this.latest.set(progressKey(report.namespace, report.taskId, report.leaseToken), report);
+    this.tasks.add(taskKey(report.namespace, report.taskId));
   }
 
   /**
    * Before an attempt's outcome is written: writes its pending progress first (with everything
    * else pending, in the same statement), since progress is only accepted while the task runs.
    */
-  async flushBefore(taskIds: readonly string[]): Promise<void> {
-    if (this.latest.size > 0 && taskIds.some((id) => this.latest.has(id))) await this.flush();
+  async flushBefore(namespace: string, taskIds: readonly string[]): Promise<void> {
+    if (this.tasks.size > 0 && taskIds.some((id) => this.tasks.has(taskKey(namespace, id)))) await this.flush();
   }
 
   /** Writes what is pending (also called on stop, so the last value is not lost). */
@@ -40,6 +47,7 @@ export class ProgressCoalescer {
     if (this.latest.size === 0) return this.flushing;
     const batch = [...this.latest.values()];
     this.latest = new Map();
+    this.tasks = new Set();
     this.flushing = this.flushing.then(() =>
       taskProgressBatch(this.db, batch).catch((error: unknown) => this.logger.warn({ err: error, count: batch.length }, "could not record progress")),
     );
@@ -51,4 +59,12 @@ export class ProgressCoalescer {
     clearInterval(this.timer);
     await this.flush();
   }
+}
+
+function taskKey(namespace: string, taskId: string): string {
+  return `${namespace}\u0000${taskId}`;
+}
+
+function progressKey(namespace: string, taskId: string, leaseToken: string): string {
+  return `${namespace}\u0000${taskId}\u0000${leaseToken}`;
 }

@@ -25,6 +25,8 @@ export interface RevokeNotice {
 export const READY_CHANNEL = "taskwire_ready";
 export const REVOKE_CHANNEL = "taskwire_revoke";
 export const EVENTS_CHANNEL = "taskwire_events";
+/** API key changes (trigger api_key_notify, migration 0010): {"id", "op"}. */
+export const KEYS_CHANNEL = "taskwire_keys";
 
 /** A namespace has task events up to `seq`. */
 export interface EventsNotice {
@@ -37,6 +39,9 @@ export interface ListenerHandlers {
   onReady(notice: ReadyNotice): void;
   onRevoke(notice: RevokeNotice): void;
   onEvents(notice: EventsNotice): void;
+  onKeys(notice: { id: string; op: string }): void;
+  /** The connection dropped: notices may be lost until it is back (then onResync). */
+  onLost(error: Error): void;
   onResync(): void;
 }
 
@@ -62,6 +67,7 @@ export function startReadyListener(url: string, handlers: ListenerHandlers, logg
       if (msg.channel === READY_CHANNEL) handlers.onReady(payload as ReadyNotice);
       else if (msg.channel === REVOKE_CHANNEL) handlers.onRevoke(payload as RevokeNotice);
       else if (msg.channel === EVENTS_CHANNEL) handlers.onEvents(payload as EventsNotice);
+      else if (msg.channel === KEYS_CHANNEL) handlers.onKeys(payload as { id: string; op: string });
     } catch (error) {
       logger.error({ err: error, channel: msg.channel }, "could not handle a notification");
     }
@@ -75,12 +81,13 @@ export function startReadyListener(url: string, handlers: ListenerHandlers, logg
       if (client !== next) return;
       logger.warn({ err: error }, "notification connection lost; reconnecting");
       client = undefined;
+      handlers.onLost(error);
       void next.end().catch(() => undefined);
       scheduleReconnect();
     });
     try {
       await next.connect();
-      await next.query(`LISTEN ${READY_CHANNEL}; LISTEN ${REVOKE_CHANNEL}; LISTEN ${EVENTS_CHANNEL}`);
+      await next.query(`LISTEN ${READY_CHANNEL}; LISTEN ${REVOKE_CHANNEL}; LISTEN ${EVENTS_CHANNEL}; LISTEN ${KEYS_CHANNEL}`);
       if (closed) {
         await next.end();
         return;

@@ -14,6 +14,7 @@ import { Schedules } from "./schedules.js";
 import type { Database } from "../store/orm.js";
 import { JobTypeRegistry } from "./job-type-registry.js";
 import { Tasks } from "./tasks.js";
+import { Authenticator, type AuthenticatorOptions } from "../auth/authenticator.js";
 
 /** Engine settings. */
 export interface EngineOptions {
@@ -33,6 +34,8 @@ export interface EngineOptions {
   progressFlushMs: number;
   /** Approximate bytes of recent events kept in memory per watched namespace. */
   eventBufferBytes: number;
+  /** API key authentication and development mode. */
+  auth: AuthenticatorOptions;
 }
 
 /** A running engine. */
@@ -51,6 +54,8 @@ export interface Engine {
   schedules: Schedules;
   /** Runs inline job types on the thread pool; null when the server runs none. */
   inline: InlineRunner | null;
+  /** Authenticates requests (API keys, development mode). */
+  auth: Authenticator;
   /** Stops dispatch and notifications (streams must be closed first); does not close the database. */
   stop(): Promise<void>;
 }
@@ -69,15 +74,19 @@ export function createEngine(database: Database, logger: Logger, options: Engine
       ? null
       : new InlineRunner({ db: database.db, dispatcher, pool: new InlinePool({ ...options.inline, onThreadError: (error) => logger.error({ err: error }, "an inline thread failed") }), logger, workerId: options.inline.workerId }, options.safetyPollMs);
   void inline?.refresh();
+  const auth = new Authenticator(database.db, logger, options.auth);
   const listener = startReadyListener(
     database.url,
     {
       onReady: (notice) => dispatcher.onReady(notice),
       onRevoke: (notice) => dispatcher.onRevoke(notice),
       onEvents: (notice) => events.onNotice(notice),
+      onKeys: (notice) => auth.onKeyNotice(notice),
+      onLost: (error) => events.fail(error),
       onResync: () => {
         dispatcher.wakeAll();
         events.onResync();
+        auth.onResync();
       },
     },
     logger,
@@ -95,12 +104,13 @@ export function createEngine(database: Database, logger: Logger, options: Engine
     scheduler,
     schedules: new Schedules(database.db),
     inline,
+    auth,
     async stop() {
       // Inline attempts finish or go back to PENDING while the dispatcher and database still work.
       await inline?.stop(options.inline?.graceMs ?? 0);
       dispatcher.stop();
       events.stop();
-      await Promise.all([sweeper.stop(), pruner.stop(), scheduler.stop(), progress.stop(), listener.close()]);
+      await Promise.all([sweeper.stop(), pruner.stop(), scheduler.stop(), progress.stop(), listener.close(), auth.stop()]);
     },
   };
 }

@@ -36,6 +36,7 @@ function toRecord(row: JobType): JobTypeRecord {
     retentionMs: row.retentionMs ?? null,
     inlineModule: row.inlineModule ?? null,
     dedupWindowMs: row.dedupWindowMs ?? null,
+    maxPayloadBytes: row.maxPayloadBytes ?? null,
     createdAt: new Date(row.createdAt),
     updatedAt: new Date(row.updatedAt),
   };

@@ -92,9 +92,10 @@ export class Tasks {
    * Cancels a waiting, pending or running task. A running task's holder is told through NOTIFY
    * (sent at commit, to whichever replica holds its stream); its lease is gone at once.
    */
-  async cancel(namespace: string, id: string, reason: string): Promise<TaskRecord> {
+  async cancel(namespace: string, id: string, reason: string, actor: string): Promise<TaskRecord> {
     const message = reason === "" ? "cancelled by a client" : reason;
     const result = await withTransaction(this.pool, async (db) => {
+      await setActor(db, actor);
       const cancelled = await taskCancel(db, { namespace, id, reason: message });
       if (cancelled?.previousState === "running") {
         const notice: RevokeNotice = { ns: namespace, id, attempt: cancelled.task.attempt, reason: "cancelled", message };
@@ -108,9 +109,12 @@ export class Tasks {
     throw new TaskwireError("ILLEGAL_TRANSITION", `task ${id}: ${illegalTransitionMessage(current.state, "cancel")}`);
   }
 
-  /** Re-queues a DEAD or CANCELLED task with `additionalAttempts` more attempts. */
-  async retry(namespace: string, id: string, additionalAttempts: number): Promise<TaskRecord> {
-    const task = await taskRetry(this.db, { namespace, id, additionalAttempts });
+  /** Re-queues a DEAD or CANCELLED task with `additionalAttempts` more attempts; its event records `actor`. */
+  async retry(namespace: string, id: string, additionalAttempts: number, actor: string): Promise<TaskRecord> {
+    const task = await withTransaction(this.pool, async (db) => {
+      await setActor(db, actor);
+      return taskRetry(db, { namespace, id, additionalAttempts });
+    });
     if (task !== undefined) return task;
     const current = await taskGet(this.db, namespace, id);
     if (current === undefined) throw taskNotFound(id);
@@ -168,6 +172,14 @@ function assignmentOf(task: TaskRecord, leaseToken: string): Assignment {
     leaseExpiresAt: task.leaseExpiresAt ?? task.createdAt,
     checkpoint: null,
   };
+}
+
+/**
+ * Names who acts in this transaction: the event triggers (migration 0010) record it on the events
+ * its statements write. Transaction-local, so a pooled connection never carries it further.
+ */
+async function setActor(db: Db, actor: string): Promise<void> {
+  await db.query("SELECT set_config('taskwire.actor', $1, true)", [actor]);
 }
 
 /** NOT_FOUND for a task id (also for another namespace's task, which must look the same). */

@@ -29,6 +29,8 @@ export class Watcher {
   /** Taken from the ring or the database, not yet consumed (at most one read's worth). */
   readonly queue: TaskEventRecord[] = [];
   closed = false;
+  /** Set when the watcher may have missed events (the database connection was lost): it must end and resume. */
+  failure: Error | undefined;
 
   constructor(
     readonly namespace: string,
@@ -122,7 +124,8 @@ export class EventHub extends EventEmitter<HubEvents> {
   /** Resolves true when the ring has events past the watcher's position (or it closed), false after `ms`. */
   waitForEvents(watcher: Watcher, ms: number, signal: AbortSignal): Promise<boolean> {
     const feed = this.feeds.get(watcher.namespace);
-    const ready = () => watcher.closed || signal.aborted || feed === undefined || (feed.ring !== null && feed.ring.end > watcher.position);
+    const ready = () =>
+      watcher.closed || watcher.failure !== undefined || signal.aborted || feed === undefined || (feed.ring !== null && feed.ring.end > watcher.position);
     if (ready()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const done = (worked: boolean) => {
@@ -164,8 +167,21 @@ export class EventHub extends EventEmitter<HubEvents> {
     for (const namespace of this.feeds.keys()) {
       void namespaceEventSeq(this.db, namespace).then(
         (seq) => this.onNotice({ ns: namespace, seq: seq.toString() }),
-        () => undefined,
+        (error: unknown) => this.fail(error instanceof Error ? error : new Error(String(error)), namespace),
       );
+    }
+  }
+
+  /**
+   * The database cannot be reached (the notification connection dropped, or a check failed): the
+   * watchers of `namespace` (all when unset) may miss events from now on, so each ends once it has
+   * sent what it holds, and its client resumes from its last cursor without a gap.
+   */
+  fail(error: Error, namespace?: string): void {
+    for (const [ns, feed] of this.feeds) {
+      if (namespace !== undefined && ns !== namespace) continue;
+      for (const watcher of feed.watchers) watcher.failure ??= error;
+      for (const wake of [...feed.waiters]) wake();
     }
   }
 

@@ -3,6 +3,7 @@
  * database while the watcher is further behind than the ring reaches, with keep-alives while idle.
  * Used by StreamStatus, WaitTask and Submit's wait.
  */
+import { TaskwireError } from "../core/errors.js";
 import type { EventFilter, TaskEventRecord, TaskRecord } from "../core/task.js";
 import type { Db } from "../store/db.js";
 import { taskEventCatchUp } from "../store/sql/task-event-read.js";
@@ -41,6 +42,13 @@ export async function* followEvents(
       if (next !== undefined) {
         yield { kind: "event", event: next, cursor: next.seq };
         continue;
+      }
+      if (watcher.failure !== undefined) {
+        throw new TaskwireError(
+          "DATABASE_UNAVAILABLE",
+          "the connection to the database was lost, so this stream could miss events; reconnect and resume with since = the last cursor received",
+          { cause: watcher.failure },
+        );
       }
       const read = hub.read(watcher, READ_BATCH);
       if (read.kind === "behind") {

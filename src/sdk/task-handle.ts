@@ -79,13 +79,20 @@ export function taskHandle(tasks: Client<typeof TaskService>, id: string, job?: 
       throw new RangeError(`timeoutMs is ${options.timeoutMs}; give a wait of at least 1 ms`);
     }
     const deadline = Date.now() + options.timeoutMs;
+    let perCallMs = MAX_WAIT_PER_CALL_MS;
     for (;;) {
       const remaining = Math.max(1, deadline - Date.now());
       try {
-        const { task } = await tasks.waitTask({ id, timeout: durationFromMs(Math.min(remaining, MAX_WAIT_PER_CALL_MS)) }, call);
+        const { task } = await tasks.waitTask({ id, timeout: durationFromMs(Math.min(remaining, perCallMs)) }, call);
         if (task === undefined) throw new ConnectError("WaitTask answered without a task", Code.Internal);
         return task;
       } catch (error) {
+        // A server configured with a shorter --max-wait-ms says its limit: wait in calls of that length.
+        const serverMax = error instanceof ConnectError && error.code === Code.InvalidArgument ? /allows waits of up to (\d+) ms/.exec(error.rawMessage)?.[1] : undefined;
+        if (serverMax !== undefined && Number(serverMax) < perCallMs && Number(serverMax) >= 1) {
+          perCallMs = Number(serverMax);
+          continue;
+        }
         // The server's per-call limit passed before ours: ask again for the rest.
         const timedOut = error instanceof ConnectError && error.code === Code.DeadlineExceeded;
         if (!timedOut || Date.now() >= deadline) throw error;

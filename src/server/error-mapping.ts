@@ -15,6 +15,8 @@ const CODES: Record<TaskwireErrorCode, Code> = {
   STALE_LEASE: Code.FailedPrecondition,
   PAYLOAD_NOT_RENDERABLE: Code.FailedPrecondition,
   RESOURCE_EXHAUSTED: Code.ResourceExhausted,
+  UNAUTHENTICATED: Code.Unauthenticated,
+  PERMISSION_DENIED: Code.PermissionDenied,
   DATABASE_UNAVAILABLE: Code.Unavailable,
   DEADLINE_EXCEEDED: Code.DeadlineExceeded,
   INTERNAL: Code.Internal,

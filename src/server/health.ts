@@ -4,7 +4,7 @@ import type { Db } from "../store/db.js";
 import { HealthCheckResponse_ServingStatus as Status, type Health } from "../gen/grpc/health/v1/health_pb.js";
 
 /** Services a health check may name ("" is the whole server). */
-const SERVICES = new Set(["", "taskwire.v1.JobTypeService", "taskwire.v1.TaskService", "taskwire.v1.WorkerService"]);
+const SERVICES = new Set(["", "taskwire.v1.JobTypeService", "taskwire.v1.TaskService", "taskwire.v1.WorkerService", "taskwire.v1.ScheduleService", "taskwire.v1.AdminService"]);
 
 /** Answers whether the database responds, asking it at most once per second. */
 export function createDatabaseProbe(db: Db): () => Promise<boolean> {

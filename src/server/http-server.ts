@@ -1,18 +1,21 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import type { connectNodeAdapter } from "@connectrpc/connect-node";
+import type tls from "node:tls";
+import type { createNodeHandler } from "./node-handler.js";
 
-type NodeHandlerFn = ReturnType<typeof connectNodeAdapter>;
+type NodeHandlerFn = ReturnType<typeof createNodeHandler>;
 
 /** The first bytes of every HTTP/2 connection (RFC 9113 section 3.4). */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
-/** A listening server that speaks HTTP/1.1 and cleartext HTTP/2 on one port. */
+/** A listening server that speaks HTTP/1.1 and HTTP/2 on one port (cleartext, or TLS). */
 export interface DualProtocolServer {
   /** The bound address (the real port when 0 was asked for). */
   readonly host: string;
   readonly port: number;
+  /** True when it serves TLS (https). */
+  readonly tls: boolean;
   /**
    * Stops accepting connections, asks HTTP/2 clients to go away and closes idle HTTP/1.1
    * connections; after `graceMs` any connection still open is destroyed.
@@ -88,12 +91,75 @@ export async function listenDualProtocol(
   return {
     host: address.address,
     port: address.port,
+    tls: false,
     async close(graceMs = 5_000) {
       closing = true;
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
       for (const session of sessions) session.close();
       // Idle HTTP/1.1 connections close now; busy ones once their response ends.
       for (const socket of http1Sockets) if (!busy.has(socket)) socket.destroySoon();
+      const timer = setTimeout(() => {
+        for (const socket of sockets) socket.destroy();
+      }, graceMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The certificate and private key (PEM) a TLS server presents. */
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/**
+ * Serves `handler` over TLS: ALPN picks HTTP/2 ("h2", gRPC) or HTTP/1.1 (`allowHTTP1`) for each
+ * connection, so gRPC, gRPC-Web and Connect share the port as in cleartext.
+ */
+export async function listenTls(handler: NodeHandlerFn, options: { host: string; port: number; tls: TlsFiles }): Promise<DualProtocolServer> {
+  const server = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, ALPNProtocols: ["h2", "http/1.1"] }, handler);
+  const sockets = new Set<tls.TLSSocket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const busy = new Set<net.Socket>();
+  let closing = false;
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  // A failed handshake (wrong protocol, bad client) only ends that connection.
+  server.on("tlsClientError", (_error, socket) => socket.destroy());
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  server.on("request", (req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse) => {
+    if (req.httpVersionMajor !== 1) return;
+    const socket = (req as http.IncomingMessage).socket;
+    busy.add(socket);
+    if (closing) res.setHeader("connection", "close");
+    res.once("close", () => {
+      busy.delete(socket);
+      if (closing) socket.destroySoon();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as net.AddressInfo;
+  return {
+    host: address.address,
+    port: address.port,
+    tls: true,
+    async close(graceMs = 5_000) {
+      closing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const session of sessions) session.close();
+      for (const socket of sockets) if (!busy.has(socket) && socket.alpnProtocol !== "h2") socket.destroySoon();
       const timer = setTimeout(() => {
         for (const socket of sockets) socket.destroy();
       }, graceMs);

@@ -2,7 +2,8 @@
 import { toBinary } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { FileDescriptorSetSchema, type Duration } from "@bufbuild/protobuf/wkt";
-import { LIMITS } from "../core/limits.js";
+import { LIMITS, type ServerLimits } from "../core/limits.js";
+import type { JobTypeRecord } from "../core/task.js";
 import type { Engine } from "../engine/engine.js";
 import type { JobTypeService } from "../gen/taskwire/v1/job_type_pb.js";
 import { jobTypeToProto } from "./mapping.js";
@@ -13,7 +14,8 @@ import { durationMsInRange, intInRange, messageName, pageSize, requireName, retr
 import { invalidArgument } from "../core/errors.js";
 
 /** The JobTypeService implementation. */
-export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes): Partial<ServiceImpl<typeof JobTypeService>> {
+export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes, limits: ServerLimits): Partial<ServiceImpl<typeof JobTypeService>> {
+  const toProto = (record: JobTypeRecord) => jobTypeToProto(record, limits.maxPayloadBytes);
   return {
     async registerJobType(req, ctx) {
       const name = requireName("name", req.name);
@@ -39,31 +41,40 @@ export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes): P
         retentionMs,
         dedupWindowMs: dedupWindow(req.dedupWindow, retentionMs),
         inlineModule: req.inlineModule === "" ? null : inlineModule(engine, req.inlineModule),
+        maxPayloadBytes: req.maxPayloadBytes === undefined ? null : maxPayload(req.maxPayloadBytes, limits),
       });
       payloads.registryOf(record); // make its messages renderable as JSON at once
       await engine.inline?.refresh(); // an inline job type (or one that stopped being inline) is served at once
-      return { jobType: jobTypeToProto(record), created };
+      return { jobType: toProto(record), created };
     },
 
     async getJobType(req, ctx) {
       const record = await engine.jobTypes.get(namespaceOf(ctx), requireName("name", req.name));
-      return { jobType: jobTypeToProto(record) };
+      return { jobType: toProto(record) };
     },
 
     async listJobTypes(req, ctx) {
       const namespace = namespaceOf(ctx);
-      const size = pageSize("page_size", req.pageSize);
+      const size = pageSize("page_size", req.pageSize, limits);
       const fingerprint = filterFingerprint({ namespace });
       const after = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
       const rows = await engine.jobTypes.list(namespace, after, size + 1);
       const page = rows.slice(0, size);
       const last = page.at(-1);
       return {
-        jobTypes: page.map(jobTypeToProto),
+        jobTypes: page.map(toProto),
         nextPageToken: rows.length > size && last !== undefined ? encodePageToken(last.name, fingerprint) : "",
       };
     },
   };
+}
+
+/** A job type's payload limit: 1 byte to the server's --max-payload-bytes. */
+function maxPayload(value: number, limits: ServerLimits): number {
+  if (!Number.isInteger(value) || value < 1 || value > limits.maxPayloadBytes) {
+    throw invalidArgument("max_payload_bytes", `is ${value}; allowed: 1 to ${limits.maxPayloadBytes} bytes (the server's --max-payload-bytes), or unset for that limit`);
+  }
+  return value;
 }
 
 /** Unset: the default; 0: keep forever (null); otherwise within the allowed range. */

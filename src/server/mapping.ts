@@ -32,6 +32,10 @@ import { MissedFirePolicy, ScheduleSchema, type Schedule } from "../gen/taskwire
 import { TaskSpecSchema } from "../gen/taskwire/v1/task_pb.js";
 import type { MissedFirePolicy as DomainPolicy, ScheduleRecord } from "../core/schedule.js";
 import { toAny } from "./payloads.js";
+import type { ApiKeyRecord } from "../core/api-key.js";
+import { ROLES, type Role as DomainRole } from "../core/roles.js";
+import type { NamespaceRecord } from "../store/sql/namespace-insert.js";
+import { ApiKeySchema, NamespaceSchema, Role as ProtoRole, type ApiKey, type Namespace } from "../gen/taskwire/v1/admin_pb.js";
 
 const STATE_TO_PROTO: Record<DomainState, TaskState> = {
   waiting: TaskState.WAITING,
@@ -83,6 +87,7 @@ export function eventToProto(e: TaskEventRecord): TaskEvent {
     error: e.error ?? "",
     workerId: e.workerId ?? "",
     at: timestampFromDate(e.at),
+    actor: e.actor ?? "",
   });
 }
 
@@ -133,8 +138,8 @@ export function taskToProto(task: TaskRecord | TaskDetail): Task {
   });
 }
 
-/** A job type. */
-export function jobTypeToProto(record: JobTypeRecord): JobType {
+/** A job type; `serverMaxPayloadBytes` caps the payload limit it shows. */
+export function jobTypeToProto(record: JobTypeRecord, serverMaxPayloadBytes: number): JobType {
   return create(JobTypeSchema, {
     name: record.name,
     inputType: record.inputType,
@@ -150,6 +155,7 @@ export function jobTypeToProto(record: JobTypeRecord): JobType {
     retention: record.retentionMs === null ? undefined : durationFromMs(record.retentionMs),
     inlineModule: record.inlineModule ?? "",
     dedupWindow: record.dedupWindowMs === null ? undefined : durationFromMs(record.dedupWindowMs),
+    maxPayloadBytes: Math.min(record.maxPayloadBytes ?? serverMaxPayloadBytes, serverMaxPayloadBytes),
   });
 }
 
@@ -203,4 +209,37 @@ export function scheduleToProto(s: ScheduleRecord): Schedule {
     createdAt: timestampFromDate(s.createdAt),
     updatedAt: timestampFromDate(s.updatedAt),
   });
+}
+
+const ROLE_TO_PROTO: Record<DomainRole, ProtoRole> = {
+  producer: ProtoRole.PRODUCER,
+  worker: ProtoRole.WORKER,
+  watcher: ProtoRole.WATCHER,
+  admin: ProtoRole.ADMIN,
+};
+
+/** A protobuf Role as the domain role, or undefined for UNSPECIFIED / unknown numbers. */
+export function roleFromProto(role: ProtoRole): DomainRole | undefined {
+  return ROLES.find((r) => ROLE_TO_PROTO[r] === role);
+}
+
+/** An API key, without any secret. */
+export function apiKeyToProto(key: ApiKeyRecord): ApiKey {
+  return create(ApiKeySchema, {
+    id: key.id,
+    namespace: key.namespace,
+    roles: key.roles.map((r) => ROLE_TO_PROTO[r]),
+    description: key.description,
+    createdAt: timestampFromDate(key.createdAt),
+    createdBy: key.createdBy,
+    expiresAt: key.expiresAt === null ? undefined : timestampFromDate(key.expiresAt),
+    revokedAt: key.revokedAt === null ? undefined : timestampFromDate(key.revokedAt),
+    revokedBy: key.revokedBy ?? "",
+    lastUsedAt: key.lastUsedAt === null ? undefined : timestampFromDate(key.lastUsedAt),
+  });
+}
+
+/** A namespace. */
+export function namespaceToProto(ns: NamespaceRecord): Namespace {
+  return create(NamespaceSchema, { name: ns.name, createdAt: timestampFromDate(ns.createdAt), createdBy: ns.createdBy ?? "" });
 }

@@ -5,8 +5,8 @@
  * added to the registry that renders Any as JSON for Connect/JSON clients.
  */
 import { create, createFileRegistry, createMutableRegistry, fromBinary, type DescMessage, type FileRegistry, type MutableRegistry } from "@bufbuild/protobuf";
-import { AnySchema, FileDescriptorSetSchema, ListValueSchema, StructSchema, ValueSchema, type Any } from "@bufbuild/protobuf/wkt";
-import { invalidArgument } from "../core/errors.js";
+import { AnySchema, FileDescriptorSetSchema, ListValueSchema, StructSchema, ValueSchema, type Any, type ListValue, type Struct, type Value } from "@bufbuild/protobuf/wkt";
+import { invalidArgument, TaskwireError } from "../core/errors.js";
 import { LIMITS } from "../core/limits.js";
 import type { JobTypeRecord, Payload } from "../core/task.js";
 import type { Logger } from "pino";
@@ -50,8 +50,34 @@ export function parseDescriptors(field: string, bytes: Uint8Array, messageNames:
   return registry;
 }
 
+/** The payload limit of a job type: its own, capped by the server's. */
+export function payloadLimitOf(jobType: Pick<JobTypeRecord, "maxPayloadBytes">, serverMaxBytes: number): number {
+  return Math.min(jobType.maxPayloadBytes ?? serverMaxBytes, serverMaxBytes);
+}
+
+/**
+ * Nesting depth of a JSON payload (Value, Struct, ListValue), walked without recursion. Deeper
+ * payloads are refused: rendering them as JSON (and many clients parsing them) would recurse that deep.
+ */
+function jsonDepthExceeds(root: Value | Struct | ListValue, schema: DescMessage, max: number): boolean {
+  type Node = { value: unknown; depth: number };
+  const start = schema.typeName === StructSchema.typeName ? { kind: { case: "structValue", value: root } } : schema.typeName === ListValueSchema.typeName ? { kind: { case: "listValue", value: root } } : root;
+  const stack: Node[] = [{ value: start, depth: 1 }];
+  while (stack.length > 0) {
+    const { value, depth } = stack.pop()!;
+    if (depth > max) return true;
+    const kind = (value as Value).kind;
+    if (kind?.case === "structValue") for (const field of Object.values(kind.value.fields)) stack.push({ value: field, depth: depth + 1 });
+    else if (kind?.case === "listValue") for (const item of kind.value.values) stack.push({ value: item, depth: depth + 1 });
+  }
+  return false;
+}
+
 /** Checks payloads against job types and keeps the registry used for JSON rendering. */
 export class PayloadTypes {
+  /** @param maxPayloadBytes the server's payload limit (--max-payload-bytes). */
+  constructor(readonly maxPayloadBytes: number = LIMITS.maxPayloadBytes) {}
+
   /** Messages Connect may render as JSON inside Any; grows as job types with descriptors are seen. */
   readonly jsonRegistry: MutableRegistry = createMutableRegistry(ValueSchema, StructSchema, ListValueSchema);
   private readonly byDescriptors = new WeakMap<Uint8Array, FileRegistry>();
@@ -113,8 +139,12 @@ export class PayloadTypes {
       if (optional) return null;
       throw invalidArgument(field, expectedType === "" ? "is required: a google.protobuf.Value or Struct (JSON)" : `is required: a ${expectedType} message`);
     }
-    if (any.value.byteLength > LIMITS.maxPayloadBytes) {
-      throw invalidArgument(field, `is ${any.value.byteLength} bytes; the limit is ${LIMITS.maxPayloadBytes} bytes`);
+    const limit = payloadLimitOf(jobType, this.maxPayloadBytes);
+    if (any.value.byteLength > limit) {
+      const which = jobType.maxPayloadBytes !== null && jobType.maxPayloadBytes < this.maxPayloadBytes
+        ? `job type ${JSON.stringify(jobType.name)}'s max_payload_bytes`
+        : "the server's --max-payload-bytes";
+      throw new TaskwireError("RESOURCE_EXHAUSTED", `${field}: is ${any.value.byteLength} bytes; the limit is ${limit} bytes (${which})`);
     }
     checkTypeUrl(field, any.typeUrl);
     const actual = typeNameOf(any.typeUrl);
@@ -131,10 +161,15 @@ export class PayloadTypes {
       schema = this.registryOf(jobType)?.getMessage(expectedType);
     }
     if (schema !== undefined) {
+      let decoded;
       try {
-        fromBinary(schema, any.value);
+        decoded = fromBinary(schema, any.value);
       } catch (error) {
-        throw invalidArgument(field, `does not decode as ${schema.typeName}: ${(error as Error).message}`);
+        // A RangeError here is a nesting deep enough to overflow the decoder's recursion.
+        throw invalidArgument(field, `does not decode as ${schema.typeName}: ${error instanceof RangeError ? "nested too deeply" : (error as Error).message}`);
+      }
+      if (JSON_SCHEMAS.has(schema.typeName) && jsonDepthExceeds(decoded as Value, schema, LIMITS.maxJsonDepth)) {
+        throw invalidArgument(field, `is JSON nested more than ${LIMITS.maxJsonDepth} levels deep; flatten it`);
       }
     }
     return { typeUrl: any.typeUrl, value: any.value };

@@ -1,6 +1,7 @@
 /** ScheduleService: validate -> engine -> proto. */
 import type { ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../core/errors.js";
+import type { ServerLimits } from "../core/limits.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
 import { parseCron } from "../core/schedule.js";
 import type { Engine } from "../engine/engine.js";
@@ -12,7 +13,7 @@ import { newTask } from "./task-handlers.js";
 import { pageSize, requireName } from "./validation.js";
 
 /** The ScheduleService implementation. */
-export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes): Partial<ServiceImpl<typeof ScheduleService>> {
+export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, limits: ServerLimits): Partial<ServiceImpl<typeof ScheduleService>> {
   return {
     async createSchedule(req, ctx) {
       const namespace = namespaceOf(ctx);
@@ -57,7 +58,7 @@ export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes): 
 
     async listSchedules(req, ctx) {
       const namespace = namespaceOf(ctx);
-      const size = pageSize("page_size", req.pageSize);
+      const size = pageSize("page_size", req.pageSize, limits);
       const fingerprint = filterFingerprint({ namespace, kind: "schedules" });
       const after = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
       const rows = await engine.schedules.list(namespace, after, size + 1);

@@ -1,32 +1,46 @@
 /** The RPC server: Connect handler (gRPC, gRPC-Web, Connect) plus /healthz, on one port. */
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import type { ServerLimits } from "../core/limits.js";
 import type { Engine } from "../engine/engine.js";
+import { createAuthGate } from "./auth-gate.js";
 import { createErrorInterceptor } from "./error-mapping.js";
 import { createDatabaseProbe } from "./health.js";
-import { listenDualProtocol, type DualProtocolServer } from "./http-server.js";
+import { createNodeHandler } from "./node-handler.js";
+import { listenDualProtocol, listenTls, type DualProtocolServer, type TlsFiles } from "./http-server.js";
 import { PayloadTypes } from "./payloads.js";
 import { createRoutes } from "./routes.js";
+import { createStreamGuard, StreamRegistry } from "./stream-guard.js";
+import { SubmitLimiter } from "./submit-limiter.js";
 
-/** Largest request message accepted (bytes): the payload limit plus room for the envelope. */
-const READ_MAX_BYTES = 5 * 1024 * 1024;
 /** Responses smaller than this are sent uncompressed. */
 const COMPRESS_MIN_BYTES = 64 * 1024;
+
+/** A serving RPC server, with what tests and metrics look at. */
+export interface RpcServer extends DualProtocolServer {
+  readonly streams: StreamRegistry;
+}
 
 /** Serves the engine on host:port until `shutdown` is aborted or close() is called. */
 export async function startRpcServer(
   engine: Engine,
   logger: Logger,
-  options: { host: string; port: number; shutdownSignal: AbortSignal; streamKeepaliveMs: number },
-): Promise<DualProtocolServer> {
-  const payloads = new PayloadTypes();
+  options: { host: string; port: number; shutdownSignal: AbortSignal; streamKeepaliveMs: number; limits: ServerLimits; tls: TlsFiles | null },
+): Promise<RpcServer> {
+  const { limits } = options;
+  const payloads = new PayloadTypes(limits.maxPayloadBytes);
   await payloads.follow(engine.database.db, 2_000, options.shutdownSignal, logger);
   const probe = createDatabaseProbe(engine.database.db);
-  const handler = connectNodeAdapter({
-    routes: createRoutes(engine, payloads, probe, logger, { streamKeepaliveMs: options.streamKeepaliveMs }),
-    interceptors: [createErrorInterceptor(logger)],
+  const streams = new StreamRegistry(engine.auth, logger, limits);
+  const submitLimiter = new SubmitLimiter({ ratePerSec: limits.submitRatePerSec, burst: limits.submitBurst });
+  options.shutdownSignal.addEventListener("abort", () => submitLimiter.stop(), { once: true });
+  const handler = createNodeHandler({
+    routes: createRoutes(engine, payloads, probe, logger, { streamKeepaliveMs: options.streamKeepaliveMs, limits, submitLimiter }),
+    // Authentication and role checks run before a request body is read.
+    requestGate: createAuthGate(engine.auth, logger),
+    interceptors: [createErrorInterceptor(logger), createStreamGuard(streams)],
     shutdownSignal: options.shutdownSignal,
-    readMaxBytes: READ_MAX_BYTES,
+    // Connect refuses larger messages with RESOURCE_EXHAUSTED ("larger than configured readMaxBytes").
+    readMaxBytes: limits.maxMessageBytes,
     // Gzip only large responses: below this, compressing costs the server more CPU than it saves
     // on the wire (measured: 5% of the server's CPU in W1 went to gzip of ~1 KiB messages).
     compressMinBytes: COMPRESS_MIN_BYTES,
@@ -43,5 +57,9 @@ export async function startRpcServer(
       res.end("not found: Taskwire serves gRPC, gRPC-Web and Connect at /taskwire.v1.*, and GET /healthz\n");
     },
   });
-  return listenDualProtocol(handler, { host: options.host, port: options.port });
+  const server =
+    options.tls === null
+      ? await listenDualProtocol(handler, { host: options.host, port: options.port })
+      : await listenTls(handler, { host: options.host, port: options.port, tls: options.tls });
+  return Object.assign(server, { streams });
 }

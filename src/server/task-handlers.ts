@@ -1,8 +1,8 @@
 /** TaskService: validate -> engine -> proto. */
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
-import { invalidArgument } from "../core/errors.js";
-import { LIMITS } from "../core/limits.js";
+import { invalidArgument, TaskwireError } from "../core/errors.js";
+import { LIMITS, type ServerLimits } from "../core/limits.js";
 import type { EventFilter, NewTask, TaskRecord } from "../core/task.js";
 import type { TaskState as DomainState } from "../core/task-state.js";
 import type { Engine } from "../engine/engine.js";
@@ -10,6 +10,7 @@ import { StreamKeepAliveSchema, TaskSchema, type TaskService, type TaskSpec, typ
 import { ensureJsonRenderable, isJsonRequest } from "./json-rendering.js";
 import { eventToProto, stateFromProto, taskToProto } from "./mapping.js";
 import { create } from "@bufbuild/protobuf";
+import { durationMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { followEvents } from "../events/status-stream.js";
 import { waitForTask } from "../events/wait-for-task.js";
@@ -18,7 +19,8 @@ import { withTransaction } from "../store/orm.js";
 import { namespaceEventSeq } from "../store/sql/task-event-read.js";
 import { taskSnapshot } from "../store/sql/task-snapshot.js";
 import type { PayloadTypes } from "./payloads.js";
-import { namespaceOf } from "./request-context.js";
+import { actorOf, namespaceOf, principalOf } from "./request-context.js";
+import type { SubmitLimiter } from "./submit-limiter.js";
 import { boundedText, durationMsInRange, idempotencyKey, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
 
 /** Validates one spec and resolves its defaults from the job type ("0 is a value": only unset fields take defaults). */
@@ -27,7 +29,8 @@ export async function newTask(engine: Engine, payloads: PayloadTypes, namespace:
   const jobTypeName = requireName(`${field}.job_type`, spec.jobType);
   const jobType = await engine.jobTypes.find(namespace, jobTypeName);
   if (jobType === undefined) {
-    throw invalidArgument(`${field}.job_type`, `job type ${JSON.stringify(jobTypeName)} is not registered in this namespace; register it first (RegisterJobType)`);
+    // NOT_FOUND, as for a job type of another namespace (which must look the same).
+    throw new TaskwireError("NOT_FOUND", `${field}.job_type: job type ${JSON.stringify(jobTypeName)} is not registered in this namespace; register it first (RegisterJobType)`);
   }
   const input = payloads.check(`${field}.input`, spec.input, jobType.inputType, jobType);
   const runAt = optionalDate(`${field}.run_at`, spec.runAt);
@@ -47,6 +50,14 @@ export async function newTask(engine: Engine, payloads: PayloadTypes, namespace:
   };
 }
 
+/** A wait of 1 ms to --max-wait-ms, or null when unset. */
+function waitDuration(field: string, value: Duration | undefined, limits: ServerLimits): number | null {
+  if (value === undefined) return null;
+  const ms = durationMs(value);
+  if (ms > limits.maxWaitMs) throw invalidArgument(field, `is ${ms} ms; the server allows waits of up to ${limits.maxWaitMs} ms (--max-wait-ms)`);
+  return durationMsInRange(field, value, 1, limits.maxWaitMs);
+}
+
 /** Validates StreamStatus / WaitTask selections. */
 function eventSelection(req: { taskIds: string[]; jobTypes: string[]; states: TaskState[] }): EventFilter {
   if (req.taskIds.length > LIMITS.maxPageSize) throw invalidArgument("task_ids", `has ${req.taskIds.length} ids; the limit is ${LIMITS.maxPageSize}`);
@@ -62,7 +73,13 @@ function eventSelection(req: { taskIds: string[]; jobTypes: string[]; states: Ta
 }
 
 /** The TaskService implementation. */
-export function createTaskHandlers(engine: Engine, payloads: PayloadTypes, options: { streamKeepaliveMs: number }): Partial<ServiceImpl<typeof TaskService>> {
+export function createTaskHandlers(
+  engine: Engine,
+  payloads: PayloadTypes,
+  options: { streamKeepaliveMs: number; limits: ServerLimits; submitLimiter: SubmitLimiter },
+): Partial<ServiceImpl<typeof TaskService>> {
+  const { limits, submitLimiter } = options;
+  const waitRule = `1 ms to ${limits.maxWaitMs} ms (the server's --max-wait-ms)`;
   const deps = { db: engine.database.db, pool: engine.database.pool, hub: engine.events };
 
   /** Waits for the task (WaitTask, Submit with wait_timeout). */
@@ -79,7 +96,8 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes, optio
     async submit(req, ctx: HandlerContext) {
       const namespace = namespaceOf(ctx);
       const task = await newTask(engine, payloads, namespace, req.task, "task");
-      const waitMs = durationMsInRange("wait_timeout", req.waitTimeout, 1, LIMITS.maxWaitMs);
+      const waitMs = waitDuration("wait_timeout", req.waitTimeout, limits);
+      submitLimiter.take(principalOf(ctx), 1);
       // No JSON rendering check needed: a JSON request's input was already decoded with the registry.
       const [created] = await engine.tasks.submit([task]);
       if (waitMs === null) return { task: taskToProto(created!) };
@@ -92,8 +110,8 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes, optio
     async waitTask(req, ctx) {
       const namespace = namespaceOf(ctx);
       const id = taskId("id", req.id);
-      if (req.timeout === undefined) throw invalidArgument("timeout", `is required: how long to wait, 1 ms to ${LIMITS.maxWaitMs} ms`);
-      const timeoutMs = durationMsInRange("timeout", req.timeout, 1, LIMITS.maxWaitMs)!;
+      if (req.timeout === undefined) throw invalidArgument("timeout", `is required: how long to wait, ${waitRule}`);
+      const timeoutMs = waitDuration("timeout", req.timeout, limits)!;
       const waited = await wait(ctx, namespace, id, timeoutMs);
       if (waited.timedOut) {
         throw new ConnectError(
@@ -138,6 +156,7 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes, optio
       const namespace = namespaceOf(ctx);
       const tasks: NewTask[] = [];
       for (const [i, spec] of req.tasks.entries()) tasks.push(await newTask(engine, payloads, namespace, spec, `tasks[${i}]`));
+      submitLimiter.take(principalOf(ctx), tasks.length);
       const created = await engine.tasks.submit(tasks);
       return { tasks: created.map(taskToProto) };
     },
@@ -162,7 +181,7 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes, optio
         createdAfter: optionalDate("created_after", req.createdAfter),
         createdBefore: optionalDate("created_before", req.createdBefore),
       };
-      const page = await engine.tasks.list(filter, pageSize("page_size", req.pageSize), req.pageToken);
+      const page = await engine.tasks.list(filter, pageSize("page_size", req.pageSize, limits), req.pageToken);
       await renderable(ctx, page.tasks);
       return { tasks: page.tasks.map(taskToProto), nextPageToken: page.nextPageToken, totalCount: BigInt(page.total) };
     },
@@ -172,7 +191,7 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes, optio
       const reason = boundedText("reason", req.reason, LIMITS.maxReasonChars);
       // Checked before cancelling, so that a JSON caller never gets an error for a cancel that happened.
       if (isJsonRequest(ctx)) await renderable(ctx, [await engine.tasks.get(namespaceOf(ctx), id)]);
-      const task = await engine.tasks.cancel(namespaceOf(ctx), id, reason);
+      const task = await engine.tasks.cancel(namespaceOf(ctx), id, reason, actorOf(ctx));
       return { task: taskToProto(task) };
     },
 
@@ -187,7 +206,7 @@ export function createTaskHandlers(engine: Engine, payloads: PayloadTypes, optio
         additional = intInRange("additional_attempts", additional, 1, LIMITS.maxAttempts);
       }
       if (isJsonRequest(ctx)) await renderable(ctx, [await engine.tasks.get(namespace, id)]);
-      return { task: taskToProto(await engine.tasks.retry(namespace, id, additional)) };
+      return { task: taskToProto(await engine.tasks.retry(namespace, id, additional, actorOf(ctx))) };
     },
   };
 }

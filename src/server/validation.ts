@@ -56,10 +56,13 @@ export function optionalDate(field: string, value: Timestamp | undefined): Date 
   return new Date(ms);
 }
 
-/** A page size: 0 means the default; otherwise 1 to the cap. */
-export function pageSize(field: string, value: number): number {
-  if (value === 0) return LIMITS.defaultPageSize;
-  return intInRange(field, value, 1, LIMITS.maxPageSize);
+/** A page size: 0 means the server's default; otherwise 1 to its cap (--max-page-size). */
+export function pageSize(field: string, value: number, limits: { maxPageSize: number; defaultPageSize: number }): number {
+  if (value === 0) return Math.min(limits.defaultPageSize, limits.maxPageSize);
+  if (!Number.isInteger(value) || value < 1 || value > limits.maxPageSize) {
+    throw invalidArgument(field, `is ${value}; allowed: 1 to ${limits.maxPageSize} (the server's --max-page-size), or 0 for ${Math.min(limits.defaultPageSize, limits.maxPageSize)}`);
+  }
+  return value;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -4,7 +4,7 @@ import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
-import { LIMITS } from "../core/limits.js";
+import { LIMITS, type ServerLimits } from "../core/limits.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
 import type { CompletionReport, FailureReport, JobTypeRecord, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
 import type { RevokeReason, WorkerSession } from "../dispatch/dispatcher.js";
@@ -51,7 +51,8 @@ async function checkJobTypes(engine: Engine, namespace: string, names: readonly 
   const unique = [...new Set(names.map((name, i) => requireName(`job_types[${i}]`, name)))];
   for (const name of unique) {
     if ((await engine.jobTypes.find(namespace, name)) === undefined) {
-      throw invalidArgument("job_types", `job type ${JSON.stringify(name)} is not registered in this namespace`);
+      // NOT_FOUND, as for a job type of another namespace (which must look the same).
+      throw new TaskwireError("NOT_FOUND", `job_types: job type ${JSON.stringify(name)} is not registered in this namespace`);
     }
   }
   return unique;
@@ -149,7 +150,7 @@ const REVOKE_REASONS: Record<RevokeReason, ProtoRevokeReason> = {
 };
 
 /** The WorkerService implementation. */
-export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, logger: Logger): Partial<ServiceImpl<typeof WorkerService>> {
+export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, logger: Logger, limits: ServerLimits): Partial<ServiceImpl<typeof WorkerService>> {
   const em = () => engine.database.orm.em.fork();
 
   async function recordWorker(namespace: string, workerId: string, jobTypes: string[], credits: number, connectedAt: Date): Promise<void> {
@@ -254,7 +255,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
    */
   async function handleFinalReports(session: WorkerSession, reports: readonly FinalReport[]): Promise<ReportResult[]> {
     // Progress is only accepted while the task runs: write what is pending before the outcome.
-    await engine.progress.flushBefore(reports.map((r) => r.value.taskId));
+    await engine.progress.flushBefore(session.namespace, reports.map((r) => r.value.taskId));
     const jobTypes = await jobTypesOf(session, reports);
     const results = await Promise.all(
       reports.map(async ({ kind, value }): Promise<ReportResult> => {
@@ -308,7 +309,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
 
   async function handleCheckpoint(session: WorkerSession, value: TaskCheckpoint): Promise<ReportResult> {
     try {
-      await engine.progress.flushBefore([value.taskId]);
+      await engine.progress.flushBefore(session.namespace, [value.taskId]);
       const lease = leaseRef(session.namespace, value, "checkpoint");
       const accepted = await engine.tasks.checkpoint(lease, checkpointBytes(value)).then(
         () => true,
@@ -430,7 +431,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
 
     async listWorkers(req, ctx) {
       const namespace = namespaceOf(ctx);
-      const size = pageSize("page_size", req.pageSize);
+      const size = pageSize("page_size", req.pageSize, limits);
       const fingerprint = filterFingerprint({ namespace, includeDisconnected: req.includeDisconnected });
       const afterId = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
       const rows = await engine.tasks.listWorkers({ namespace, includeDisconnected: req.includeDisconnected, afterId, limit: size + 1 });

@@ -139,3 +139,25 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
     },
   };
 }
+
+/**
+ * For short CLI commands: the embedded PostgreSQL of `dataDir`, attached to when a server already
+ * runs it (its postmaster.pid names a live postgres and its port), else started for the command
+ * and stopped again by `stop()`. Never stops a PostgreSQL it did not start.
+ */
+export async function openEmbeddedForCommand(dataDir: string, logger: Logger): Promise<EmbeddedDatabase> {
+  const root = path.resolve(dataDir);
+  const pgdata = path.join(root, "pgdata");
+  const lines = await readFile(path.join(pgdata, "postmaster.pid"), "utf8").then((text) => text.split("\n"), () => undefined);
+  const pid = Number(lines?.[0]);
+  const port = Number(lines?.[3]);
+  if (lines !== undefined && Number.isInteger(pid) && pid > 0 && Number.isInteger(port) && port > 0) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes("postgres") && cmdline.includes(pgdata)) {
+      const { password } = JSON.parse(await readFile(path.join(root, "credentials.json"), "utf8")) as { password: string };
+      logger.debug({ port }, "using the embedded PostgreSQL a running server started");
+      return { url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE}`, stop: async () => undefined };
+    }
+  }
+  return startEmbeddedPostgres(dataDir, logger);
+}

@@ -8,6 +8,12 @@ import { TaskService } from "../../src/gen/taskwire/v1/task_pb.js";
 import { ScheduleService } from "../../src/gen/taskwire/v1/schedule_pb.js";
 import { WorkerService } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { startServer, type RunningServer } from "../../src/main.js";
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../src/core/limits.js";
+import { AdminService } from "../../src/gen/taskwire/v1/admin_pb.js";
+import type { Interceptor } from "@connectrpc/connect";
+import { createApiKey } from "../../src/auth/key-admin.js";
+import type { Role } from "../../src/core/roles.js";
+import type { Db } from "../../src/store/db.js";
 import { createTestDatabaseUrl } from "./database.js";
 import { testLogger } from "./logger.js";
 
@@ -38,6 +44,12 @@ export async function startTestServer(
     databaseUrl?: string;
     streamKeepaliveMs?: number;
     eventBufferBytes?: number;
+    requireAuth?: boolean;
+    limits?: Partial<ServerLimits>;
+    keyCacheMs?: number;
+    tls?: { certFile: string; keyFile: string };
+    /** The token the typed clients send (they send none when unset). */
+    apiKey?: string;
   } = {},
 ): Promise<TestServer> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabaseUrl(t));
@@ -60,11 +72,16 @@ export async function startTestServer(
       progressFlushMs: options.progressFlushMs ?? 50,
       streamKeepaliveMs: options.streamKeepaliveMs ?? 15_000,
       eventBufferBytes: options.eventBufferBytes ?? 8 * 1024 * 1024,
+      requireAuth: options.requireAuth ?? false,
+      limits: { ...DEFAULT_SERVER_LIMITS, ...options.limits },
+      keyCacheMs: options.keyCacheMs ?? 5_000,
+      tlsCertFile: options.tls?.certFile ?? null,
+      tlsKeyFile: options.tls?.keyFile ?? null,
     },
     testLogger(),
   );
   t.teardown(() => server.stop());
-  const transport = createGrpcTransport({ baseUrl: server.url });
+  const transport = createGrpcTransport({ baseUrl: server.url, interceptors: options.apiKey === undefined ? [] : [bearer(options.apiKey)] });
   return {
     server,
     url: server.url,
@@ -80,4 +97,36 @@ export async function startTestServer(
 /** A Connect (JSON over HTTP/1.1) transport, as curl and browsers speak. */
 export function connectJsonTransport(url: string): Transport {
   return createConnectTransport({ baseUrl: url, httpVersion: "1.1", useBinaryFormat: false });
+}
+
+/** Sends `token` as the bearer token of every call. */
+export function bearer(token: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+}
+
+/** Typed clients of every service, sending `token` (none when undefined), over gRPC or Connect JSON (HTTP/1.1). */
+export function clientsFor(url: string, token: string | undefined, protocol: "grpc" | "json" = "grpc") {
+  const interceptors = token === undefined ? [] : [bearer(token)];
+  const transport =
+    protocol === "grpc"
+      ? createGrpcTransport({ baseUrl: url, interceptors })
+      : createConnectTransport({ baseUrl: url, httpVersion: "1.1", useBinaryFormat: false, interceptors });
+  return {
+    transport,
+    jobTypes: createClient(JobTypeService, transport),
+    tasks: createClient(TaskService, transport),
+    workers: createClient(WorkerService, transport),
+    admin: createClient(AdminService, transport),
+    schedules: createClient(ScheduleService, transport),
+  };
+}
+
+/** Creates a namespace (if missing) and a key in it directly on the database, as the CLI does; returns the token. */
+export async function createTestKey(db: Db, namespace: string, roles: Role[], options: { expiresInMs?: number } = {}): Promise<{ id: string; token: string }> {
+  await db.query("INSERT INTO namespace (name, created_by) VALUES ($1, 'cli') ON CONFLICT DO NOTHING", [namespace]);
+  const { key, token } = await createApiKey(db, { namespace, roles, expiresInMs: options.expiresInMs ?? null, description: "test", actor: "cli" });
+  return { id: key.id, token };
 }

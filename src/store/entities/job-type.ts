@@ -18,6 +18,7 @@ const JobTypeSchema = defineEntity({
     retentionMs: p.bigint("number").nullable().defaultRaw("604800000"),
     inlineModule: p.text().nullable(),
     dedupWindowMs: p.bigint("number").nullable(),
+    maxPayloadBytes: p.integer().nullable(),
     createdAt: p.datetime().defaultRaw("now()"),
     updatedAt: p.datetime().defaultRaw("now()"),
   },

@@ -7,6 +7,7 @@ const NamespaceSchema = defineEntity({
     name: p.text().primary(),
     createdAt: p.datetime().defaultRaw("now()"),
     eventSeq: p.bigint("string").defaultRaw("0"),
+    createdBy: p.text().nullable(),
   },
 });
 

@@ -17,6 +17,7 @@ const TaskEventSchema = defineEntity({
     error: p.text().nullable(),
     workerId: p.text().nullable(),
     at: p.datetime().defaultRaw("now()"),
+    actor: p.text().nullable(),
   },
   primaryKeys: ["namespace", "seq"],
 });

@@ -7,6 +7,7 @@ import { Migration0005Inline } from "./migration-0005-inline.js";
 import { Migration0006TaskAutovacuum } from "./migration-0006-task-autovacuum.js";
 import { Migration0007HotPath } from "./migration-0007-hot-path.js";
 import { Migration0008DirectHandOff } from "./migration-0008-direct-hand-off.js";
+import { Migration0010Auth } from "./migration-0010-auth.js";
 import { Migration0020DedupSchedules } from "./migration-0020-dedup-schedules.js";
 
 export const MIGRATIONS = [
@@ -18,5 +19,6 @@ export const MIGRATIONS = [
   { name: "0006_task_autovacuum", class: Migration0006TaskAutovacuum },
   { name: "0007_hot_path", class: Migration0007HotPath },
   { name: "0008_direct_hand_off", class: Migration0008DirectHandOff },
+  { name: "0010_auth", class: Migration0010Auth },
   { name: "0020_dedup_schedules", class: Migration0020DedupSchedules },
 ];

@@ -6,13 +6,14 @@ import type { Db } from "../db.js";
 // 0 only for a freshly inserted row, which tells the caller whether it created the job type.
 const SQL = `
 INSERT INTO job_type AS j (namespace, name, input_type, output_type, descriptors, default_priority, default_max_attempts,
-  default_timeout_ms, backoff_base_ms, backoff_cap_ms, lease_ms, retention_ms, inline_module, dedup_window_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+  default_timeout_ms, backoff_base_ms, backoff_cap_ms, lease_ms, retention_ms, inline_module, dedup_window_ms, max_payload_bytes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT (namespace, name) DO UPDATE SET input_type = excluded.input_type, output_type = excluded.output_type,
   descriptors = excluded.descriptors, default_priority = excluded.default_priority,
   default_max_attempts = excluded.default_max_attempts, default_timeout_ms = excluded.default_timeout_ms,
   backoff_base_ms = excluded.backoff_base_ms, backoff_cap_ms = excluded.backoff_cap_ms, lease_ms = excluded.lease_ms,
   retention_ms = excluded.retention_ms, inline_module = excluded.inline_module, dedup_window_ms = excluded.dedup_window_ms,
+  max_payload_bytes = excluded.max_payload_bytes,
   updated_at = now()
 RETURNING (xmax = 0) AS created`;
 
@@ -36,6 +37,7 @@ export async function jobTypeUpsert(db: Db, f: JobTypeFields): Promise<boolean> 
     f.retentionMs,
     f.inlineModule,
     f.dedupWindowMs,
+    f.maxPayloadBytes,
   ]);
   return row!.created;
 }

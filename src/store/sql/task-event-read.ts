@@ -10,7 +10,7 @@ export const EVENT_ERROR_CHARS = 1_000;
 // An event carries the first 1,000 characters of an error (the task and its attempts keep it all),
 // so every event is small and what watchers hold is bounded by their event counts.
 const COLUMNS = `e.namespace, e.seq::text AS seq, e.task_id::text AS task_id, e.job_type, e.kind, e.state, e.previous_state,
-  e.attempt, e.progress, e.progress_message, left(e.error, ${EVENT_ERROR_CHARS}) AS error, e.worker_id, e.at`;
+  e.attempt, e.progress, e.progress_message, left(e.error, ${EVENT_ERROR_CHARS}) AS error, e.worker_id, e.at, e.actor`;
 
 interface EventRow {
   namespace: string;
@@ -26,6 +26,7 @@ interface EventRow {
   error: string | null;
   worker_id: string | null;
   at: Date | string;
+  actor: string | null;
 }
 
 function eventFromRow(r: EventRow): TaskEventRecord {
@@ -43,6 +44,7 @@ function eventFromRow(r: EventRow): TaskEventRecord {
     error: r.error,
     workerId: r.worker_id,
     at: toDate(r.at),
+    actor: r.actor,
   };
 }
 

@@ -1,0 +1,91 @@
+/**
+ * AdminService: namespaces (operators only) and API keys. An admin manages its own namespace's keys;
+ * naming another namespace needs an operator (an admin key of namespace "default"). A key of
+ * another namespace looks exactly like a missing one (NOT_FOUND).
+ */
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { createApiKey, createNamespace, listApiKeys, listNamespaces, requireKeyId, requireNamespaceName, revokeApiKey } from "../auth/key-admin.js";
+import { MAX_KEY_LIFETIME_MS, MIN_KEY_LIFETIME_MS } from "../core/api-key.js";
+import { invalidArgument, TaskwireError } from "../core/errors.js";
+import type { ServerLimits } from "../core/limits.js";
+import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import { isOperator, OPERATOR_NAMESPACE, type Role } from "../core/roles.js";
+import type { AdminService } from "../gen/taskwire/v1/admin_pb.js";
+import type { Db } from "../store/db.js";
+import type { Authenticator } from "../auth/authenticator.js";
+import { apiKeyToProto, namespaceToProto, roleFromProto } from "./mapping.js";
+import { principalOf } from "./request-context.js";
+import { durationMsInRange, pageSize } from "./validation.js";
+
+/** The namespace a key request is about: the caller's, or another one for an operator. */
+function targetNamespace(ctx: HandlerContext, requested: string): string {
+  const principal = principalOf(ctx);
+  if (requested === "" || requested === principal.namespace) return principal.namespace;
+  const name = requireNamespaceName("namespace", requested);
+  if (!isOperator(principal)) {
+    throw new TaskwireError(
+      "PERMISSION_DENIED",
+      `managing the keys of another namespace needs an operator key (the admin role in namespace "${OPERATOR_NAMESPACE}"); leave namespace empty for your own`,
+    );
+  }
+  return name;
+}
+
+/** The AdminService implementation. */
+export function createAdminHandlers(db: Db, auth: Authenticator, limits: ServerLimits): ServiceImpl<typeof AdminService> {
+  return {
+    async createNamespace(req, ctx) {
+      const created = await createNamespace(db, req.name, principalOf(ctx).actor);
+      return { namespace: namespaceToProto(created) };
+    },
+
+    async listNamespaces(req, ctx) {
+      void ctx;
+      const size = pageSize("page_size", req.pageSize, limits);
+      const fingerprint = filterFingerprint({ namespaces: true });
+      const after = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
+      const rows = await listNamespaces(db, after, size + 1);
+      const page = rows.slice(0, size);
+      const last = page.at(-1);
+      return {
+        namespaces: page.map(namespaceToProto),
+        nextPageToken: rows.length > size && last !== undefined ? encodePageToken(last.name, fingerprint) : "",
+      };
+    },
+
+    async createApiKey(req, ctx) {
+      const namespace = targetNamespace(ctx, req.namespace);
+      const roles: Role[] = req.roles.map((r, i) => {
+        const role = roleFromProto(r);
+        if (role === undefined) throw invalidArgument(`roles[${i}]`, `${r} is not a role; use ROLE_PRODUCER, ROLE_WORKER, ROLE_WATCHER or ROLE_ADMIN`);
+        return role;
+      });
+      const expiresInMs = durationMsInRange("expires_in", req.expiresIn, MIN_KEY_LIFETIME_MS, MAX_KEY_LIFETIME_MS);
+      const { key, token } = await createApiKey(db, { namespace, roles, expiresInMs, description: req.description, actor: principalOf(ctx).actor });
+      return { key: apiKeyToProto(key), token };
+    },
+
+    async listApiKeys(req, ctx) {
+      const namespace = targetNamespace(ctx, req.namespace);
+      const size = pageSize("page_size", req.pageSize, limits);
+      const fingerprint = filterFingerprint({ keys: namespace, inactive: req.includeInactive });
+      const afterId = req.pageToken === "" ? null : requireKeyId("page_token", decodePageToken(req.pageToken, fingerprint));
+      const rows = await listApiKeys(db, { namespace, includeInactive: req.includeInactive, afterId, limit: size + 1 });
+      const page = rows.slice(0, size);
+      const last = page.at(-1);
+      return {
+        keys: page.map(apiKeyToProto),
+        nextPageToken: rows.length > size && last !== undefined ? encodePageToken(last.id, fingerprint) : "",
+      };
+    },
+
+    async revokeApiKey(req, ctx) {
+      const principal = principalOf(ctx);
+      const id = requireKeyId("id", req.id);
+      const key = await revokeApiKey(db, { id, namespace: isOperator(principal) ? null : principal.namespace, actor: principal.actor });
+      // This replica acts at once; the others when the trigger's notification reaches them.
+      auth.onKeyNotice({ id: key.id, op: "update" });
+      return { key: apiKeyToProto(key) };
+    },
+  };
+}

@@ -1,0 +1,169 @@
+/**
+ * API keys over their life: created by RPC (operator and namespace admin), listed without secrets,
+ * used (last use recorded, coalesced), expired, and revoked — on every replica: at once through the
+ * notification, within the cache time without one, and ending the key's open streams. Audit: who
+ * created and revoked keys and namespaces, and which key cancelled or retried a task.
+ */
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import t from "tap";
+import { Role } from "../../src/gen/taskwire/v1/admin_pb.js";
+import { TaskEventKind, TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
+import { jsonAny } from "../helpers/payload.js";
+import { rejection } from "../helpers/rejection.js";
+import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
+
+// Two replicas on one database; B trusts a cached key for a minute, so only the notification can
+// make it notice a revocation quickly.
+const a = await startTestServer(t, { keyCacheMs: 60_000 });
+const b = await startTestServer(t, { databaseUrl: a.databaseUrl, keyCacheMs: 60_000 });
+const db = a.server.engine.database.db;
+const operator = await createTestKey(db, "default", ["admin"]);
+const opA = clientsFor(a.url, operator.token);
+
+/** Polls `check` every 50 ms for up to `ms`; resolves with its last answer. */
+async function eventually<T>(check: () => Promise<T>, done: (value: T) => boolean, ms = 5_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const codeOf = (call: () => Promise<unknown>) => call().then(() => "OK", (error: unknown) => Code[ConnectError.from(error).code]);
+
+t.test("an operator creates a namespace and its first admin key; that admin manages only its own keys", async (t) => {
+  const { namespace } = await opA.admin.createNamespace({ name: "acme" });
+  t.match(namespace, { name: "acme", createdBy: operator.id }, "the creator is recorded");
+  t.equal(Code[(await rejection(() => opA.admin.createNamespace({ name: "acme" }))).code], "AlreadyExists");
+  t.equal(Code[(await rejection(() => opA.admin.createNamespace({ name: "Not Valid" }))).code], "InvalidArgument");
+  const listed = (await opA.admin.listNamespaces({})).namespaces.map((n) => n.name);
+  t.same(listed, ["acme", "default"]);
+
+  const created = await opA.admin.createApiKey({ namespace: "acme", roles: [Role.ADMIN], description: "acme's first admin" });
+  t.match(created.token, /^tw_[0-9a-f]{16}_/);
+  t.match(created.key, { namespace: "acme", roles: [Role.ADMIN], createdBy: operator.id, description: "acme's first admin" });
+  const acmeAdmin = clientsFor(a.url, created.token);
+  const producer = await acmeAdmin.admin.createApiKey({ roles: [Role.PRODUCER, Role.WATCHER], expiresIn: durationFromMs(3_600_000) });
+  t.equal(producer.key?.namespace, "acme", "an admin's key lands in its own namespace");
+  t.equal(producer.key?.createdBy, created.key?.id);
+  t.ok(producer.key?.expiresAt !== undefined, "with its expiry");
+  const keys = (await acmeAdmin.admin.listApiKeys({})).keys;
+  t.same(keys.map((k) => k.id).sort(), [created.key!.id, producer.key!.id].sort(), "listed: acme's keys only");
+  t.notOk(JSON.stringify(keys, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)).includes(created.token.slice(20)), "never a secret");
+  const [row] = await db.query<{ secret_hash: Buffer }>("SELECT secret_hash FROM api_key WHERE id = $1", [created.key!.id]);
+  t.equal(row!.secret_hash.length, 32, "only a 32-byte hash is stored");
+  t.notOk(row!.secret_hash.toString("latin1").includes(created.token.slice(20)), "not the secret itself");
+  t.equal(Code[(await rejection(() => acmeAdmin.admin.createApiKey({ namespace: "default", roles: [Role.ADMIN] }))).code], "PermissionDenied", "no keys for another namespace");
+  t.equal(Code[(await rejection(() => acmeAdmin.admin.createApiKey({ roles: [] }))).code], "InvalidArgument", "at least one role");
+  t.equal(Code[(await rejection(() => acmeAdmin.admin.createApiKey({ roles: [Role.UNSPECIFIED] }))).code], "InvalidArgument");
+  t.equal(Code[(await rejection(() => acmeAdmin.admin.createApiKey({ roles: [Role.ADMIN], expiresIn: durationFromMs(10) }))).code], "InvalidArgument", "expiry bounds");
+  t.equal(Code[(await rejection(() => opA.admin.createApiKey({ namespace: "nowhere", roles: [Role.ADMIN] }))).code], "NotFound", "an operator's key needs an existing namespace");
+});
+
+t.test("an expired key is refused, saying when it expired", async (t) => {
+  const { token } = await opA.admin.createApiKey({ roles: [Role.WATCHER], expiresIn: durationFromMs(1_500) });
+  const c = clientsFor(a.url, token);
+  t.equal(await codeOf(() => c.tasks.listTasks({})), "OK", "works before it expires");
+  const stream = (async () => {
+    try {
+      for await (const m of c.tasks.streamStatus({})) void m;
+      return "ended";
+    } catch (error) {
+      return ConnectError.from(error).rawMessage;
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 1_600));
+  const error = await rejection(() => c.tasks.listTasks({}));
+  t.equal(Code[error.code], "Unauthenticated");
+  t.match(error.rawMessage, /API key [0-9a-f]{16} expired at /);
+  t.match(await stream, /expired at/, "a stream opened with it ended when it expired");
+});
+
+t.test("a revoked key stops working on every replica at once, and its open streams end", async (t) => {
+  const { key, token } = await opA.admin.createApiKey({ roles: [Role.PRODUCER] });
+  const onA = clientsFor(a.url, token);
+  const onB = clientsFor(b.url, token);
+  t.equal(await codeOf(() => onA.tasks.listTasks({})), "OK");
+  t.equal(await codeOf(() => onB.tasks.listTasks({})), "OK", "B has the key cached now (for up to a minute)");
+  const streamOnB = (async () => {
+    try {
+      for await (const m of onB.tasks.streamStatus({})) void m;
+      return "ended";
+    } catch (error) {
+      return ConnectError.from(error).rawMessage;
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.equal(b.server.rpc.streams.openCount(key!.id), 1, "the stream is open on B");
+  const { key: revoked } = await opA.admin.revokeApiKey({ id: key!.id });
+  t.equal(revoked?.revokedBy, operator.id, "who revoked it is recorded");
+  t.equal(await codeOf(() => onA.tasks.listTasks({})), "Unauthenticated", "refused on A at once");
+  t.equal(await eventually(() => codeOf(() => onB.tasks.listTasks({})), (c) => c === "Unauthenticated"), "Unauthenticated", "refused on B well before its cache time");
+  t.match(await streamOnB, /API key [0-9a-f]{16} was revoked/, "B ended the key's stream");
+  const error = await rejection(() => onB.tasks.listTasks({}));
+  t.match(error.rawMessage, /was revoked at/);
+  t.equal(Code[(await rejection(() => opA.admin.revokeApiKey({ id: "0123456789abcdef" }))).code], "NotFound");
+  t.equal(Code[(await rejection(() => opA.admin.revokeApiKey({ id: "nope" }))).code], "InvalidArgument");
+});
+
+t.test("without the notification, a revocation takes effect within the cache time", async (t) => {
+  const c = await startTestServer(t, { databaseUrl: a.databaseUrl, keyCacheMs: 1_000 });
+  await c.server.engine.listener.ready;
+  const noticed = new Promise<string>((resolve) => c.server.engine.auth.on("key:changed", resolve));
+  const { id, token } = await createTestKey(db, "default", ["watcher"]);
+  t.equal(await noticed, id, "the new key's notification has reached C");
+  const client = clientsFor(c.url, token);
+  t.equal(await codeOf(() => client.tasks.listTasks({})), "OK");
+  await db.query("ALTER TABLE api_key DISABLE TRIGGER api_key_notify");
+  t.teardown(() => db.query("ALTER TABLE api_key ENABLE TRIGGER api_key_notify"));
+  await db.query("UPDATE api_key SET revoked_at = now(), revoked_by = 'cli' WHERE id = $1", [id]);
+  const revokedAt = Date.now();
+  t.equal(await codeOf(() => client.tasks.listTasks({})), "OK", "still trusted from the cache (no notification came)");
+  const code = await eventually(() => codeOf(() => client.tasks.listTasks({})), (x) => x === "Unauthenticated", 3_000);
+  t.equal(code, "Unauthenticated", "refused once the cached entry is older than --key-cache-ms");
+  t.ok(Date.now() - revokedAt < 3_000, "within the cache time plus one poll");
+});
+
+t.test("last use is recorded in memory and written coalesced, not per request", async (t) => {
+  const { id, token } = await createTestKey(db, "default", ["watcher"]);
+  const client = clientsFor(a.url, token);
+  for (let i = 0; i < 20; i++) await client.tasks.listTasks({});
+  const read = async () => {
+    const at = (await db.query<{ last_used_at: Date | string | null }>("SELECT last_used_at FROM api_key WHERE id = $1", [id]))[0]!.last_used_at;
+    return at === null ? null : new Date(at);
+  };
+  t.equal(await read(), null, "20 requests wrote nothing yet (the flush runs once a minute)");
+  await a.server.engine.auth.flushUsage();
+  const used = await read();
+  t.ok(used !== null && Date.now() - used.getTime() < 60_000, "one flush wrote it");
+  const listed = (await opA.admin.listApiKeys({})).keys.find((k) => k.id === id);
+  t.ok(listed?.lastUsedAt !== undefined, "ListApiKeys shows it");
+});
+
+t.test("cancel and retry record the key that did them on the task's events", async (t) => {
+  const { key, token } = await opA.admin.createApiKey({ roles: [Role.PRODUCER, Role.WORKER] });
+  const c = clientsFor(a.url, token);
+  await c.jobTypes.registerJobType({ name: "audited" });
+  const { task } = await c.tasks.submit({ task: { jobType: "audited", input: jsonAny(1) } });
+  await c.tasks.cancel({ id: task!.id, reason: "not needed" });
+  await c.tasks.retry({ id: task!.id, additionalAttempts: 1 });
+  const events: { kind: TaskEventKind; state: TaskState; actor: string }[] = [];
+  for await (const m of c.tasks.streamStatus({ taskIds: [task!.id], since: 0n })) {
+    if (m.message.case === "event") events.push(m.message.value);
+    if (m.message.case === "keepalive" || events.length === 3) break;
+  }
+  t.same(
+    events.map((e) => [TaskEventKind[e.kind], TaskState[e.state], e.actor]),
+    [
+      ["CREATED", "PENDING", ""],
+      ["STATE_CHANGED", "CANCELLED", key!.id],
+      ["STATE_CHANGED", "PENDING", key!.id],
+    ],
+  );
+  const claimed = (await c.workers.claimTasks({ workerId: "w", jobTypes: ["audited"], maxTasks: 1 })).assignments[0]!;
+  await c.workers.completeTask({ completion: { taskId: claimed.taskId, attempt: claimed.attempt, leaseToken: claimed.leaseToken, output: jsonAny(2) } });
+  const [row] = await db.query<{ actors: (string | null)[] }>("SELECT array_agg(actor ORDER BY seq) AS actors FROM task_event WHERE task_id = $1", [task!.id]);
+  t.same(row!.actors, [null, key!.id, key!.id, null, null], "a worker's claim and report carry no actor (the setting is transaction-local)");
+});

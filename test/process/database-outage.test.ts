@@ -1,0 +1,174 @@
+/**
+ * A database outage for real: this file's own PostgreSQL is stopped while a producer submits, a
+ * worker runs tasks and a watcher follows every event, all through a real server process. During
+ * the outage RPCs answer UNAVAILABLE saying the database is unavailable, the watcher's stream ends
+ * with a resumable UNAVAILABLE, /healthz says 503 and the server keeps running. Once PostgreSQL is
+ * back, everything recovers without a restart: submits are accepted again, the watcher resumes
+ * from its cursor without a gap, and every acknowledged task exists and succeeds.
+ */
+import { execFile, spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { Code, ConnectError } from "@connectrpc/connect";
+import t from "tap";
+import { createClient, createWorker, defineJob, TaskState } from "../../src/sdk/index.js";
+import { startPrivatePostgres } from "../helpers/private-postgres.js";
+import { clientsFor } from "../helpers/server.js";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = path.join(repo, "bin/taskwire.js");
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const pg = await startPrivatePostgres(t);
+const { stdout } = await promisify(execFile)(process.execPath, [bin, "keys", "create", "--namespace", "default", "--role", "producer,worker,watcher", "--database-url", pg.url], { cwd: repo });
+const token = stdout.trim();
+
+const server = spawn(process.execPath, [bin, "server", "start", "--database-url", pg.url, "--port", "0", "--inline-threads", "0"], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+let output = "";
+let exitCode: number | null | undefined;
+server.once("exit", (code) => (exitCode = code));
+t.teardown(() => void server.kill("SIGKILL"));
+const url = await new Promise<string>((resolve, reject) => {
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString();
+    const match = /"url":"(http:\/\/[^"]+)".*taskwire listening/.exec(output);
+    if (match) resolve(match[1]!);
+  };
+  server.stdout.on("data", collect);
+  server.stderr.on("data", collect);
+  server.once("exit", (code) => reject(new Error(`the server exited (${code}): ${output}`)));
+});
+
+const job = defineJob({ name: "outage.work", input: "json", output: "json", handler: async (input) => ({ done: input }) });
+const client = createClient({ baseUrl: url, apiKey: token });
+t.teardown(() => client.close());
+// A short lease: the worker heartbeats every second, so its stream notices the outage at once.
+await client.registerJobType({ name: job.name, leaseDurationMs: 3_000 });
+
+const quiet = { info() {}, warn() {}, error() {} };
+const worker = createWorker({ baseUrl: url, apiKey: token, jobs: [job], concurrency: 4, logger: quiet, reconnect: { initialDelayMs: 100, maxDelayMs: 1_000 } });
+await worker.start();
+t.teardown(() => worker.stop({ graceMs: 0 }));
+
+// The producer: one Submit every 20 ms; what was acknowledged, and every error.
+const acknowledged: string[] = [];
+const submitErrors: ConnectError[] = [];
+let producing = true;
+const producer = (async () => {
+  for (let i = 0; producing; i++) {
+    try {
+      acknowledged.push((await client.submit(job, { i })).id);
+    } catch (error) {
+      submitErrors.push(ConnectError.from(error));
+    }
+    await sleep(20);
+  }
+})();
+
+// The watcher: every event of the namespace, resuming from its cursor whenever its stream ends.
+const raw = clientsFor(url, token);
+const seqs: bigint[] = [];
+const streamEnds: ConnectError[] = [];
+let watching = true;
+let cursor: bigint | undefined;
+const watchStop = new AbortController();
+const watcher = (async () => {
+  while (watching) {
+    try {
+      for await (const m of raw.tasks.streamStatus(cursor === undefined ? {} : { since: cursor }, { signal: watchStop.signal })) {
+        if (m.message.case === "event") seqs.push(m.message.value.sequence);
+        cursor = m.cursor;
+      }
+    } catch (error) {
+      if (!watching) return;
+      streamEnds.push(ConnectError.from(error));
+      await sleep(200);
+    }
+  }
+})();
+
+const healthz = () => fetch(`${url}/healthz`).then((r) => r.status, () => 0);
+const codeOf = (call: () => Promise<unknown>) => call().then(() => "OK", (error: unknown) => `${Code[ConnectError.from(error).code]}: ${ConnectError.from(error).rawMessage}`);
+
+t.test("before: tasks flow", async (t) => {
+  for (let i = 0; i < 100 && acknowledged.length < 20; i++) await sleep(50);
+  t.ok(acknowledged.length >= 20, `${acknowledged.length} tasks acknowledged`);
+  t.equal(submitErrors.length, 0);
+  t.equal(await healthz(), 200);
+});
+
+t.test("during the outage: UNAVAILABLE with a clear message, resumable stream ends, the server stays up", async (t) => {
+  const ackedBefore = acknowledged.length;
+  const errorsBefore = submitErrors.length;
+  const endsBefore = streamEnds.length;
+  await pg.stop("fast");
+  for (let i = 0; i < 100 && submitErrors.length < errorsBefore + 20; i++) await sleep(50);
+  const during = submitErrors.slice(errorsBefore);
+  t.ok(during.length >= 20, `${during.length} submits refused`);
+  t.same([...new Set(during.map((e) => Code[e.code]))], ["Unavailable"], "every refusal is UNAVAILABLE");
+  t.match(during[0]!.rawMessage, /the database is unavailable; the request was not carried out, retry later/);
+  t.ok(acknowledged.length <= ackedBefore + 1, "nothing is acknowledged while the database is down (one may have been in flight)");
+  t.match(await codeOf(() => raw.tasks.getTask({ id: acknowledged[0]! })), /^Unavailable: the database is unavailable/);
+  t.match(await codeOf(() => raw.tasks.listTasks({})), /^Unavailable: /);
+  for (let i = 0; i < 100 && streamEnds.length === endsBefore; i++) await sleep(50);
+  const end = streamEnds[endsBefore];
+  t.equal(end === undefined ? undefined : Code[end.code], "Unavailable", "the watcher's stream ended with UNAVAILABLE");
+  t.match(end?.rawMessage ?? "", /resume with since = the last cursor received|the database is unavailable/, `the message says how to go on: ${end?.rawMessage}`);
+  let health = await healthz();
+  for (let i = 0; i < 40 && health !== 503; i++) health = await sleep(100).then(healthz); // the probe caches its answer for a second
+  t.equal(health, 503, "/healthz says the database is unavailable");
+  await sleep(1_500); // the worker's heartbeats and reconnects fail meanwhile
+  t.equal(exitCode, undefined, "the server process is still running");
+  t.notMatch(output, /"level":60|internal error/, "no fatal log, no INTERNAL");
+});
+
+t.test("after: everything recovers without a restart, and no acknowledged task is lost", async (t) => {
+  await pg.start();
+  const errorsAtRestart = submitErrors.length;
+  const ackedAtRestart = acknowledged.length;
+  for (let i = 0; i < 400 && acknowledged.length < ackedAtRestart + 20; i++) await sleep(50);
+  t.ok(acknowledged.length >= ackedAtRestart + 20, "submits are acknowledged again");
+  t.ok(submitErrors.length - errorsAtRestart < 200, "and stopped failing");
+  let health = await healthz();
+  for (let i = 0; i < 40 && health !== 200; i++) health = await sleep(100).then(healthz);
+  t.equal(health, 200, "/healthz recovers");
+  producing = false;
+  await producer;
+  // Every acknowledged task exists and succeeds (the worker reconnected by itself).
+  const pending = new Set(acknowledged);
+  for (let i = 0; i < 600 && pending.size > 0; i++) {
+    const page = await raw.tasks.listTasks({ states: [TaskState.SUCCEEDED], pageSize: 1_000 }).catch(() => undefined);
+    if (page !== undefined) {
+      let token2 = page.nextPageToken;
+      for (const task of page.tasks) pending.delete(task.id);
+      while (token2 !== "") {
+        const next = await raw.tasks.listTasks({ states: [TaskState.SUCCEEDED], pageSize: 1_000, pageToken: token2 });
+        for (const task of next.tasks) pending.delete(task.id);
+        token2 = next.nextPageToken;
+      }
+    }
+    if (pending.size > 0) await sleep(100);
+  }
+  t.equal(pending.size, 0, `all ${acknowledged.length} acknowledged tasks SUCCEEDED (missing: ${[...pending].slice(0, 5).join(", ")})`);
+  const total = (await raw.tasks.listTasks({})).totalCount;
+  t.equal(Number(total), acknowledged.length, "no task beyond the acknowledged ones, none lost");
+  // The watcher resumed after its stream ended, from its cursor, without a gap.
+  for (let i = 0; i < 200 && (seqs.length === 0 || seqs.at(-1)! < (await lastSeq())); i++) await sleep(50);
+  watching = false;
+  watchStop.abort();
+  await watcher;
+  const gaps = seqs.filter((seq, i) => i > 0 && seq !== seqs[i - 1]! + 1n);
+  t.same(gaps, [], `the watcher saw ${seqs.length} events in order without a gap across ${streamEnds.length} reconnects`);
+  t.ok(streamEnds.length >= 1);
+  t.equal(exitCode, undefined, "the same server process throughout");
+  server.kill("SIGTERM");
+  await new Promise((resolve) => server.once("exit", resolve));
+  t.equal(exitCode, 0, "and it shuts down cleanly");
+});
+
+/** The namespace's latest event sequence: the cursor of a fresh snapshot (of task 1, which exists). */
+async function lastSeq(): Promise<bigint> {
+  for await (const m of raw.tasks.streamStatus({ taskIds: [acknowledged[0]!] })) return m.cursor;
+  return 0n;
+}

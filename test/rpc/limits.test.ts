@@ -1,0 +1,164 @@
+/**
+ * Each configurable limit, on a server configured with small ones: exceeding it answers
+ * RESOURCE_EXHAUSTED or INVALID_ARGUMENT naming the limit, writes nothing, and the server goes on.
+ */
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import t from "tap";
+import { createClient } from "../../src/sdk/index.js";
+import { jsonAny } from "../helpers/payload.js";
+import { rejection } from "../helpers/rejection.js";
+import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
+
+const s = await startTestServer(t, {
+  limits: {
+    maxMessageBytes: 128 * 1024,
+    maxPayloadBytes: 64 * 1024,
+    maxStreamsPerKey: 2,
+    submitRatePerSec: 5,
+    submitBurst: 5,
+    maxPageSize: 10,
+    defaultPageSize: 3,
+    maxWaitMs: 1_000,
+    maxStreamMs: 1_000,
+  },
+});
+const db = s.server.engine.database.db;
+const key = await createTestKey(db, "default", ["producer", "worker"]);
+const c = clientsFor(s.url, key.token);
+await c.jobTypes.registerJobType({ name: "small", maxPayloadBytes: 1_000 });
+await c.jobTypes.registerJobType({ name: "big" });
+
+const taskCount = async () => Number((await db.query<{ n: string }>("SELECT count(*)::text AS n FROM task"))[0]!.n);
+/** A JSON string payload of about `bytes` encoded bytes. */
+const payloadOf = (bytes: number) => jsonAny("x".repeat(bytes - 3));
+
+t.test("max message size: Connect refuses a larger request before decoding it", async (t) => {
+  const before = await taskCount();
+  const error = await rejection(() => c.tasks.submit({ task: { jobType: "big", input: payloadOf(200 * 1024) } }));
+  t.equal(Code[error.code], "ResourceExhausted");
+  t.match(error.rawMessage, /larger than configured readMaxBytes 131072/);
+  t.equal(await taskCount(), before, "nothing written");
+});
+
+t.test("max payload: the server's, and a job type's lower one", async (t) => {
+  const before = await taskCount();
+  const server = await rejection(() => c.tasks.submit({ task: { jobType: "big", input: payloadOf(80 * 1024) } }));
+  t.equal(Code[server.code], "ResourceExhausted");
+  t.match(server.rawMessage, /task\.input: is \d+ bytes; the limit is 65536 bytes \(the server's --max-payload-bytes\)/);
+  const small = await rejection(() => c.tasks.submit({ task: { jobType: "small", input: payloadOf(2_000) } }));
+  t.match(small.rawMessage, /the limit is 1000 bytes \(job type "small"'s max_payload_bytes\)/);
+  t.equal(await taskCount(), before, "nothing written");
+  t.ok((await c.tasks.submit({ task: { jobType: "small", input: payloadOf(900) } })).task, "within the limit");
+  t.equal((await c.jobTypes.getJobType({ name: "small" })).jobType?.maxPayloadBytes, 1_000);
+  t.equal((await c.jobTypes.getJobType({ name: "big" })).jobType?.maxPayloadBytes, 65_536, "unset: the server's");
+  const over = await rejection(() => c.jobTypes.registerJobType({ name: "huge", maxPayloadBytes: 100_000 }));
+  t.equal(Code[over.code], "InvalidArgument");
+  t.match(over.rawMessage, /max_payload_bytes: is 100000; allowed: 1 to 65536 bytes \(the server's --max-payload-bytes\)/);
+  // Outputs are held to the same limit.
+  const [a] = (await c.workers.claimTasks({ workerId: "w", jobTypes: ["small"], maxTasks: 1 })).assignments;
+  const out = await rejection(() => c.workers.completeTask({ completion: { taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: payloadOf(2_000) } }));
+  t.match(out.rawMessage, /completion\.output: is \d+ bytes; the limit is 1000 bytes/);
+  t.equal((await c.tasks.getTask({ id: a!.taskId })).task?.state, 3, "still RUNNING");
+});
+
+t.test("submit rate per key: a token bucket", async (t) => {
+  await new Promise((resolve) => setTimeout(resolve, 1_100)); // the bucket refills (5/s) after the test above
+  const before = await taskCount();
+  const batch = await rejection(() => c.tasks.submitBatch({ tasks: Array.from({ length: 6 }, () => ({ jobType: "big", input: jsonAny(1) })) }));
+  t.equal(Code[batch.code], "ResourceExhausted");
+  t.match(batch.rawMessage, /6 tasks at once is more than the burst API key [0-9a-f]{16} may submit \(--submit-rate 5 tasks\/s, --submit-burst 5\)/);
+  for (let i = 0; i < 5; i++) await c.tasks.submit({ task: { jobType: "big", input: jsonAny(i) } });
+  const sixth = await rejection(() => c.tasks.submit({ task: { jobType: "big", input: jsonAny(6) } }));
+  t.equal(Code[sixth.code], "ResourceExhausted");
+  t.match(sixth.rawMessage, /submit rate limit of API key [0-9a-f]{16} reached \(--submit-rate 5 tasks\/s, --submit-burst 5\); retry in \d+ ms/);
+  t.equal(await taskCount(), before + 5, "only the accepted five were written");
+  const other = await createTestKey(db, "default", ["producer"]);
+  t.ok((await clientsFor(s.url, other.token).tasks.submit({ task: { jobType: "big", input: jsonAny(7) } })).task, "another key has its own bucket");
+});
+
+t.test("page sizes: the cap, and the default for 0", async (t) => {
+  const error = await rejection(() => c.tasks.listTasks({ pageSize: 11 }));
+  t.equal(Code[error.code], "InvalidArgument");
+  t.match(error.rawMessage, /page_size: is 11; allowed: 1 to 10 \(the server's --max-page-size\), or 0 for 3/);
+  const page = await c.tasks.listTasks({});
+  t.equal(page.tasks.length, 3, "0 means --default-page-size");
+  t.ok(page.nextPageToken !== "");
+  const full = await c.tasks.listTasks({ pageSize: 10 });
+  t.equal(full.tasks.length, Math.min(10, Number(full.totalCount)), "up to the cap");
+});
+
+t.test("wait duration: longer waits are refused; the SDK waits in calls the server allows", async (t) => {
+  const { task } = await c.tasks.submit({ task: { jobType: "small", input: jsonAny(1) } }).catch(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    return c.tasks.submit({ task: { jobType: "small", input: jsonAny(1) } });
+  });
+  const error = await rejection(() => c.tasks.waitTask({ id: task!.id, timeout: durationFromMs(2_000) }));
+  t.equal(Code[error.code], "InvalidArgument");
+  t.match(error.rawMessage, /timeout: is 2000 ms; the server allows waits of up to 1000 ms \(--max-wait-ms\)/);
+  const submitWait = await rejection(() => c.tasks.submit({ task: { jobType: "small", input: jsonAny(2) }, waitTimeout: durationFromMs(5_000) }));
+  t.match(submitWait.rawMessage, /wait_timeout: is 5000 ms; the server allows waits of up to 1000 ms/);
+  const sdk = createClient({ baseUrl: s.url, apiKey: key.token });
+  t.teardown(() => sdk.close());
+  const started = Date.now();
+  const waited = await rejection(() => sdk.handle(task!.id).wait({ timeoutMs: 2_500 }));
+  t.equal(Code[waited.code], "DeadlineExceeded", "the SDK's 2.5 s wait ran as calls of at most 1 s, then timed out");
+  t.ok(Date.now() - started >= 2_400, "it waited the whole 2.5 s");
+});
+
+t.test("open streams per key, counted per replica", async (t) => {
+  const streams = [new AbortController(), new AbortController()];
+  const opened = streams.map((abort) => {
+    const it = c.tasks.streamStatus({}, { signal: abort.signal })[Symbol.asyncIterator]();
+    return it.next().then(() => it);
+  });
+  await Promise.all(opened);
+  t.equal(s.server.rpc.streams.openCount(key.id), 2);
+  const third = await (async () => {
+    try {
+      for await (const m of c.tasks.streamStatus({})) void m;
+      return undefined;
+    } catch (error) {
+      return ConnectError.from(error);
+    }
+  })();
+  t.equal(third === undefined ? undefined : Code[third.code], "ResourceExhausted");
+  t.match(third?.rawMessage ?? "", /API key [0-9a-f]{16} already has 2 open streams on this server, the limit \(--max-streams-per-key 2\)/);
+  const worker = await rejection(async () => {
+    for await (const m of c.workers.claim((async function* () {})())) void m;
+    throw new Error("no error");
+  });
+  t.equal(Code[worker.code], "ResourceExhausted", "Claim streams count too");
+  streams[0]!.abort();
+  for (let i = 0; i < 100 && s.server.rpc.streams.openCount(key.id) > 1; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.equal(s.server.rpc.streams.openCount(key.id), 1, "a closed stream frees its slot");
+  streams[1]!.abort();
+});
+
+t.test("stream duration: a stream ends with UNAVAILABLE after --max-stream-ms, and resumes from its cursor", async (t) => {
+  for (let i = 0; i < 100 && s.server.rpc.streams.openCount(key.id) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  const started = Date.now();
+  let cursor = 0n;
+  const error = await rejection(async () => {
+    for await (const m of c.tasks.streamStatus({ since: 0n })) cursor = m.cursor;
+  });
+  t.equal(Code[error.code], "Unavailable");
+  t.match(error.rawMessage, /this stream reached its maximum duration \(--max-stream-ms 1000 ms\); reconnect to go on \(StreamStatus: with since = the last cursor received\)/);
+  t.ok(Date.now() - started >= 900, "after about a second");
+  t.ok(cursor > 0n, "it had replayed events first");
+  // The SDK's events() reconnects from its cursor across such ends and sees the task finish.
+  const sdk = createClient({ baseUrl: s.url, apiKey: key.token });
+  t.teardown(() => sdk.close());
+  const { task } = await c.tasks.submit({ task: { jobType: "small", input: jsonAny("late") } }).catch(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    return c.tasks.submit({ task: { jobType: "small", input: jsonAny("late") } });
+  });
+  const states: number[] = [];
+  const following = (async () => {
+    for await (const event of sdk.handle(task!.id).events()) states.push(event.state);
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 1_500)); // past one stream's maximum
+  await c.tasks.cancel({ id: task!.id });
+  await following;
+  t.same(states, [2, 6], "PENDING, then CANCELLED, across a stream that ended");
+});
