@@ -1,5 +1,5 @@
 /** Claims up to n ready tasks for a worker in one statement: the dispatch hot path. */
-import type { Assignment } from "../../core/task.js";
+import type { Assignment, ParentOutput } from "../../core/task.js";
 import type { Db } from "../db.js";
 import { toDate } from "./task-columns.js";
 
@@ -13,6 +13,11 @@ import { toDate } from "./task-columns.js";
 // The UPDATE finds its rows by `id = ANY(ARRAY(...))`, a primary-key lookup per row, and joins
 // nothing: joined to the picked ids (or to job_type), the planner hash-joined a sequential scan of
 // the whole table instead (seen: 10 ms per claim at 20,000 tasks, growing with the table).
+// Parents' outputs (issue 8) are read only for a task that has dependencies: each CASE evaluates
+// its sub-select (edges by primary key, parents by primary key) only then, so an ordinary claim
+// pays one boolean per row. One array per column, each in parent id order. The parents are
+// SUCCEEDED, so their outputs no longer change, and retention keeps them while the child is
+// unfinished.
 const SQL = `
 WITH leases AS (
   SELECT name, lease_ms FROM job_type WHERE namespace = $1 AND name = ANY($2::text[])
@@ -33,13 +38,21 @@ WITH leases AS (
     timeout_at = now() + t.timeout_ms * interval '1 millisecond', progress = 0, progress_message = ''
   WHERE t.id = ANY(ARRAY(SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT $3))
   RETURNING t.id, t.job_type, t.input_type_url, t.input, t.attempt, t.max_attempts, t.lease_token, t.timeout_ms,
-    t.created_at, t.priority, t.run_at, t.lease_expires_at, t.checkpoint
+    t.created_at, t.priority, t.run_at, t.lease_expires_at, t.checkpoint, t.has_dependencies
 ), history AS (
   INSERT INTO task_attempt (task_id, number, worker_id)
   SELECT id, attempt, $4 FROM claimed
 )
 SELECT id::text AS id, job_type, input_type_url, input, attempt, max_attempts, lease_token::text AS lease_token,
-  timeout_ms, created_at, lease_expires_at, checkpoint
+  timeout_ms, created_at, lease_expires_at, checkpoint,
+  CASE WHEN has_dependencies THEN ARRAY(SELECT p.id::text FROM task_dependency d JOIN task p ON p.id = d.parent_id
+    WHERE d.child_id = claimed.id ORDER BY p.id) END AS parent_ids,
+  CASE WHEN has_dependencies THEN ARRAY(SELECT p.job_type FROM task_dependency d JOIN task p ON p.id = d.parent_id
+    WHERE d.child_id = claimed.id ORDER BY p.id) END AS parent_job_types,
+  CASE WHEN has_dependencies THEN ARRAY(SELECT p.output_type_url FROM task_dependency d JOIN task p ON p.id = d.parent_id
+    WHERE d.child_id = claimed.id ORDER BY p.id) END AS parent_output_types,
+  CASE WHEN has_dependencies THEN ARRAY(SELECT p.output FROM task_dependency d JOIN task p ON p.id = d.parent_id
+    WHERE d.child_id = claimed.id ORDER BY p.id) END AS parent_outputs
 FROM claimed
 ORDER BY claimed.priority DESC, claimed.run_at, claimed.id`;
 
@@ -56,6 +69,11 @@ export interface ClaimRow {
   created_at: Date | string;
   lease_expires_at: Date | string;
   checkpoint: Buffer | null;
+  /** Absent from adoption rows; null for a task without dependencies. */
+  parent_ids?: string[] | null;
+  parent_job_types?: string[] | null;
+  parent_output_types?: (string | null)[] | null;
+  parent_outputs?: (Buffer | null)[] | null;
 }
 
 /** Moves up to `limit` ready tasks of `jobTypes` to RUNNING for `workerId`, in claim order. */
@@ -81,5 +99,19 @@ export function assignmentFromRow(namespace: string, row: ClaimRow): Assignment 
     createdAt: toDate(row.created_at),
     leaseExpiresAt: toDate(row.lease_expires_at),
     checkpoint: row.checkpoint,
+    parents: parentsFromRow(row),
   };
+}
+
+function parentsFromRow(row: ClaimRow): ParentOutput[] {
+  const ids = row.parent_ids;
+  if (ids === null || ids === undefined) return [];
+  return ids.map((taskId, i) => {
+    const typeUrl = row.parent_output_types?.[i] ?? null;
+    return {
+      taskId,
+      jobType: row.parent_job_types?.[i] ?? "",
+      output: typeUrl === null ? null : { typeUrl, value: row.parent_outputs?.[i] ?? Buffer.alloc(0) },
+    };
+  });
 }
