@@ -117,3 +117,26 @@ t.test("mixed: a third of the parents fail", async (t) => {
   for (const r of byId.values()) counts[r.state as "pending" | "dead"] += 1;
   t.ok(counts.pending > 0 && counts.dead > 0, `both outcomes occurred (${JSON.stringify(counts)})`);
 });
+
+t.test("retries of cancelled dependents while their parents complete, across two replicas: each ends PENDING", async (t) => {
+  await a.jobTypes.registerJobType({ name: "race.retry.parent", defaultMaxAttempts: 1 });
+  await a.jobTypes.registerJobType({ name: "race.retry.child" });
+  const n = 150;
+  const { tasks: parents } = await a.tasks.submitBatch({ tasks: Array.from({ length: n }, (_, i) => ({ jobType: "race.retry.parent", input: jsonAny(i) })) });
+  const { tasks: children } = await a.tasks.submitBatch({ tasks: parents.map((p) => ({ jobType: "race.retry.child", input: jsonAny(null), dependsOn: [p.id] })) });
+  for (const child of children) await a.tasks.cancel({ id: child.id });
+  const claimed: Assignment[] = [];
+  while (claimed.length < n) claimed.push(...(await a.workers.claimTasks({ workerId: "w-race", jobTypes: ["race.retry.parent"], maxTasks: 1_000 })).assignments);
+  const rnd = random(4);
+  const work = [
+    ...claimed.map((x) => () => a.workers.completeTask({ completion: { taskId: x.taskId, attempt: x.attempt, leaseToken: x.leaseToken } })),
+    ...children.map((c) => () => b.tasks.retry({ id: c.id })),
+  ];
+  for (let i = work.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [work[i], work[j]] = [work[j]!, work[i]!];
+  }
+  await concurrently(32, work);
+  const rows = await db.query<{ state: string; n: string }>("SELECT state, count(*)::text AS n FROM task WHERE job_type = 'race.retry.child' GROUP BY state");
+  t.same(rows, [{ state: "pending", n: String(n) }], "every retried child is PENDING: none waits for a parent that already succeeded");
+});

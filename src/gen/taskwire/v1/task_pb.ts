@@ -126,10 +126,12 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
    * Existing tasks (ids, in the caller's namespace) this task depends on: it is created WAITING and
    * becomes PENDING once all of them have SUCCEEDED (at once if they all already have), in the same
    * transaction as the last one's completion; its handler receives their outputs
-   * (Assignment.parents). When one of them ends DEAD or CANCELLED (or already has), this task ends
-   * DEAD with last_error "dependency <id> ended DEAD" (or CANCELLED), and so do the tasks waiting on
-   * it, transitively ("dependency <id> ended DEAD because dependency <root> ended ..."). An id that
-   * does not exist in the namespace is INVALID_ARGUMENT, naming it. At most 100 dependencies per
+   * (Assignment.parents). A run_at still holds; among tasks of its priority it queues from the time
+   * it became ready. When one of them ends DEAD or CANCELLED (or already has), this task ends DEAD
+   * in the same transaction with last_error "dependency <id> ended DEAD" (or "... ended
+   * CANCELLED"; the lowest such id), and so do the tasks waiting on it, transitively, each naming
+   * its own dependency. An id that does not exist in the namespace (another namespace's task does
+   * not) is INVALID_ARGUMENT, naming it. At most 100 dependencies per
    * task (depends_on and depends_on_index together), each named once; not with idempotency keys
    * (idempotency_key, dedup_by_payload) in the same call, nor in schedules.
    *
