@@ -178,6 +178,17 @@ t.test("a parent timed out past its retries by the sweeper", async (t) => {
   t.equal(child.lastError, `dependency ${a.id} ended DEAD`);
 });
 
+t.test("a parent whose lease ran out (no heartbeat) on its last attempt, taken back by the sweeper", async (t) => {
+  const name = `deps.t${++jobTypeCounter}`;
+  await s.jobTypes.registerJobType({ name, defaultMaxAttempts: 1, leaseDuration: durationFromMs(1_000) });
+  const a = await submit(name, "a");
+  const b = await submit(name, "b", { dependsOn: [a.id] });
+  await claimOnly(name, a.id); // a unary worker that never heartbeats
+  const swept = await until(a.id, TaskState.DEAD);
+  t.match(swept.lastError, /lost: worker w-deps sent no heartbeat within the lease/);
+  t.same([TaskState[(await get(b.id)).state], (await get(b.id)).lastError], ["DEAD", `dependency ${a.id} ended DEAD`]);
+});
+
 t.test("a parent lost with its worker (drained and closed while holding it) on its last attempt", async (t) => {
   const jt = await jobType({ maxAttempts: 1 });
   const a = await submit(jt, "a");
