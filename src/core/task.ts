@@ -125,6 +125,8 @@ export interface Assignment {
   leaseExpiresAt: Date;
   /** The checkpoint an earlier attempt saved (encoded taskwire.v1.Checkpoint), or null. */
   checkpoint: Uint8Array | null;
+  /** It has dependencies, so `parents` is filled in (src/dispatch/claim-with-parents.ts). */
+  hasDependencies: boolean;
   /** For a task with dependencies: each of them (SUCCEEDED) and its output, by ascending id; else empty. */
   parents: ParentOutput[];
 }

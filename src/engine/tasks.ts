@@ -8,7 +8,7 @@ import type { Db } from "../store/db.js";
 import { withTransaction } from "../store/orm.js";
 import type pg from "pg";
 import { taskCancel } from "../store/sql/task-cancel.js";
-import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
+import { claimWithParents } from "../dispatch/claim-with-parents.js";
 import { taskAttempts, taskGet } from "../store/sql/task-get.js";
 import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
 import { submitKeyed } from "./keyed-submit.js";
@@ -157,9 +157,9 @@ export class Tasks {
     return workerList(this.db, { ...params, staleAfterMs: 60_000 });
   }
 
-  /** Unary claim for workers without streams. */
+  /** Unary claim for workers without streams (with the outputs of claimed tasks' dependencies). */
   claim(params: { namespace: string; workerId: string; jobTypes: readonly string[]; limit: number }): Promise<Assignment[]> {
-    return taskClaimAvailable(this.db, params);
+    return claimWithParents(this.db, params);
   }
 
   /** Why a report was not accepted: the task is unknown, finished, or held by another lease. */
@@ -193,6 +193,7 @@ function assignmentOf(task: TaskRecord, leaseToken: string): Assignment {
     leaseExpiresAt: task.leaseExpiresAt ?? task.createdAt,
     checkpoint: null,
     // Tasks with dependencies are never handed off directly.
+    hasDependencies: false,
     parents: [],
   };
 }

@@ -382,3 +382,24 @@ t.test("retention keeps a parent while a dependent is unfinished, and deletes ed
   const [edges] = await db.query<{ n: string }>("SELECT count(*)::text AS n FROM task_dependency WHERE child_id = ANY($1::bigint[])", [[b.id, c.id]]);
   t.equal(edges!.n, "0", "their edges went with them");
 });
+
+t.test("a claim whose dependencies' outputs cannot be read hands its tasks back, attempts not counted", async (t) => {
+  const { claimWithParents } = await import("../../src/dispatch/claim-with-parents.js");
+  const jt = await jobType();
+  const a = await submit(jt, "a");
+  await complete(await claimOnly(jt, a.id), "A");
+  const plain = await submit(jt, "plain");
+  const child = await submit(jt, "child", { dependsOn: [a.id] });
+  // The database itself, except that the read of the parents' outputs fails (as if the connection broke there).
+  const failing = {
+    query: <Row>(text: string, values?: readonly unknown[]) =>
+      text.includes("FROM task_dependency d\nCROSS JOIN LATERAL") ? Promise.reject(new Error("connection lost")) : db.query<Row>(text, values),
+  };
+  await t.rejects(claimWithParents(failing, { namespace: "default", jobTypes: [jt], limit: 10, workerId: "w-broken" }), /connection lost/);
+  const after = await Promise.all([plain.id, child.id].map(get));
+  t.same(after.map((x) => TaskState[x.state]), ["PENDING", "PENDING"], "both claimed tasks are PENDING again");
+  t.same(after.map((x) => x.attempts.map((at) => at.outcome)), [[7], [7]], "their attempts are recorded as released");
+  const again = await claim(jt);
+  t.same(again.map((x) => [x.taskId, parentsOf(x).map((p) => p.output)]).sort(), [[child.id, ["A"]], [plain.id, []]].sort(), "and the next claim delivers them whole");
+  for (const x of again) await complete(x);
+});

@@ -123,7 +123,7 @@ t.test("a worker that leaves between the plan and the insert: its tasks go back 
   const inserted = await taskInsertBatch(db, [newTask], plan.workerIds);
   const record = inserted.tasks[0]!;
   t.equal(record.state, "running");
-  plan.deliver(new Map([[0, { taskId: record.id, namespace: "default", jobType: record.jobType, input: record.input, attempt: 1, maxAttempts: 2, leaseToken: inserted.leaseTokens[0]!, timeoutMs: null, createdAt: record.createdAt, leaseExpiresAt: record.leaseExpiresAt!, checkpoint: null, parents: [] }]]));
+  plan.deliver(new Map([[0, { taskId: record.id, namespace: "default", jobType: record.jobType, input: record.input, attempt: 1, maxAttempts: 2, leaseToken: inserted.leaseTokens[0]!, timeoutMs: null, createdAt: record.createdAt, leaseExpiresAt: record.leaseExpiresAt!, checkpoint: null, hasDependencies: false, parents: [] }]]));
   t.same(assigned, [], "nothing was sent to the closed session");
   const until = Date.now() + 5_000;
   for (;;) {
