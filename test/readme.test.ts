@@ -183,3 +183,31 @@ t.test("the TLS example: a certificate, a TLS server, curl over https", async (t
   const health = JSON.parse((await run("bash", ["-c", curl!.replace("https://127.0.0.1:8080", url)], { cwd: dir })).stdout);
   t.same(health, { status: "ok" }, "curl trusts the certificate and gets /healthz over TLS");
 });
+
+t.test("the dependencies examples: a batch whose third task waits for the first two, then the graph example", async (t) => {
+  const [batch, list] = commands(bashBlocks("## Dependencies")[0]!);
+  t.ok(batch && list, "two curl commands");
+  await s.jobTypes.registerJobType({ name: "greet" });
+  const submitted = JSON.parse((await run("bash", ["-c", local(batch!)])).stdout) as { tasks: { id: string; state: string; dependsOn?: string[]; unmetDependencies?: number }[] };
+  const [ada, grace, both] = submitted.tasks;
+  t.match(both, { state: "TASK_STATE_WAITING", dependsOn: [ada!.id, grace!.id], unmetDependencies: 2 }, "as the README says");
+  const listed = JSON.parse((await run("bash", ["-c", local(list!)])).stdout) as { tasks: { id: string; state: string; dependsOn: string[] }[] };
+  t.ok(listed.tasks.some((x) => x.id === both!.id && x.state === "TASK_STATE_WAITING" && x.dependsOn.length === 2), "ListTasks shows it waiting");
+  // A worker serving greet (this test's unary calls) runs whatever is ready until the third task comes.
+  let parents: { taskId: string; output: unknown }[] = [];
+  for (let round = 0; round < 3 && parents.length === 0; round++) {
+    for (const a of (await s.workers.claimTasks({ workerId: "readme-deps", jobTypes: ["greet"], maxTasks: 100 })).assignments) {
+      if (a.taskId === both!.id) parents = a.parents.map((p) => ({ taskId: p.taskId, output: anyJson(p.output) }));
+      const name = (anyJson(a.input) as { name: string }).name;
+      await s.workers.completeTask({ completion: { taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, output: jsonAny({ greeting: `Hello, ${name}!` }) } });
+    }
+  }
+  t.same(parents, [{ taskId: ada!.id, output: { greeting: "Hello, Ada!" } }, { taskId: grace!.id, output: { greeting: "Hello, Grace!" } }], "its assignment carries both greetings in parents");
+
+  const [graphCommand] = commands(bashBlocks("## Dependencies")[1]!);
+  t.equal(graphCommand, `node --import tsx workers/example-graph.ts "to be or not to be" "that is the question"`);
+  const shown = readme.slice(readme.indexOf("## Dependencies")).match(/```ts\n([\s\S]*?)```/)![1]!;
+  t.ok((await readFile(path.join(repo, "workers/example-graph.ts"), "utf8")).includes(shown.trim()), "the README shows example-graph.ts's sum job as it is");
+  const graph = await run(process.execPath, ["--import", "tsx", "workers/example-graph.ts", "to be or not to be", "that is the question"], { cwd: repo, env: { ...process.env, TASKWIRE_URL: s.url } });
+  t.equal(graph.stdout.trim(), '{"words":10,"parts":[6,4]}', "it prints what the README says");
+});

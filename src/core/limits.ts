@@ -60,6 +60,10 @@ export const LIMITS = {
   maxTimeZoneChars: 64,
   /** Schedules per namespace. */
   maxSchedules: 10_000,
+  /** Dependencies of one task (depends_on and depends_on_index together). */
+  maxDependencies: 100,
+  /** Dependencies in one Submit / SubmitBatch call, over all its tasks. */
+  maxDependenciesPerCall: 10_000,
 } as const;
 
 /**

@@ -23,7 +23,8 @@ export type TaskAction =
   | "release" // a draining worker hands it back without burning the attempt
   | "cancel" // a client cancels it
   | "dependency_failed" // a parent ended DEAD or CANCELLED
-  | "retry"; // a client re-queues a finished failure
+  | "retry" // a client re-queues a finished failure
+  | "retry_waiting"; // a client re-queues a finished failure whose dependencies have not all succeeded yet
 
 /**
  * Which states each action may start from and where it leads. The single source of truth for
@@ -39,6 +40,7 @@ export const TASK_TRANSITIONS = {
   cancel: { from: ["waiting", "pending", "running"], to: "cancelled" },
   dependency_failed: { from: ["waiting"], to: "dead" },
   retry: { from: ["dead", "cancelled"], to: "pending" },
+  retry_waiting: { from: ["dead", "cancelled"], to: "waiting" },
 } as const satisfies Record<TaskAction, { from: readonly TaskState[]; to: TaskState }>;
 
 /** Every action, in a stable order (for exhaustive tests). */

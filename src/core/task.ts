@@ -41,6 +41,10 @@ export interface TaskRecord {
   /** For a task a schedule created: the schedule's name and the fire time it stands for. */
   scheduleName: string | null;
   scheduleFireAt: Date | null;
+  /** The tasks it depends on (ascending ids); empty without dependencies. */
+  dependsOn: string[];
+  /** While WAITING: how many of dependsOn have not SUCCEEDED yet; 0 otherwise. */
+  unmetDependencies: number;
   /** Set by Submit only: true when this task already held the key, so nothing was created. */
   deduplicated?: boolean;
 }
@@ -76,6 +80,10 @@ export interface NewTask {
   backoffCapMs: number;
   /** Null or absent: no key. Unique per (namespace, job type) among the tasks holding it (see migration 0020). */
   idempotencyKey?: string | null;
+  /** Existing tasks (ids) it waits for; absent or empty: none (see src/core/dependencies.ts). */
+  dependsOn?: readonly string[];
+  /** Earlier tasks of the same submit it waits for, by position; absent or empty: none. */
+  dependsOnIndex?: readonly number[];
 }
 
 /** A job type as stored. */
@@ -119,6 +127,18 @@ export interface Assignment {
   leaseExpiresAt: Date;
   /** The checkpoint an earlier attempt saved (encoded taskwire.v1.Checkpoint), or null. */
   checkpoint: Uint8Array | null;
+  /** It has dependencies, so `parents` is filled in (src/dispatch/claim-with-parents.ts). */
+  hasDependencies: boolean;
+  /** For a task with dependencies: each of them (SUCCEEDED) and its output, by ascending id; else empty. */
+  parents: ParentOutput[];
+}
+
+/** A dependency of an assigned task and what it produced. */
+export interface ParentOutput {
+  taskId: string;
+  jobType: string;
+  /** Null when it completed without an output. */
+  output: Payload | null;
 }
 
 /** The lease that a report must name. */

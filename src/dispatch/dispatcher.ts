@@ -8,7 +8,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { Assignment, CompletionReport, FailureReport, LeaseRef, ReleaseReport } from "../core/task.js";
 import type { Db } from "../store/db.js";
-import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
+import { claimWithParents } from "./claim-with-parents.js";
 import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
 import type { ReadyNotice, RevokeNotice } from "./ready-listener.js";
 import type { ReportAnswer, ReportBatcher } from "./report-batcher.js";
@@ -367,7 +367,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (session.inFlight.size > 0 && free < Math.ceil(session.credits / 4)) return;
     session.claiming = true;
     const wakeCount = session.wakeCount;
-    taskClaimAvailable(this.options.db, {
+    claimWithParents(this.options.db, {
       namespace: session.namespace,
       jobTypes: [...session.jobTypes],
       limit: free,

@@ -10,6 +10,7 @@ import type { Db } from "../store/db.js";
 import { reportKey, taskCompleteBatch } from "../store/sql/task-complete-batch.js";
 import { taskFailBatch } from "../store/sql/task-fail-batch.js";
 import { taskReleaseBatch } from "../store/sql/task-release-batch.js";
+import { withLockRetries } from "../store/lock-retry.js";
 
 /** The largest batch one statement writes; more wait for the next flush. */
 const MAX_BATCH = 1_000;
@@ -94,7 +95,10 @@ export class ReportBatcher {
   private async flushCompletions(batch: Pending<CompletionReport, ReportAnswer>[]): Promise<void> {
     if (batch.length === 0) return;
     try {
-      const accepted = await taskCompleteBatch(this.db, batch.map((p) => p.report));
+      // A statement aborted in a lock cycle (possible only with dependencies: their settlement
+      // locks dependents) wrote nothing; it is run again (src/store/lock-retry.ts).
+      const reports = batch.map((p) => p.report);
+      const accepted = await withLockRetries(() => taskCompleteBatch(this.db, reports));
       for (const p of batch) p.resolve(accepted.has(reportKey(p.report)) ? "succeeded" : undefined);
     } catch (error) {
       for (const p of batch) p.reject(error);
@@ -120,7 +124,8 @@ export class ReportBatcher {
   private async flushReleases(batch: Pending<ReleaseReport, ReportAnswer>[]): Promise<void> {
     if (batch.length === 0) return;
     try {
-      const accepted = await taskReleaseBatch(this.db, batch.map((p) => p.report));
+      const reports = batch.map((p) => p.report);
+      const accepted = await withLockRetries(() => taskReleaseBatch(this.db, reports));
       for (const p of batch) p.resolve(accepted.has(reportKey(p.report)) ? "pending" : undefined);
     } catch (error) {
       for (const p of batch) p.reject(error);
@@ -131,7 +136,7 @@ export class ReportBatcher {
     if (batch.length === 0) return;
     try {
       const reports = batch.map((p) => ({ ...p.report, jitter: Math.random() }));
-      const accepted = await taskFailBatch(this.db, reports);
+      const accepted = await withLockRetries(() => taskFailBatch(this.db, reports));
       for (const p of batch) p.resolve(accepted.get(reportKey(p.report)));
     } catch (error) {
       for (const p of batch) p.reject(error);

@@ -3,15 +3,19 @@ import type { Logger } from "pino";
 import { TaskwireError } from "../core/errors.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
 import type { Assignment, LeaseRef, NewTask, TaskDetail, TaskRecord } from "../core/task.js";
-import { illegalTransitionMessage } from "../core/task-state.js";
+import { illegalTransitionMessage, statesAllowing } from "../core/task-state.js";
 import type { Db } from "../store/db.js";
 import { withTransaction } from "../store/orm.js";
 import type pg from "pg";
 import { taskCancel } from "../store/sql/task-cancel.js";
-import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
+import { claimWithParents } from "../dispatch/claim-with-parents.js";
 import { taskAttempts, taskGet } from "../store/sql/task-get.js";
 import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
 import { submitKeyed } from "./keyed-submit.js";
+import { retryWithDependencies, submitWithDependencies } from "./dependencies.js";
+import { hasAnyDependencies } from "../core/dependencies.js";
+import { withLockRetries } from "../store/lock-retry.js";
+import { setActor } from "../store/sql/set-actor.js";
 import { taskLeaseState } from "../store/sql/task-lease-state.js";
 import { taskCount, taskListPage, type TaskFilter } from "../store/sql/task-list.js";
 import { taskQueuePosition } from "../store/sql/task-queue-position.js";
@@ -38,9 +42,18 @@ export class Tasks {
    * Tasks an idle worker session of this replica can run at once are handed to it directly
    * (Dispatcher.planDirect): they come back RUNNING. With an idempotency key anywhere: one
    * transaction that deduplicates (keyed-submit.ts), without direct hand-off (a duplicate must
-   * never reach a worker); a duplicate comes back as the existing task, `deduplicated`.
+   * never reach a worker); a duplicate comes back as the existing task, `deduplicated`. With
+   * dependencies anywhere: one transaction that locks them (dependencies.ts), also without direct
+   * hand-off; `field(i)` names task i in errors about them. Keys and dependencies do not mix.
    */
-  async submit(tasks: readonly NewTask[]): Promise<TaskRecord[]> {
+  async submit(tasks: readonly NewTask[], field: (i: number) => string = (i) => `tasks[${i}]`): Promise<TaskRecord[]> {
+    if (hasAnyDependencies(tasks)) {
+      const keyed = tasks.findIndex((task) => task.idempotencyKey != null);
+      if (keyed >= 0) {
+        throw new TaskwireError("INVALID_ARGUMENT", `${field(keyed)}.idempotency_key: idempotency keys cannot be used in a submit with dependencies; submit the keyed tasks first, then name them in depends_on`);
+      }
+      return submitWithDependencies(this.pool, this.db, tasks, field);
+    }
     if (tasks.some((task) => task.idempotencyKey != null)) return submitKeyed(this.pool, tasks);
     const plan = this.dispatcher.planDirect(tasks);
     if (plan === undefined) return (await taskInsertBatch(this.db, tasks)).tasks;
@@ -94,27 +107,41 @@ export class Tasks {
    */
   async cancel(namespace: string, id: string, reason: string, actor: string): Promise<TaskRecord> {
     const message = reason === "" ? "cancelled by a client" : reason;
-    const result = await withTransaction(this.pool, async (db) => {
-      await setActor(db, actor);
-      const cancelled = await taskCancel(db, { namespace, id, reason: message });
-      if (cancelled?.previousState === "running") {
-        const notice: RevokeNotice = { ns: namespace, id, attempt: cancelled.task.attempt, reason: "cancelled", message };
-        await db.query("SELECT pg_notify($1, $2)", [REVOKE_CHANNEL, JSON.stringify(notice)]);
-      }
-      return cancelled;
-    });
+    // Tasks waiting on it end DEAD in the same transaction (the settle trigger), which may then
+    // meet another settlement in a lock cycle: PostgreSQL aborts one, and it is run again.
+    const result = await withLockRetries(() =>
+      withTransaction(this.pool, async (db) => {
+        await setActor(db, actor);
+        const cancelled = await taskCancel(db, { namespace, id, reason: message });
+        if (cancelled?.previousState === "running") {
+          const notice: RevokeNotice = { ns: namespace, id, attempt: cancelled.task.attempt, reason: "cancelled", message };
+          await db.query("SELECT pg_notify($1, $2)", [REVOKE_CHANNEL, JSON.stringify(notice)]);
+        }
+        return cancelled;
+      }),
+    );
     if (result !== undefined) return result.task;
     const current = await taskGet(this.db, namespace, id);
     if (current === undefined) throw taskNotFound(id);
     throw new TaskwireError("ILLEGAL_TRANSITION", `task ${id}: ${illegalTransitionMessage(current.state, "cancel")}`);
   }
 
-  /** Re-queues a DEAD or CANCELLED task with `additionalAttempts` more attempts; its event records `actor`. */
+  /**
+   * Re-queues a DEAD or CANCELLED task with `additionalAttempts` more attempts; its event records
+   * `actor`. One with dependencies waits for those not yet SUCCEEDED, and is refused while one is
+   * DEAD or CANCELLED (dependencies.ts). Its own dependents that ended DEAD stay DEAD: each is
+   * retried by itself.
+   */
   async retry(namespace: string, id: string, additionalAttempts: number, actor: string): Promise<TaskRecord> {
-    const task = await withTransaction(this.pool, async (db) => {
-      await setActor(db, actor);
-      return taskRetry(db, { namespace, id, additionalAttempts });
-    });
+    const before = await taskGet(this.db, namespace, id);
+    if (before === undefined) throw taskNotFound(id);
+    const task =
+      before.dependsOn.length === 0 || !statesAllowing("retry").includes(before.state)
+        ? await withTransaction(this.pool, async (db) => {
+            await setActor(db, actor);
+            return taskRetry(db, { namespace, id, additionalAttempts });
+          })
+        : await retryWithDependencies(this.pool, this.db, before, additionalAttempts, actor);
     if (task !== undefined) return task;
     const current = await taskGet(this.db, namespace, id);
     if (current === undefined) throw taskNotFound(id);
@@ -136,9 +163,9 @@ export class Tasks {
     return workerList(this.db, { ...params, staleAfterMs: 60_000 });
   }
 
-  /** Unary claim for workers without streams. */
+  /** Unary claim for workers without streams (with the outputs of claimed tasks' dependencies). */
   claim(params: { namespace: string; workerId: string; jobTypes: readonly string[]; limit: number }): Promise<Assignment[]> {
-    return taskClaimAvailable(this.db, params);
+    return claimWithParents(this.db, params);
   }
 
   /** Why a report was not accepted: the task is unknown, finished, or held by another lease. */
@@ -171,15 +198,10 @@ function assignmentOf(task: TaskRecord, leaseToken: string): Assignment {
     createdAt: task.createdAt,
     leaseExpiresAt: task.leaseExpiresAt ?? task.createdAt,
     checkpoint: null,
+    // Tasks with dependencies are never handed off directly.
+    hasDependencies: false,
+    parents: [],
   };
-}
-
-/**
- * Names who acts in this transaction: the event triggers (migration 0010) record it on the events
- * its statements write. Transaction-local, so a pooled connection never carries it further.
- */
-async function setActor(db: Db, actor: string): Promise<void> {
-  await db.query("SELECT set_config('taskwire.actor', $1, true)", [actor]);
 }
 
 /** NOT_FOUND for a task id (also for another namespace's task, which must look the same). */

@@ -4,10 +4,14 @@
  * definition to register and submit it with typed payloads.
  */
 import type { JobDefaults, JobRef } from "../sdk/define-job.js";
+import type { ParentAccess } from "../sdk/parents.js";
 import type { PayloadInit, PayloadOf, PayloadSchema } from "../sdk/payload.js";
 
-/** What an inline handler learns about its attempt. It stops when its thread is stopped (timeout, cancel). */
-export interface InlineContext {
+/**
+ * What an inline handler learns about its attempt, and its dependencies' outputs (as for remote
+ * workers). It stops when its thread is stopped (timeout, cancel).
+ */
+export interface InlineContext extends ParentAccess {
   readonly taskId: string;
   readonly attempt: number;
 }

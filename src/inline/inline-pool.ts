@@ -9,7 +9,7 @@ import { availableParallelism } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
-import type { Payload } from "../core/task.js";
+import type { ParentOutput, Payload } from "../core/task.js";
 import type { ThreadOutput, ThreadTask } from "./thread.js";
 
 /** Pool settings. */
@@ -108,7 +108,15 @@ export class InlinePool {
    * Runs one attempt on a thread; resolves with its output (null for none). The input's buffer is
    * transferred: after this call it is detached in this thread. Aborting `signal` stops the thread.
    */
-  async run(params: { module: string; jobType: string; taskId: string; attempt: number; input: Payload; signal: AbortSignal }): Promise<Payload | null> {
+  async run(params: {
+    module: string;
+    jobType: string;
+    taskId: string;
+    attempt: number;
+    input: Payload;
+    parents?: readonly ParentOutput[];
+    signal: AbortSignal;
+  }): Promise<Payload | null> {
     const value = ownedBytes(params.input.value);
     const task: ThreadTask = {
       file: path.join(this.dir, params.module),
@@ -117,6 +125,12 @@ export class InlinePool {
       attempt: params.attempt,
       typeUrl: params.input.typeUrl,
       value,
+      // Copied (structured clone), each into bytes of its own: a clone of a pooled Buffer would carry its whole pool.
+      parents: (params.parents ?? []).map((p) => ({
+        taskId: p.taskId,
+        jobType: p.jobType,
+        output: p.output === null ? null : { typeUrl: p.output.typeUrl, value: new Uint8Array(p.output.value) },
+      })),
     };
     this.piscina ??= this.createPiscina();
     return this.piscina.run(task, { transferList: [value.buffer], signal: params.signal });

@@ -147,7 +147,7 @@ export class InlineRunner {
         let output;
         this.onPool += 1;
         try {
-          output = await this.deps.pool.run({ module: jobType.module, jobType: a.jobType, taskId: a.taskId, attempt: a.attempt, input: a.input, signal: controller.signal });
+          output = await this.deps.pool.run({ module: jobType.module, jobType: a.jobType, taskId: a.taskId, attempt: a.attempt, input: a.input, parents: a.parents, signal: controller.signal });
         } finally {
           this.onPool -= 1;
         }

@@ -8,6 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { move, transferableSymbol, valueSymbol } from "piscina";
 import { isNonRetryableError } from "../sdk/define-job.js";
+import { parentAccess } from "../sdk/parents.js";
 import { packPayload, unpackPayload } from "../sdk/payload.js";
 import { isInlineJob, type InlineJob } from "./define-inline-job.js";
 
@@ -21,6 +22,8 @@ export interface ThreadTask {
   typeUrl: string;
   /** The input's encoded value; its buffer was transferred to this thread. */
   value: Uint8Array;
+  /** The task's dependencies and their outputs (copied; usually none). */
+  parents: { taskId: string; jobType: string; output: { typeUrl: string; value: Uint8Array } | null }[];
 }
 
 const modules = new Map<string, Promise<InlineJob>>();
@@ -52,7 +55,10 @@ export default async function runInlineTask(task: ThreadTask): Promise<ThreadOut
   if (job.name !== task.jobType) throw new Error(`${task.file} defines job type "${job.name}", not "${task.jobType}"`);
   try {
     const input = unpackPayload(job.input, create(AnySchema, { typeUrl: task.typeUrl, value: task.value }));
-    const output = await job.handler(input as never, { taskId: task.taskId, attempt: task.attempt });
+    const parents = parentAccess(
+      task.parents.map((p) => ({ taskId: p.taskId, jobType: p.jobType, output: p.output === null ? undefined : create(AnySchema, p.output) })),
+    );
+    const output = await job.handler(input as never, { taskId: task.taskId, attempt: task.attempt, ...parents });
     if (output === undefined) return null;
     const packed = packPayload(job.output, output as never);
     // The encoded value owns its buffer (a fresh encoding), so transferring it detaches nothing else.

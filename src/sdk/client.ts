@@ -60,6 +60,13 @@ export interface SubmitOptions {
   idempotencyKey?: string;
   /** Use the hash of the input's canonical form as the key (equal JSON values match whatever their key order). */
   dedupByPayload?: boolean;
+  /**
+   * Tasks this one waits for: existing tasks (a Task or its id) and, in submitGraph, earlier tasks
+   * of the same call by position (a number). It starts WAITING, runs once they all SUCCEEDED (its
+   * handler gets their outputs as ctx.parents), and ends DEAD if one ends DEAD or CANCELLED. At most
+   * 100; not together with idempotency keys in one call.
+   */
+  dependsOn?: readonly (Task | string | number)[];
 }
 
 /** What a schedule submits at each fire time, and when. */
@@ -118,6 +125,12 @@ export interface TaskwireClient {
   submit<I extends PayloadSchema, O extends PayloadSchema>(job: JobRef<I, O>, input: PayloadInit<I>, options?: SubmitOptions, call?: CallOptions): Promise<Task>;
   /** Submits up to 1000 tasks of one job type in one transaction (all or none), in order. */
   submitBatch<I extends PayloadSchema, O extends PayloadSchema>(job: JobRef<I, O>, inputs: readonly PayloadInit<I>[], options?: SubmitOptions, call?: CallOptions): Promise<Task[]>;
+  /**
+   * Submits a small graph of tasks of any job types in one transaction (all or none), in order:
+   * build each with taskSpec(job, input, { dependsOn }), where a number names an earlier task of
+   * the same call by position (0-based) and a Task or id an existing one. Up to 1000 tasks.
+   */
+  submitGraph(tasks: readonly TaskSpec[], call?: CallOptions): Promise<Task[]>;
   /** Returns a task with its attempts and, when pending, its queue position. */
   getTask(id: string, call?: CallOptions): Promise<Task>;
   /** Lists tasks, newest first, one page at a time. */
@@ -187,6 +200,10 @@ export function createClient(options: ClientOptions): TaskwireClient {
       const tasks = inputs.map((input) => taskSpecOf(job, input, options));
       const response = await raw.tasks.submitBatch({ tasks }, call);
       return response.tasks;
+    },
+
+    async submitGraph(tasks, call) {
+      return (await raw.tasks.submitBatch({ tasks: [...tasks] }, call)).tasks;
     },
 
     async getTask(id, call) {
@@ -313,7 +330,13 @@ function isJobRef(target: JobRef | JobTypeSpec): target is JobRef {
   return "input" in target && "output" in target;
 }
 
+/** One task to submit: `job` with a typed `input` and options (for submitGraph, or the raw clients). */
+export function taskSpec<I extends PayloadSchema, O extends PayloadSchema>(job: JobRef<I, O>, input: PayloadInit<I>, options: SubmitOptions = {}): TaskSpec {
+  return taskSpecOf(job, input, options);
+}
+
 function taskSpecOf<I extends PayloadSchema>(job: JobRef<I, PayloadSchema>, input: PayloadInit<I>, options: SubmitOptions): TaskSpec {
+  const dependsOn = options.dependsOn ?? [];
   return create(TaskSpecSchema, {
     jobType: job.name,
     input: packPayload(job.input, input),
@@ -325,6 +348,8 @@ function taskSpecOf<I extends PayloadSchema>(job: JobRef<I, PayloadSchema>, inpu
     retry: retryPolicyOf(options.retry),
     idempotencyKey: options.idempotencyKey ?? "",
     dedupByPayload: options.dedupByPayload ?? false,
+    dependsOn: dependsOn.filter((d): d is Task | string => typeof d !== "number").map((d) => (typeof d === "string" ? d : d.id)),
+    dependsOnIndex: dependsOn.filter((d): d is number => typeof d === "number"),
   });
 }
 

@@ -3,10 +3,14 @@
  * the handler a worker runs, so producers and workers share the types without codegen of their own.
  */
 import type { CheckpointData } from "./checkpoint.js";
+import type { ParentAccess } from "./parents.js";
 import type { PayloadInit, PayloadOf, PayloadSchema } from "./payload.js";
 
-/** What a handler knows about the attempt it runs, and how it reports along the way. */
-export interface JobContext {
+/**
+ * What a handler knows about the attempt it runs, and how it reports along the way. For a task
+ * with dependencies, `parents` holds what they produced (see ParentAccess).
+ */
+export interface JobContext extends ParentAccess {
   /**
    * Aborted when the attempt must stop; `signal.reason` is an Error whose name says why:
    * "CancelledError" (a client cancelled the task), "TimeoutError" (the attempt's timeout passed),

@@ -4,7 +4,8 @@ export type { Job, JobContext, JobDefaults, JobHandler, JobRef, RetryOptions } f
 export type { CheckpointData } from "./checkpoint.js";
 export { packPayload, PayloadError, payloadTypeName, unpackPayload } from "./payload.js";
 export type { PayloadInit, PayloadOf, PayloadSchema } from "./payload.js";
-export { createClient, taskOutput } from "./client.js";
+export { createClient, taskOutput, taskSpec } from "./client.js";
+export type { ParentAccess, ParentResult } from "./parents.js";
 export type { ClientOptions, JobTypeSpec, RawClients, ScheduleOptions, SubmitOptions, TaskFilter, TaskwireClient, WorkerFilter } from "./client.js";
 export { isFinishedState, TaskFailedError } from "./task-handle.js";
 export type { EventsOptions, TaskHandle, WaitOptions } from "./task-handle.js";

@@ -6,6 +6,7 @@ import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Assignment } from "../gen/taskwire/v1/worker_pb.js";
 import { decodeCheckpoint } from "./checkpoint.js";
 import { isNonRetryableError, type Job, type JobContext } from "./define-job.js";
+import { parentAccess } from "./parents.js";
 import { packPayload, unpackPayload, type PayloadInit, type PayloadSchema } from "./payload.js";
 
 /** The proto's bound on a failure's text (TaskFailure.error). */
@@ -48,6 +49,7 @@ export async function runAssignment(job: Job | undefined, assignment: Assignment
     previousCheckpoint,
     progress: controls.progress,
     checkpoint: controls.checkpoint,
+    ...parentAccess(assignment.parents.map((p) => ({ taskId: p.taskId, jobType: p.jobType, output: p.output }))),
   };
   let output: PayloadInit<PayloadSchema> | void;
   try {

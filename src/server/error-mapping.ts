@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { TaskwireError, type TaskwireErrorCode } from "../core/errors.js";
+import { isLockConflict } from "../store/lock-retry.js";
 
 const CODES: Record<TaskwireErrorCode, Code> = {
   INVALID_ARGUMENT: Code.InvalidArgument,
@@ -44,6 +45,11 @@ export function toConnectError(error: unknown, logger: Logger, context: Record<s
   if (isDatabaseUnavailable(error)) {
     logger.warn({ ...context, err: error }, "database unavailable");
     return new ConnectError("the database is unavailable; the request was not carried out, retry later", Code.Unavailable);
+  }
+  // Still in a lock cycle after the bounded retries (src/store/lock-retry.ts): transient, and nothing was written.
+  if (isLockConflict(error)) {
+    logger.warn({ ...context, err: error }, "lock conflict after retries");
+    return new ConnectError("the database aborted the request in a lock conflict with concurrent work; nothing was changed, retry it", Code.Unavailable);
   }
   if (error instanceof TaskwireError) {
     logger.error({ ...context, err: error }, "request failed");

@@ -27,7 +27,7 @@ import {
   type Task,
   type TaskEvent,
 } from "../gen/taskwire/v1/task_pb.js";
-import { AssignmentSchema, type Assignment } from "../gen/taskwire/v1/worker_pb.js";
+import { AssignmentSchema, ParentOutputSchema, type Assignment } from "../gen/taskwire/v1/worker_pb.js";
 import { MissedFirePolicy, ScheduleSchema, type Schedule } from "../gen/taskwire/v1/schedule_pb.js";
 import { TaskSpecSchema } from "../gen/taskwire/v1/task_pb.js";
 import type { MissedFirePolicy as DomainPolicy, ScheduleRecord } from "../core/schedule.js";
@@ -135,6 +135,8 @@ export function taskToProto(task: TaskRecord | TaskDetail): Task {
     deduplicated: task.deduplicated === true,
     schedule: task.scheduleName ?? "",
     scheduleFireTime: task.scheduleFireAt === null ? undefined : timestampFromDate(task.scheduleFireAt),
+    dependsOn: task.dependsOn,
+    unmetDependencies: task.unmetDependencies,
   });
 }
 
@@ -172,6 +174,7 @@ export function assignmentToProto(a: AssignmentRecord): Assignment {
     createdAt: timestampFromDate(a.createdAt),
     leaseExpiresAt: timestampFromDate(a.leaseExpiresAt),
     checkpoint: checkpointToProto(a.checkpoint),
+    parents: a.parents.map((p) => create(ParentOutputSchema, { taskId: p.taskId, jobType: p.jobType, output: p.output === null ? undefined : toAny(p.output) })),
   });
 }
 

@@ -28,6 +28,9 @@ export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, l
       if (spec !== undefined && (spec.idempotencyKey !== "" || spec.dedupByPayload)) {
         throw invalidArgument(spec.idempotencyKey !== "" ? "task.idempotency_key" : "task.dedup_by_payload", "must be unset: each fire time already produces exactly one task");
       }
+      if (spec !== undefined && (spec.dependsOn.length > 0 || spec.dependsOnIndex.length > 0)) {
+        throw invalidArgument(spec.dependsOn.length > 0 ? "task.depends_on" : "task.depends_on_index", "must be unset: a schedule's tasks cannot have dependencies");
+      }
       const missedPolicy = policyFromProto(req.missedFirePolicy);
       if (missedPolicy === undefined) {
         throw invalidArgument("missed_fire_policy", `${req.missedFirePolicy} is not a policy; use MISSED_FIRE_POLICY_SKIP or MISSED_FIRE_POLICY_RUN_ONCE`);

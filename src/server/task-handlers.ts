@@ -21,10 +21,20 @@ import { taskSnapshot } from "../store/sql/task-snapshot.js";
 import type { PayloadTypes } from "./payloads.js";
 import { actorOf, namespaceOf, principalOf } from "./request-context.js";
 import type { SubmitLimiter } from "./submit-limiter.js";
-import { boundedText, durationMsInRange, idempotencyKey, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
+import { boundedText, dependencyLists, durationMsInRange, idempotencyKey, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
 
-/** Validates one spec and resolves its defaults from the job type ("0 is a value": only unset fields take defaults). */
-export async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string, spec: TaskSpec | undefined, field: string): Promise<NewTask> {
+/**
+ * Validates one spec and resolves its defaults from the job type ("0 is a value": only unset fields
+ * take defaults). `position` is its place in a SubmitBatch (null for Submit and schedules).
+ */
+export async function newTask(
+  engine: Engine,
+  payloads: PayloadTypes,
+  namespace: string,
+  spec: TaskSpec | undefined,
+  field: string,
+  position: number | null = null,
+): Promise<NewTask> {
   if (spec === undefined) throw invalidArgument(field, "is required");
   const jobTypeName = requireName(`${field}.job_type`, spec.jobType);
   const jobType = await engine.jobTypes.find(namespace, jobTypeName);
@@ -47,6 +57,7 @@ export async function newTask(engine: Engine, payloads: PayloadTypes, namespace:
     timeoutMs: spec.timeout === undefined ? jobType.defaultTimeoutMs : durationMsInRange(`${field}.timeout`, spec.timeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),
     runAt,
     ...retryPolicy(`${field}.retry`, spec.retry, jobType),
+    ...dependencyLists(field, spec, position),
   };
 }
 
@@ -56,6 +67,22 @@ function waitDuration(field: string, value: Duration | undefined, limits: Server
   const ms = durationMs(value);
   if (ms > limits.maxWaitMs) throw invalidArgument(field, `is ${ms} ms; the server allows waits of up to ${limits.maxWaitMs} ms (--max-wait-ms)`);
   return durationMsInRange(field, value, 1, limits.maxWaitMs);
+}
+
+/** Bounds what one call asks of dependencies: keys do not mix with them, and their total is capped. */
+function checkDependencies(tasks: readonly NewTask[], field: (i: number) => string): void {
+  const total = tasks.reduce((n, x) => n + (x.dependsOn?.length ?? 0) + (x.dependsOnIndex?.length ?? 0), 0);
+  if (total === 0) return;
+  if (total > LIMITS.maxDependenciesPerCall) {
+    throw invalidArgument("tasks", `name ${total} dependencies in all; the limit is ${LIMITS.maxDependenciesPerCall} per call`);
+  }
+  const keyed = tasks.findIndex((x) => x.idempotencyKey != null);
+  if (keyed >= 0) {
+    throw invalidArgument(
+      `${field(keyed)}.idempotency_key`,
+      "idempotency keys (and dedup_by_payload) cannot be used in a call with dependencies; submit the keyed tasks first, then name their ids in depends_on",
+    );
+  }
 }
 
 /** Validates StreamStatus / WaitTask selections. */
@@ -99,7 +126,8 @@ export function createTaskHandlers(
       const waitMs = waitDuration("wait_timeout", req.waitTimeout, limits);
       submitLimiter.take(principalOf(ctx), 1);
       // No JSON rendering check needed: a JSON request's input was already decoded with the registry.
-      const [created] = await engine.tasks.submit([task]);
+      checkDependencies([task], () => "task");
+      const [created] = await engine.tasks.submit([task], () => "task");
       if (waitMs === null) return { task: taskToProto(created!) };
       // The task is committed: a timeout is an answer (wait_timed_out), never an error.
       const waited = await wait(ctx, namespace, created!.id, waitMs);
@@ -155,9 +183,10 @@ export function createTaskHandlers(
       }
       const namespace = namespaceOf(ctx);
       const tasks: NewTask[] = [];
-      for (const [i, spec] of req.tasks.entries()) tasks.push(await newTask(engine, payloads, namespace, spec, `tasks[${i}]`));
+      for (const [i, spec] of req.tasks.entries()) tasks.push(await newTask(engine, payloads, namespace, spec, `tasks[${i}]`, i));
+      checkDependencies(tasks, (i) => `tasks[${i}]`);
       submitLimiter.take(principalOf(ctx), tasks.length);
-      const created = await engine.tasks.submit(tasks);
+      const created = await engine.tasks.submit(tasks, (i) => `tasks[${i}]`);
       return { tasks: created.map(taskToProto) };
     },
 

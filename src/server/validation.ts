@@ -130,3 +130,44 @@ export function idempotencyKey(
   }
   return key;
 }
+
+/**
+ * A task's dependency lists: existing task ids (each a valid id, named once) and, in a batch,
+ * positions of earlier tasks of the batch (`position` is this task's own; null outside a batch).
+ * At most LIMITS.maxDependencies together.
+ */
+export function dependencyLists(
+  field: string,
+  spec: { dependsOn: readonly string[]; dependsOnIndex: readonly number[] },
+  position: number | null,
+): { dependsOn: string[]; dependsOnIndex: number[] } {
+  const count = spec.dependsOn.length + spec.dependsOnIndex.length;
+  if (count > LIMITS.maxDependencies) {
+    throw invalidArgument(`${field}.depends_on`, `names ${count} dependencies (depends_on and depends_on_index together); the limit is ${LIMITS.maxDependencies} per task`);
+  }
+  const ids = new Set<string>();
+  const dependsOn = spec.dependsOn.map((value, i) => {
+    const id = taskId(`${field}.depends_on[${i}]`, value);
+    if (ids.has(id)) throw invalidArgument(`${field}.depends_on[${i}]`, `names task ${id} a second time; name each dependency once`);
+    ids.add(id);
+    return id;
+  });
+  if (position === null && spec.dependsOnIndex.length > 0) {
+    throw invalidArgument(`${field}.depends_on_index`, "refers to tasks of the same batch, so it is only allowed in SubmitBatch; use depends_on with the ids of existing tasks");
+  }
+  const indexes = new Set<number>();
+  const dependsOnIndex = spec.dependsOnIndex.map((index, i) => {
+    if (!Number.isInteger(index) || index < 0 || index >= (position ?? 0)) {
+      throw invalidArgument(
+        `${field}.depends_on_index[${i}]`,
+        position === 0
+          ? `is ${index}, but this is the first task of the batch; a task may depend only on tasks before it`
+          : `is ${index}; allowed: 0 to ${(position ?? 0) - 1}, the tasks before this one in the batch (no forward references, so the graph has no cycles)`,
+      );
+    }
+    if (indexes.has(index)) throw invalidArgument(`${field}.depends_on_index[${i}]`, `names task ${index} of the batch a second time; name each dependency once`);
+    indexes.add(index);
+    return index;
+  });
+  return { dependsOn, dependsOnIndex };
+}

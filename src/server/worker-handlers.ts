@@ -378,6 +378,17 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         .upsert(Worker, { namespace, id: workerId, jobTypes, credits: limit, connectedAt: new Date(), lastSeenAt: new Date(), disconnectedAt: null })
         .catch((error: unknown) => logger.warn({ err: error }, "could not record a worker"));
       const assignments = await engine.tasks.claim({ namespace, workerId, jobTypes, limit });
+      // Dependencies' outputs are of other job types, known only now: a JSON answer that could not
+      // show one hands the claimed tasks back (their attempts do not count) and says why.
+      const parents = assignments.flatMap((a) => a.parents.map((p) => ({ jobType: p.jobType, payloads: [p.output] })));
+      if (parents.length > 0) {
+        try {
+          await ensureJsonRenderable(ctx, namespace, parents, engine.jobTypes, payloads);
+        } catch (error) {
+          await Promise.all(assignments.map((a) => engine.dispatcher.releaseTask({ ...a, reason: "not delivered: a dependency's output cannot be rendered as JSON" })));
+          throw error;
+        }
+      }
       return { assignments: assignments.map(assignmentToProto) };
     },
 

@@ -24,6 +24,20 @@ const finished = async (task: Task) => (await s.tasks.waitTask({ id: task.id, ti
 
 await register("t.work", "work.ts");
 
+t.test("an inline handler gets its dependencies' outputs (ctx.parents, typed by their job definition)", async (t) => {
+  await register("t.parents", "parents.ts");
+  const { tasks } = await s.tasks.submitBatch({
+    tasks: [{ jobType: "t.work", input: jsonAny({ ms: 1 }) }, { jobType: "t.work", input: jsonAny({ ms: 1 }) }, { jobType: "t.parents", input: jsonAny(null), dependsOnIndex: [0, 1] }],
+  });
+  const [first, second, child] = tasks as [Task, Task, Task];
+  t.equal(child.state, TaskState.WAITING);
+  const done = await finished(child);
+  t.equal(done.state, TaskState.SUCCEEDED, done.lastError);
+  const output = anyJson(done.output) as { parents: unknown[]; outputs: { taskId: string; output: { taskId: string } }[] };
+  t.same(output.parents, [first, second].map((x) => ({ taskId: x.id, jobType: "t.work", typeUrl: "type.googleapis.com/google.protobuf.Value" })));
+  t.same(output.outputs.map((o) => [o.taskId, o.output.taskId]), [[first.id, first.id], [second.id, second.id]], "each parent's own output, unpacked");
+});
+
 t.test("RegisterJobType checks the module: inside the inline folder, an existing file", async (t) => {
   const escape = await rejection(() => s.jobTypes.registerJobType({ name: "t.bad", inlineModule: "../helpers/server.ts" }));
   t.equal(escape.code, Code.InvalidArgument);

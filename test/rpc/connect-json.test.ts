@@ -66,3 +66,20 @@ t.test("typed payloads: rendered as JSON with descriptors, FAILED_PRECONDITION (
   t.equal(shown.status, 200);
   t.match(shown.json, { task: { input: { "@type": "type.googleapis.com/google.protobuf.StringValue", value: "hi" } } });
 });
+
+t.test("a JSON ClaimTasks whose task's dependency has an output the server cannot render: FAILED_PRECONDITION, the task handed back", async (t) => {
+  await s.jobTypes.registerJobType({ name: "opaque.out", outputType: "acme.v1.Result" });
+  await s.jobTypes.registerJobType({ name: "after.opaque" });
+  const parent = (await s.tasks.submit({ task: { jobType: "opaque.out", input: { $typeName: "google.protobuf.Any", typeUrl: "type.googleapis.com/google.protobuf.Value", value: new Uint8Array() } } })).task!;
+  const [a] = (await s.workers.claimTasks({ workerId: "bin-worker", jobTypes: ["opaque.out"], maxTasks: 1 })).assignments;
+  await s.workers.completeTask({ completion: { taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: { $typeName: "google.protobuf.Any", typeUrl: "type.googleapis.com/acme.v1.Result", value: new Uint8Array([8, 1]) } } });
+  const child = (await post("taskwire.v1.TaskService/Submit", { task: { jobType: "after.opaque", dependsOn: [parent.id], input: { "@type": "type.googleapis.com/google.protobuf.Value", value: 1 } } })).json.task as { id: string; state: string };
+  t.equal(child.state, "TASK_STATE_PENDING");
+  const claim = await post("taskwire.v1.WorkerService/ClaimTasks", { workerId: "json-worker", jobTypes: ["after.opaque"], maxTasks: 1 });
+  t.equal(claim.status, 400);
+  t.match(claim.json, { code: "failed_precondition", message: /job type "opaque\.out" is a acme\.v1\.Result, which the server cannot render as JSON/ });
+  const back = (await s.tasks.getTask({ id: child.id })).task!;
+  t.same([back.state, back.attempts[0]?.outcome, back.maxAttempts], [2 /* PENDING */, 7 /* RELEASED */, 4], "handed back without counting the attempt");
+  const binary = (await s.workers.claimTasks({ workerId: "bin-worker", jobTypes: ["after.opaque"], maxTasks: 1 })).assignments;
+  t.equal(binary[0]!.parents[0]!.output?.typeUrl, "type.googleapis.com/acme.v1.Result", "a binary worker gets it with the output");
+});

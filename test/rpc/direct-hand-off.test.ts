@@ -123,7 +123,7 @@ t.test("a worker that leaves between the plan and the insert: its tasks go back 
   const inserted = await taskInsertBatch(db, [newTask], plan.workerIds);
   const record = inserted.tasks[0]!;
   t.equal(record.state, "running");
-  plan.deliver(new Map([[0, { taskId: record.id, namespace: "default", jobType: record.jobType, input: record.input, attempt: 1, maxAttempts: 2, leaseToken: inserted.leaseTokens[0]!, timeoutMs: null, createdAt: record.createdAt, leaseExpiresAt: record.leaseExpiresAt!, checkpoint: null }]]));
+  plan.deliver(new Map([[0, { taskId: record.id, namespace: "default", jobType: record.jobType, input: record.input, attempt: 1, maxAttempts: 2, leaseToken: inserted.leaseTokens[0]!, timeoutMs: null, createdAt: record.createdAt, leaseExpiresAt: record.leaseExpiresAt!, checkpoint: null, hasDependencies: false, parents: [] }]]));
   t.same(assigned, [], "nothing was sent to the closed session");
   const until = Date.now() + 5_000;
   for (;;) {
@@ -137,4 +137,19 @@ t.test("a worker that leaves between the plan and the insert: its tasks go back 
     await new Promise((r) => setTimeout(r, 10));
   }
   t.equal(claimed, 0);
+});
+
+t.test("a task with dependencies is never handed off directly: queued, then assigned with its parents' outputs", async (t) => {
+  await s.jobTypes.registerJobType({ name: "direct.parent" });
+  await s.jobTypes.registerJobType({ name: "direct.child" });
+  const parent = (await s.tasks.submit({ task: { jobType: "direct.parent", input: jsonAny(1) } })).task!;
+  const [p] = (await s.workers.claimTasks({ workerId: "w-parent", jobTypes: ["direct.parent"], maxTasks: 1 })).assignments;
+  await s.workers.completeTask({ completion: { taskId: p!.taskId, attempt: p!.attempt, leaseToken: p!.leaseToken, output: jsonAny("made") } });
+  const w = await idleWorker(t, "direct.child", 2, "w-child");
+  const child = (await s.tasks.submit({ task: { jobType: "direct.child", input: jsonAny(2), dependsOn: [parent.id] } })).task!;
+  t.equal(child.state, TaskState.PENDING, "queued PENDING (its parent already succeeded), not inserted RUNNING");
+  const { assignments } = await w.next("assignments");
+  t.equal(assignments[0]!.taskId, child.id);
+  t.same(assignments[0]!.parents.map((x) => x.taskId), [parent.id], "claimed with its parent's output");
+  t.same((await events(child.id)).map((e) => [e.kind, e.state]), [["created", "pending"], ["state_changed", "running"]]);
 });

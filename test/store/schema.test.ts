@@ -1,6 +1,7 @@
 /**
  * The migrated schema against the entities, and the parts that live only in the migration: CHECK
- * constraints mirroring src/core/task-state.ts, and the NOTIFY trigger that wakes dispatchers.
+ * constraints mirroring src/core/task-state.ts (and the dependency invariants of migration 0030),
+ * and the NOTIFY trigger that wakes dispatchers.
  */
 import pg from "pg";
 import t from "tap";
@@ -62,6 +63,7 @@ t.test("CHECK constraints reject illegal rows", async (t) => {
     insertTask({ state: "'running'", lease_token: "gen_random_uuid()", lease_expires_at: "now()", attempt: "1", worker_id: "'w1'" }),
     "a running task with a lease is legal",
   );
+  await t.resolves(insertTask({ state: "'waiting'", unmet_dependencies: "2" }), "a waiting task with unmet dependencies is legal");
 
   const illegal: [label: string, overrides: Record<string, string>, constraint: string][] = [
     ["succeeded without finished_at", { state: "'succeeded'" }, "task_finished_check"],
@@ -75,10 +77,16 @@ t.test("CHECK constraints reject illegal rows", async (t) => {
     ["pending with a lease", { lease_token: "gen_random_uuid()" }, "task_lease_check"],
     ["attempt above max_attempts", { attempt: "4" }, "task_attempt_check"],
     ["max_attempts of 0", { max_attempts: "0" }, "task_attempt_check"],
+    ["waiting with no unmet dependency", { state: "'waiting'" }, "task_unmet_dependencies_check"],
+    ["pending with an unmet dependency", { unmet_dependencies: "1" }, "task_unmet_dependencies_check"],
+    ["a negative count of unmet dependencies", { state: "'dead'", finished_at: "now()", unmet_dependencies: "-1" }, "task_unmet_dependencies_check"],
   ];
   for (const [label, overrides, constraint] of illegal) {
     await t.rejects(insertTask(overrides), { code: "23514", constraint }, label);
   }
+  await t.resolves(db.query(`insert into "task_dependency" values (2, 1)`), "an edge from a newer task to an older one is legal");
+  await t.rejects(db.query(`insert into "task_dependency" values (3, 3)`), { code: "23514", constraint: "task_dependency_order_check" }, "a task depending on itself");
+  await t.rejects(db.query(`insert into "task_dependency" values (3, 4)`), { code: "23514", constraint: "task_dependency_order_check" }, "a task depending on a newer one (a cycle could follow)");
   await t.rejects(
     db.query(`insert into "namespace" ("name") values ('Has Spaces')`),
     { code: "23514", constraint: "namespace_name_check" },

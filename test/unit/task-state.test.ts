@@ -27,6 +27,7 @@ const ACTIONS: TaskAction[] = [
   "cancel",
   "dependency_failed",
   "retry",
+  "retry_waiting",
 ];
 
 /** Every legal (state, action) pair and where it leads; every pair not listed is illegal. */
@@ -40,6 +41,7 @@ const LEGAL: Record<TaskAction, Partial<Record<TaskState, TaskState>>> = {
   cancel: { waiting: "cancelled", pending: "cancelled", running: "cancelled" },
   dependency_failed: { waiting: "dead" },
   retry: { dead: "pending", cancelled: "pending" },
+  retry_waiting: { dead: "waiting", cancelled: "waiting" },
 };
 
 t.test("the states and actions are exactly the documented ones", async (t) => {
@@ -53,7 +55,7 @@ t.test("the table holds exactly the legal pairs", async (t) => {
     t.same(statesAllowing(action), Object.keys(LEGAL[action]), `${action} is allowed from`);
   }
   const legalPairs = ACTIONS.flatMap((action) => Object.keys(LEGAL[action]).map((state) => `${state}:${action}`));
-  t.equal(legalPairs.length, 12, "12 legal pairs out of 54");
+  t.equal(legalPairs.length, 14, "14 legal pairs out of 60");
 });
 
 t.test("every (state, action) pair", async (t) => {
@@ -95,7 +97,7 @@ t.test("finished states", async (t) => {
 t.test("finished states are left only by retry, and every action into one comes from an unfinished state", async (t) => {
   for (const action of ACTIONS) {
     for (const [from, to] of Object.entries(LEGAL[action]) as [TaskState, TaskState][]) {
-      if (isFinished(from)) t.equal(action, "retry", `${action} leaves ${from}`);
+      if (isFinished(from)) t.ok(action === "retry" || action === "retry_waiting", `${action} leaves ${from}`);
       if (isFinished(to)) t.notOk(isFinished(from), `${action} into ${to} starts unfinished`);
     }
   }

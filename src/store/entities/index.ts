@@ -5,8 +5,9 @@ import { Namespace } from "./namespace.js";
 import { Schedule } from "./schedule.js";
 import { Task } from "./task.js";
 import { TaskAttempt } from "./task-attempt.js";
+import { TaskDependency } from "./task-dependency.js";
 import { TaskEvent } from "./task-event.js";
 import { Worker } from "./worker.js";
 
-export { ApiKey, JobType, Namespace, Schedule, Task, TaskAttempt, TaskEvent, Worker };
-export const ENTITIES = [Namespace, ApiKey, JobType, Task, TaskAttempt, TaskEvent, Worker, Schedule];
+export { ApiKey, JobType, Namespace, Schedule, Task, TaskAttempt, TaskDependency, TaskEvent, Worker };
+export const ENTITIES = [Namespace, ApiKey, JobType, Task, TaskAttempt, TaskDependency, TaskEvent, Worker, Schedule];

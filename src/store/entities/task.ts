@@ -34,6 +34,9 @@ const TaskSchema = defineEntity({
     keyReleased: p.boolean().default(false),
     scheduleName: p.text().nullable(),
     scheduleFireAt: p.datetime().nullable(),
+    hasDependencies: p.boolean().default(false),
+    hasDependents: p.boolean().default(false),
+    unmetDependencies: p.integer().default(0),
   },
 });
 

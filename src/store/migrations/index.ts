@@ -9,6 +9,7 @@ import { Migration0007HotPath } from "./migration-0007-hot-path.js";
 import { Migration0008DirectHandOff } from "./migration-0008-direct-hand-off.js";
 import { Migration0010Auth } from "./migration-0010-auth.js";
 import { Migration0020DedupSchedules } from "./migration-0020-dedup-schedules.js";
+import { Migration0030Dependencies } from "./migration-0030-dependencies.js";
 
 export const MIGRATIONS = [
   { name: "0001_initial", class: Migration0001Initial },
@@ -21,4 +22,5 @@ export const MIGRATIONS = [
   { name: "0008_direct_hand_off", class: Migration0008DirectHandOff },
   { name: "0010_auth", class: Migration0010Auth },
   { name: "0020_dedup_schedules", class: Migration0020DedupSchedules },
+  { name: "0030_dependencies", class: Migration0030Dependencies },
 ];

@@ -5,10 +5,11 @@ import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 
 // The sub-select locks the row (re-reading its latest version under READ COMMITTED), so `previous`
 // is the state this statement moved the task out of. Guarded by the transition table's sources.
+// Tasks waiting on it end DEAD in this statement's transaction (trigger task_settle_dependents).
 const CANCEL_SQL = `
 UPDATE task t
 SET state = 'cancelled', lease_token = NULL, lease_expires_at = NULL, timeout_at = NULL, finished_at = now(),
-  updated_at = now(), last_error = $3
+  updated_at = now(), last_error = $3, unmet_dependencies = 0
 FROM (SELECT id, state FROM task WHERE id = $1 AND namespace = $2 FOR UPDATE) previous
 WHERE t.id = previous.id AND previous.state = ANY($4::text[])
 RETURNING previous.state AS previous_state, ${TASK_COLUMNS}`;

@@ -2,11 +2,16 @@
 import type { TaskRecord } from "../../core/task.js";
 import type { TaskState } from "../../core/task-state.js";
 
-/** Selected as-is by task queries (alias `t`); ids come back as text so no precision is lost. */
+/**
+ * Selected as-is by task queries (alias `t`); ids come back as text so no precision is lost. The
+ * dependencies are read (primary key of task_dependency) only for a task that has some.
+ */
 export const TASK_COLUMNS = `t.id::text AS id, t.namespace, t.job_type, t.state, t.input_type_url, t.input,
   t.output_type_url, t.output, t.priority, t.attempt, t.max_attempts, t.timeout_ms, t.run_at,
   t.created_at, t.updated_at, t.finished_at, t.worker_id, t.last_error, t.backoff_base_ms, t.backoff_cap_ms,
-  t.lease_expires_at, t.progress, t.progress_message, t.checkpoint, t.idempotency_key, t.schedule_name, t.schedule_fire_at`;
+  t.lease_expires_at, t.progress, t.progress_message, t.checkpoint, t.idempotency_key, t.schedule_name, t.schedule_fire_at,
+  t.unmet_dependencies,
+  CASE WHEN t.has_dependencies THEN ARRAY(SELECT d.parent_id::text FROM task_dependency d WHERE d.child_id = t.id ORDER BY d.parent_id) END AS depends_on`;
 
 /** A row of TASK_COLUMNS. */
 export interface TaskRow {
@@ -37,6 +42,8 @@ export interface TaskRow {
   idempotency_key: string | null;
   schedule_name: string | null;
   schedule_fire_at: Date | string | null;
+  unmet_dependencies: number;
+  depends_on: string[] | null;
 }
 
 /**
@@ -77,5 +84,7 @@ export function taskFromRow(row: TaskRow): TaskRecord {
     idempotencyKey: row.idempotency_key,
     scheduleName: row.schedule_name,
     scheduleFireAt: toDate(row.schedule_fire_at),
+    dependsOn: row.depends_on ?? [],
+    unmetDependencies: row.unmet_dependencies,
   };
 }

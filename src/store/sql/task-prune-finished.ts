@@ -6,6 +6,10 @@ import type { Db } from "../db.js";
 // by the same statement (no foreign keys: migration 0007), each found by `= ANY(ARRAY(...))`, an
 // index lookup per id whatever the planner guesses of the batch's size. SKIP LOCKED: replicas pruning at once take disjoint rows, and a row
 // someone is updating (a Retry) is left for the next pass.
+// Dependencies (migration 0030): a task with dependents is kept while any of them is unfinished
+// (they may still need its output); a task's own edges go with it. An edge whose parent is gone
+// stays until its child goes, so the child still names it.
+// A Retry of a dependent locks the parents it reads (FOR SHARE): SKIP LOCKED leaves them here.
 const SQL = `
 WITH doomed AS (
   SELECT t.id FROM job_type jt
@@ -13,6 +17,8 @@ WITH doomed AS (
     SELECT t.id FROM task t
     WHERE t.namespace = jt.namespace AND t.job_type = jt.name AND t.finished_at IS NOT NULL
       AND t.finished_at < now() - jt.retention_ms * interval '1 millisecond'
+      AND (NOT t.has_dependents OR NOT EXISTS (
+        SELECT 1 FROM task_dependency d JOIN task c ON c.id = d.child_id WHERE d.parent_id = t.id AND c.finished_at IS NULL))
     ORDER BY t.finished_at
     LIMIT $1
     FOR UPDATE OF t SKIP LOCKED
@@ -26,6 +32,8 @@ WITH doomed AS (
   DELETE FROM task_attempt a WHERE a.task_id = ANY(ARRAY(SELECT id FROM gone))
 ), events AS (
   DELETE FROM task_event e WHERE e.task_id = ANY(ARRAY(SELECT id FROM gone))
+), dependencies AS (
+  DELETE FROM task_dependency d WHERE d.child_id = ANY(ARRAY(SELECT id FROM gone))
 )
 SELECT id FROM gone`;
 

@@ -5,15 +5,25 @@ import type { Db } from "../db.js";
 import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 
 // Guarded by the transition table's sources. The row trigger task_notify_pending wakes dispatchers.
+// With unmet dependencies ($5 > 0, `retry_waiting`) the task waits for them instead; the caller
+// holds their locks (FOR SHARE), so none of them can succeed unseen before this commits.
 const SQL = `
 UPDATE task t
-SET state = 'pending', run_at = now(), finished_at = NULL, max_attempts = t.attempt + $3, output_type_url = NULL,
-  output = NULL, progress = 0, progress_message = '', updated_at = now()
+SET state = CASE WHEN $5::int > 0 THEN 'waiting' ELSE 'pending' END, unmet_dependencies = $5::int, run_at = now(), finished_at = NULL,
+  max_attempts = t.attempt + $3, output_type_url = NULL, output = NULL, progress = 0, progress_message = '', updated_at = now()
 WHERE t.id = $1 AND t.namespace = $2 AND t.state = ANY($4::text[])
 RETURNING ${TASK_COLUMNS}`;
 
-/** Re-queues the task with `additionalAttempts` more attempts; undefined when absent or not retryable. */
-export async function taskRetry(db: Db, params: { namespace: string; id: string; additionalAttempts: number }): Promise<TaskRecord | undefined> {
-  const [row] = await db.query<TaskRow>(SQL, [params.id, params.namespace, params.additionalAttempts, TASK_TRANSITIONS.retry.from]);
+/**
+ * Re-queues the task with `additionalAttempts` more attempts: PENDING, or WAITING for
+ * `unmetDependencies` (> 0) dependencies. Undefined when absent or not retryable.
+ */
+export async function taskRetry(
+  db: Db,
+  params: { namespace: string; id: string; additionalAttempts: number; unmetDependencies?: number },
+): Promise<TaskRecord | undefined> {
+  const unmet = params.unmetDependencies ?? 0;
+  const from = unmet > 0 ? TASK_TRANSITIONS.retry_waiting.from : TASK_TRANSITIONS.retry.from;
+  const [row] = await db.query<TaskRow>(SQL, [params.id, params.namespace, params.additionalAttempts, from, unmet]);
   return row === undefined ? undefined : taskFromRow(row);
 }

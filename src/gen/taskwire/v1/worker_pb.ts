@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskwire/v1/worker.proto.
  */
 export const file_taskwire_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chh0YXNrd2lyZS92MS93b3JrZXIucHJvdG8SC3Rhc2t3aXJlLnYxIj4KBUxlYXNlEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRITCgtsZWFzZV90b2tlbhgDIAEoCSLPAgoKQXNzaWdubWVudBIPCgd0YXNrX2lkGAEgASgJEhAKCGpvYl90eXBlGAIgASgJEiMKBWlucHV0GAMgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIPCgdhdHRlbXB0GAQgASgFEhQKDG1heF9hdHRlbXB0cxgFIAEoBRITCgtsZWFzZV90b2tlbhgGIAEoCRIqCgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGxlYXNlX2V4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCmNoZWNrcG9pbnQYCiABKAsyFy50YXNrd2lyZS52MS5DaGVja3BvaW50ImYKC1dvcmtlckhlbGxvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglqb2JfdHlwZXMYAiADKAkSDwoHY3JlZGl0cxgDIAEoBRIgCgRoZWxkGAQgAygLMhIudGFza3dpcmUudjEuTGVhc2UiEQoPV29ya2VySGVhcnRiZWF0ImgKDFRhc2tQcm9ncmVzcxIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSEAoIZnJhY3Rpb24YBCABKAESDwoHbWVzc2FnZRgFIAEoCSJ0Cg5UYXNrQ2hlY2twb2ludBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSKwoKY2hlY2twb2ludBgEIAEoCzIXLnRhc2t3aXJlLnYxLkNoZWNrcG9pbnQiVAoLVGFza1JlbGVhc2USDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhMKC2xlYXNlX3Rva2VuGAMgASgJEg4KBnJlYXNvbhgEIAEoCSINCgtXb3JrZXJEcmFpbiJtCg5UYXNrQ29tcGxldGlvbhIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSJAoGb3V0cHV0GAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSJqCgtUYXNrRmFpbHVyZRIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEwoLbGVhc2VfdG9rZW4YAyABKAkSDQoFZXJyb3IYBCABKAkSFQoNbm9uX3JldHJ5YWJsZRgFIAEoCCKXAQoLUmVwb3J0QmF0Y2gSMAoLY29tcGxldGlvbnMYASADKAsyGy50YXNrd2lyZS52MS5UYXNrQ29tcGxldGlvbhIqCghmYWlsdXJlcxgCIAMoCzIYLnRhc2t3aXJlLnYxLlRhc2tGYWlsdXJlEioKCHJlbGVhc2VzGAMgAygLMhgudGFza3dpcmUudjEuVGFza1JlbGVhc2UiuQMKDENsYWltUmVxdWVzdBIpCgVoZWxsbxgBIAEoCzIYLnRhc2t3aXJlLnYxLldvcmtlckhlbGxvSAASLwoIY29tcGxldGUYAiABKAsyGy50YXNrd2lyZS52MS5UYXNrQ29tcGxldGlvbkgAEigKBGZhaWwYAyABKAsyGC50YXNrd2lyZS52MS5UYXNrRmFpbHVyZUgAEjEKCWhlYXJ0YmVhdBgEIAEoCzIcLnRhc2t3aXJlLnYxLldvcmtlckhlYXJ0YmVhdEgAEi0KCHByb2dyZXNzGAUgASgLMhkudGFza3dpcmUudjEuVGFza1Byb2dyZXNzSAASMQoKY2hlY2twb2ludBgGIAEoCzIbLnRhc2t3aXJlLnYxLlRhc2tDaGVja3BvaW50SAASKwoHcmVsZWFzZRgHIAEoCzIYLnRhc2t3aXJlLnYxLlRhc2tSZWxlYXNlSAASKQoFZHJhaW4YCCABKAsyGC50YXNrd2lyZS52MS5Xb3JrZXJEcmFpbkgAEisKB3JlcG9ydHMYCSABKAsyGC50YXNrd2lyZS52MS5SZXBvcnRCYXRjaEgAQgkKB21lc3NhZ2UifgoNV29ya2VyV2VsY29tZRIRCgl3b3JrZXJfaWQYASABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiMKB2Fkb3B0ZWQYAyADKAsyEi50YXNrd2lyZS52MS5MZWFzZSI/Cg9Bc3NpZ25tZW50QmF0Y2gSLAoLYXNzaWdubWVudHMYASADKAsyFy50YXNrd2lyZS52MS5Bc3NpZ25tZW50ImsKC1Rhc2tSZXZva2VkEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIpCgZyZWFzb24YAyABKA4yGS50YXNrd2lyZS52MS5SZXZva2VSZWFzb24SDwoHbWVzc2FnZRgEIAEoCSJ4CgxSZXBvcnRSZXN1bHQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhAKCGFjY2VwdGVkGAMgASgIEg0KBWVycm9yGAQgASgJEiUKBGtpbmQYBSABKA4yFy50YXNrd2lyZS52MS5SZXBvcnRLaW5kIj8KEVJlcG9ydFJlc3VsdEJhdGNoEioKB3Jlc3VsdHMYASADKAsyGS50YXNrd2lyZS52MS5SZXBvcnRSZXN1bHQimQIKDUNsYWltUmVzcG9uc2USLQoHd2VsY29tZRgBIAEoCzIaLnRhc2t3aXJlLnYxLldvcmtlcldlbGNvbWVIABIzCgthc3NpZ25tZW50cxgCIAEoCzIcLnRhc2t3aXJlLnYxLkFzc2lnbm1lbnRCYXRjaEgAEisKB3Jldm9rZWQYAyABKAsyGC50YXNrd2lyZS52MS5UYXNrUmV2b2tlZEgAEjIKDXJlcG9ydF9yZXN1bHQYBCABKAsyGS50YXNrd2lyZS52MS5SZXBvcnRSZXN1bHRIABI4Cg5yZXBvcnRfcmVzdWx0cxgFIAEoCzIeLnRhc2t3aXJlLnYxLlJlcG9ydFJlc3VsdEJhdGNoSABCCQoHbWVzc2FnZSJMChFDbGFpbVRhc2tzUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEQoJam9iX3R5cGVzGAIgAygJEhEKCW1heF90YXNrcxgDIAEoBSJCChJDbGFpbVRhc2tzUmVzcG9uc2USLAoLYXNzaWdubWVudHMYASADKAsyFy50YXNrd2lyZS52MS5Bc3NpZ25tZW50IkYKE0NvbXBsZXRlVGFza1JlcXVlc3QSLwoKY29tcGxldGlvbhgBIAEoCzIbLnRhc2t3aXJlLnYxLlRhc2tDb21wbGV0aW9uIhYKFENvbXBsZXRlVGFza1Jlc3BvbnNlIjwKD0ZhaWxUYXNrUmVxdWVzdBIpCgdmYWlsdXJlGAEgASgLMhgudGFza3dpcmUudjEuVGFza0ZhaWx1cmUiEgoQRmFpbFRhc2tSZXNwb25zZSJJChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIiCgZsZWFzZXMYAiADKAsyEi50YXNrd2lyZS52MS5MZWFzZSJrChFIZWFydGJlYXRSZXNwb25zZRIgCgRoZWxkGAEgAygLMhIudGFza3dpcmUudjEuTGVhc2USNAoQbGVhc2VfZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRAoVUmVwb3J0UHJvZ3Jlc3NSZXF1ZXN0EisKCHByb2dyZXNzGAEgASgLMhkudGFza3dpcmUudjEuVGFza1Byb2dyZXNzIhgKFlJlcG9ydFByb2dyZXNzUmVzcG9uc2UiSAoVU2F2ZUNoZWNrcG9pbnRSZXF1ZXN0Ei8KCmNoZWNrcG9pbnQYASABKAsyGy50YXNrd2lyZS52MS5UYXNrQ2hlY2twb2ludCIYChZTYXZlQ2hlY2twb2ludFJlc3BvbnNlIj8KElJlbGVhc2VUYXNrUmVxdWVzdBIpCgdyZWxlYXNlGAEgASgLMhgudGFza3dpcmUudjEuVGFza1JlbGVhc2UiFQoTUmVsZWFzZVRhc2tSZXNwb25zZSLYAQoKV29ya2VySW5mbxIRCgl3b3JrZXJfaWQYASABKAkSEQoJam9iX3R5cGVzGAIgAygJEg8KB2NyZWRpdHMYAyABKAUSFwoPdGFza3NfaW5fZmxpZ2h0GAQgASgFEjAKDGNvbm5lY3RlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9oZWFydGJlYXRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNvbm5lY3RlZBgHIAEoCCJZChJMaXN0V29ya2Vyc1JlcXVlc3QSHAoUaW5jbHVkZV9kaXNjb25uZWN0ZWQYASABKAgSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiWAoTTGlzdFdvcmtlcnNSZXNwb25zZRIoCgd3b3JrZXJzGAEgAygLMhcudGFza3dpcmUudjEuV29ya2VySW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqhQEKDFJldm9rZVJlYXNvbhIdChlSRVZPS0VfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXUkVWT0tFX1JFQVNPTl9DQU5DRUxMRUQQARIbChdSRVZPS0VfUkVBU09OX1RJTUVEX09VVBACEhwKGFJFVk9LRV9SRUFTT05fTEVBU0VfTE9TVBADKo4BCgpSZXBvcnRLaW5kEhsKF1JFUE9SVF9LSU5EX1VOU1BFQ0lGSUVEEAASGAoUUkVQT1JUX0tJTkRfQ09NUExFVEUQARIUChBSRVBPUlRfS0lORF9GQUlMEAISGgoWUkVQT1JUX0tJTkRfQ0hFQ0tQT0lOVBADEhcKE1JFUE9SVF9LSU5EX1JFTEVBU0UQBDLmBQoNV29ya2VyU2VydmljZRJCCgVDbGFpbRIZLnRhc2t3aXJlLnYxLkNsYWltUmVxdWVzdBoaLnRhc2t3aXJlLnYxLkNsYWltUmVzcG9uc2UoATABEk0KCkNsYWltVGFza3MSHi50YXNrd2lyZS52MS5DbGFpbVRhc2tzUmVxdWVzdBofLnRhc2t3aXJlLnYxLkNsYWltVGFza3NSZXNwb25zZRJKCglIZWFydGJlYXQSHS50YXNrd2lyZS52MS5IZWFydGJlYXRSZXF1ZXN0Gh4udGFza3dpcmUudjEuSGVhcnRiZWF0UmVzcG9uc2USWQoOUmVwb3J0UHJvZ3Jlc3MSIi50YXNrd2lyZS52MS5SZXBvcnRQcm9ncmVzc1JlcXVlc3QaIy50YXNrd2lyZS52MS5SZXBvcnRQcm9ncmVzc1Jlc3BvbnNlElkKDlNhdmVDaGVja3BvaW50EiIudGFza3dpcmUudjEuU2F2ZUNoZWNrcG9pbnRSZXF1ZXN0GiMudGFza3dpcmUudjEuU2F2ZUNoZWNrcG9pbnRSZXNwb25zZRJQCgtSZWxlYXNlVGFzaxIfLnRhc2t3aXJlLnYxLlJlbGVhc2VUYXNrUmVxdWVzdBogLnRhc2t3aXJlLnYxLlJlbGVhc2VUYXNrUmVzcG9uc2USUwoMQ29tcGxldGVUYXNrEiAudGFza3dpcmUudjEuQ29tcGxldGVUYXNrUmVxdWVzdBohLnRhc2t3aXJlLnYxLkNvbXBsZXRlVGFza1Jlc3BvbnNlEkcKCEZhaWxUYXNrEhwudGFza3dpcmUudjEuRmFpbFRhc2tSZXF1ZXN0Gh0udGFza3dpcmUudjEuRmFpbFRhc2tSZXNwb25zZRJQCgtMaXN0V29ya2VycxIfLnRhc2t3aXJlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBogLnRhc2t3aXJlLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskwire_v1_task]);
+  fileDesc("Chh0YXNrd2lyZS92MS93b3JrZXIucHJvdG8SC3Rhc2t3aXJlLnYxIj4KBUxlYXNlEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRITCgtsZWFzZV90b2tlbhgDIAEoCSL7AgoKQXNzaWdubWVudBIPCgd0YXNrX2lkGAEgASgJEhAKCGpvYl90eXBlGAIgASgJEiMKBWlucHV0GAMgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIPCgdhdHRlbXB0GAQgASgFEhQKDG1heF9hdHRlbXB0cxgFIAEoBRITCgtsZWFzZV90b2tlbhgGIAEoCRIqCgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGxlYXNlX2V4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCmNoZWNrcG9pbnQYCiABKAsyFy50YXNrd2lyZS52MS5DaGVja3BvaW50EioKB3BhcmVudHMYCyADKAsyGS50YXNrd2lyZS52MS5QYXJlbnRPdXRwdXQiVwoMUGFyZW50T3V0cHV0Eg8KB3Rhc2tfaWQYASABKAkSEAoIam9iX3R5cGUYAiABKAkSJAoGb3V0cHV0GAMgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSJmCgtXb3JrZXJIZWxsbxIRCgl3b3JrZXJfaWQYASABKAkSEQoJam9iX3R5cGVzGAIgAygJEg8KB2NyZWRpdHMYAyABKAUSIAoEaGVsZBgEIAMoCzISLnRhc2t3aXJlLnYxLkxlYXNlIhEKD1dvcmtlckhlYXJ0YmVhdCJoCgxUYXNrUHJvZ3Jlc3MSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhMKC2xlYXNlX3Rva2VuGAMgASgJEhAKCGZyYWN0aW9uGAQgASgBEg8KB21lc3NhZ2UYBSABKAkidAoOVGFza0NoZWNrcG9pbnQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhMKC2xlYXNlX3Rva2VuGAMgASgJEisKCmNoZWNrcG9pbnQYBCABKAsyFy50YXNrd2lyZS52MS5DaGVja3BvaW50IlQKC1Rhc2tSZWxlYXNlEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRITCgtsZWFzZV90b2tlbhgDIAEoCRIOCgZyZWFzb24YBCABKAkiDQoLV29ya2VyRHJhaW4ibQoOVGFza0NvbXBsZXRpb24SDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhMKC2xlYXNlX3Rva2VuGAMgASgJEiQKBm91dHB1dBgEIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkiagoLVGFza0ZhaWx1cmUSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhMKC2xlYXNlX3Rva2VuGAMgASgJEg0KBWVycm9yGAQgASgJEhUKDW5vbl9yZXRyeWFibGUYBSABKAgilwEKC1JlcG9ydEJhdGNoEjAKC2NvbXBsZXRpb25zGAEgAygLMhsudGFza3dpcmUudjEuVGFza0NvbXBsZXRpb24SKgoIZmFpbHVyZXMYAiADKAsyGC50YXNrd2lyZS52MS5UYXNrRmFpbHVyZRIqCghyZWxlYXNlcxgDIAMoCzIYLnRhc2t3aXJlLnYxLlRhc2tSZWxlYXNlIrkDCgxDbGFpbVJlcXVlc3QSKQoFaGVsbG8YASABKAsyGC50YXNrd2lyZS52MS5Xb3JrZXJIZWxsb0gAEi8KCGNvbXBsZXRlGAIgASgLMhsudGFza3dpcmUudjEuVGFza0NvbXBsZXRpb25IABIoCgRmYWlsGAMgASgLMhgudGFza3dpcmUudjEuVGFza0ZhaWx1cmVIABIxCgloZWFydGJlYXQYBCABKAsyHC50YXNrd2lyZS52MS5Xb3JrZXJIZWFydGJlYXRIABItCghwcm9ncmVzcxgFIAEoCzIZLnRhc2t3aXJlLnYxLlRhc2tQcm9ncmVzc0gAEjEKCmNoZWNrcG9pbnQYBiABKAsyGy50YXNrd2lyZS52MS5UYXNrQ2hlY2twb2ludEgAEisKB3JlbGVhc2UYByABKAsyGC50YXNrd2lyZS52MS5UYXNrUmVsZWFzZUgAEikKBWRyYWluGAggASgLMhgudGFza3dpcmUudjEuV29ya2VyRHJhaW5IABIrCgdyZXBvcnRzGAkgASgLMhgudGFza3dpcmUudjEuUmVwb3J0QmF0Y2hIAEIJCgdtZXNzYWdlIn4KDVdvcmtlcldlbGNvbWUSEQoJd29ya2VyX2lkGAEgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIjCgdhZG9wdGVkGAMgAygLMhIudGFza3dpcmUudjEuTGVhc2UiPwoPQXNzaWdubWVudEJhdGNoEiwKC2Fzc2lnbm1lbnRzGAEgAygLMhcudGFza3dpcmUudjEuQXNzaWdubWVudCJrCgtUYXNrUmV2b2tlZBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSKQoGcmVhc29uGAMgASgOMhkudGFza3dpcmUudjEuUmV2b2tlUmVhc29uEg8KB21lc3NhZ2UYBCABKAkieAoMUmVwb3J0UmVzdWx0Eg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIQCghhY2NlcHRlZBgDIAEoCBINCgVlcnJvchgEIAEoCRIlCgRraW5kGAUgASgOMhcudGFza3dpcmUudjEuUmVwb3J0S2luZCI/ChFSZXBvcnRSZXN1bHRCYXRjaBIqCgdyZXN1bHRzGAEgAygLMhkudGFza3dpcmUudjEuUmVwb3J0UmVzdWx0IpkCCg1DbGFpbVJlc3BvbnNlEi0KB3dlbGNvbWUYASABKAsyGi50YXNrd2lyZS52MS5Xb3JrZXJXZWxjb21lSAASMwoLYXNzaWdubWVudHMYAiABKAsyHC50YXNrd2lyZS52MS5Bc3NpZ25tZW50QmF0Y2hIABIrCgdyZXZva2VkGAMgASgLMhgudGFza3dpcmUudjEuVGFza1Jldm9rZWRIABIyCg1yZXBvcnRfcmVzdWx0GAQgASgLMhkudGFza3dpcmUudjEuUmVwb3J0UmVzdWx0SAASOAoOcmVwb3J0X3Jlc3VsdHMYBSABKAsyHi50YXNrd2lyZS52MS5SZXBvcnRSZXN1bHRCYXRjaEgAQgkKB21lc3NhZ2UiTAoRQ2xhaW1UYXNrc1JlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhEKCWpvYl90eXBlcxgCIAMoCRIRCgltYXhfdGFza3MYAyABKAUiQgoSQ2xhaW1UYXNrc1Jlc3BvbnNlEiwKC2Fzc2lnbm1lbnRzGAEgAygLMhcudGFza3dpcmUudjEuQXNzaWdubWVudCJGChNDb21wbGV0ZVRhc2tSZXF1ZXN0Ei8KCmNvbXBsZXRpb24YASABKAsyGy50YXNrd2lyZS52MS5UYXNrQ29tcGxldGlvbiIWChRDb21wbGV0ZVRhc2tSZXNwb25zZSI8Cg9GYWlsVGFza1JlcXVlc3QSKQoHZmFpbHVyZRgBIAEoCzIYLnRhc2t3aXJlLnYxLlRhc2tGYWlsdXJlIhIKEEZhaWxUYXNrUmVzcG9uc2UiSQoQSGVhcnRiZWF0UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSIgoGbGVhc2VzGAIgAygLMhIudGFza3dpcmUudjEuTGVhc2UiawoRSGVhcnRiZWF0UmVzcG9uc2USIAoEaGVsZBgBIAMoCzISLnRhc2t3aXJlLnYxLkxlYXNlEjQKEGxlYXNlX2V4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkQKFVJlcG9ydFByb2dyZXNzUmVxdWVzdBIrCghwcm9ncmVzcxgBIAEoCzIZLnRhc2t3aXJlLnYxLlRhc2tQcm9ncmVzcyIYChZSZXBvcnRQcm9ncmVzc1Jlc3BvbnNlIkgKFVNhdmVDaGVja3BvaW50UmVxdWVzdBIvCgpjaGVja3BvaW50GAEgASgLMhsudGFza3dpcmUudjEuVGFza0NoZWNrcG9pbnQiGAoWU2F2ZUNoZWNrcG9pbnRSZXNwb25zZSI/ChJSZWxlYXNlVGFza1JlcXVlc3QSKQoHcmVsZWFzZRgBIAEoCzIYLnRhc2t3aXJlLnYxLlRhc2tSZWxlYXNlIhUKE1JlbGVhc2VUYXNrUmVzcG9uc2Ui2AEKCldvcmtlckluZm8SEQoJd29ya2VyX2lkGAEgASgJEhEKCWpvYl90eXBlcxgCIAMoCRIPCgdjcmVkaXRzGAMgASgFEhcKD3Rhc2tzX2luX2ZsaWdodBgEIAEoBRIwCgxjb25uZWN0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgljb25uZWN0ZWQYByABKAgiWQoSTGlzdFdvcmtlcnNSZXF1ZXN0EhwKFGluY2x1ZGVfZGlzY29ubmVjdGVkGAEgASgIEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlgKE0xpc3RXb3JrZXJzUmVzcG9uc2USKAoHd29ya2VycxgBIAMoCzIXLnRhc2t3aXJlLnYxLldvcmtlckluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKoUBCgxSZXZva2VSZWFzb24SHQoZUkVWT0tFX1JFQVNPTl9VTlNQRUNJRklFRBAAEhsKF1JFVk9LRV9SRUFTT05fQ0FOQ0VMTEVEEAESGwoXUkVWT0tFX1JFQVNPTl9USU1FRF9PVVQQAhIcChhSRVZPS0VfUkVBU09OX0xFQVNFX0xPU1QQAyqOAQoKUmVwb3J0S2luZBIbChdSRVBPUlRfS0lORF9VTlNQRUNJRklFRBAAEhgKFFJFUE9SVF9LSU5EX0NPTVBMRVRFEAESFAoQUkVQT1JUX0tJTkRfRkFJTBACEhoKFlJFUE9SVF9LSU5EX0NIRUNLUE9JTlQQAxIXChNSRVBPUlRfS0lORF9SRUxFQVNFEAQy5gUKDVdvcmtlclNlcnZpY2USQgoFQ2xhaW0SGS50YXNrd2lyZS52MS5DbGFpbVJlcXVlc3QaGi50YXNrd2lyZS52MS5DbGFpbVJlc3BvbnNlKAEwARJNCgpDbGFpbVRhc2tzEh4udGFza3dpcmUudjEuQ2xhaW1UYXNrc1JlcXVlc3QaHy50YXNrd2lyZS52MS5DbGFpbVRhc2tzUmVzcG9uc2USSgoJSGVhcnRiZWF0Eh0udGFza3dpcmUudjEuSGVhcnRiZWF0UmVxdWVzdBoeLnRhc2t3aXJlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElkKDlJlcG9ydFByb2dyZXNzEiIudGFza3dpcmUudjEuUmVwb3J0UHJvZ3Jlc3NSZXF1ZXN0GiMudGFza3dpcmUudjEuUmVwb3J0UHJvZ3Jlc3NSZXNwb25zZRJZCg5TYXZlQ2hlY2twb2ludBIiLnRhc2t3aXJlLnYxLlNhdmVDaGVja3BvaW50UmVxdWVzdBojLnRhc2t3aXJlLnYxLlNhdmVDaGVja3BvaW50UmVzcG9uc2USUAoLUmVsZWFzZVRhc2sSHy50YXNrd2lyZS52MS5SZWxlYXNlVGFza1JlcXVlc3QaIC50YXNrd2lyZS52MS5SZWxlYXNlVGFza1Jlc3BvbnNlElMKDENvbXBsZXRlVGFzaxIgLnRhc2t3aXJlLnYxLkNvbXBsZXRlVGFza1JlcXVlc3QaIS50YXNrd2lyZS52MS5Db21wbGV0ZVRhc2tSZXNwb25zZRJHCghGYWlsVGFzaxIcLnRhc2t3aXJlLnYxLkZhaWxUYXNrUmVxdWVzdBodLnRhc2t3aXJlLnYxLkZhaWxUYXNrUmVzcG9uc2USUAoLTGlzdFdvcmtlcnMSHy50YXNrd2lyZS52MS5MaXN0V29ya2Vyc1JlcXVlc3QaIC50YXNrd2lyZS52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskwire_v1_task]);
 
 /**
  * Names one attempt's lease.
@@ -110,6 +110,14 @@ export type Assignment = Message<"taskwire.v1.Assignment"> & {
    * @generated from field: taskwire.v1.Checkpoint checkpoint = 10;
    */
   checkpoint?: Checkpoint | undefined;
+
+  /**
+   * For a task with dependencies (Task.depends_on): each of them, SUCCEEDED, with its output, in
+   * ascending id order. Empty for a task without dependencies.
+   *
+   * @generated from field: repeated taskwire.v1.ParentOutput parents = 11;
+   */
+  parents: ParentOutput[];
 };
 
 /**
@@ -118,6 +126,37 @@ export type Assignment = Message<"taskwire.v1.Assignment"> & {
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
   messageDesc(file_taskwire_v1_worker, 1);
+
+/**
+ * A dependency of an assigned task and what it produced.
+ *
+ * @generated from message taskwire.v1.ParentOutput
+ */
+export type ParentOutput = Message<"taskwire.v1.ParentOutput"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: string job_type = 2;
+   */
+  jobType: string;
+
+  /**
+   * Unset when that task completed without an output.
+   *
+   * @generated from field: google.protobuf.Any output = 3;
+   */
+  output?: Any | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.ParentOutput.
+ * Use `create(ParentOutputSchema)` to create a new message.
+ */
+export const ParentOutputSchema: GenMessage<ParentOutput> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_worker, 2);
 
 /**
  * The first message of a Claim stream.
@@ -162,7 +201,7 @@ export type WorkerHello = Message<"taskwire.v1.WorkerHello"> & {
  * Use `create(WorkerHelloSchema)` to create a new message.
  */
 export const WorkerHelloSchema: GenMessage<WorkerHello> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 2);
+  messageDesc(file_taskwire_v1_worker, 3);
 
 /**
  * Extends the leases of every task this stream holds. Send one at least every heartbeat_interval.
@@ -177,7 +216,7 @@ export type WorkerHeartbeat = Message<"taskwire.v1.WorkerHeartbeat"> & {
  * Use `create(WorkerHeartbeatSchema)` to create a new message.
  */
 export const WorkerHeartbeatSchema: GenMessage<WorkerHeartbeat> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 3);
+  messageDesc(file_taskwire_v1_worker, 4);
 
 /**
  * Progress of an attempt: coalesced, the latest value wins.
@@ -220,7 +259,7 @@ export type TaskProgress = Message<"taskwire.v1.TaskProgress"> & {
  * Use `create(TaskProgressSchema)` to create a new message.
  */
 export const TaskProgressSchema: GenMessage<TaskProgress> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 4);
+  messageDesc(file_taskwire_v1_worker, 5);
 
 /**
  * A checkpoint of an attempt, answered with report_result.
@@ -254,7 +293,7 @@ export type TaskCheckpoint = Message<"taskwire.v1.TaskCheckpoint"> & {
  * Use `create(TaskCheckpointSchema)` to create a new message.
  */
 export const TaskCheckpointSchema: GenMessage<TaskCheckpoint> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 5);
+  messageDesc(file_taskwire_v1_worker, 6);
 
 /**
  * Hands a task back to PENDING without counting the attempt; answered with report_result.
@@ -290,7 +329,7 @@ export type TaskRelease = Message<"taskwire.v1.TaskRelease"> & {
  * Use `create(TaskReleaseSchema)` to create a new message.
  */
 export const TaskReleaseSchema: GenMessage<TaskRelease> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 6);
+  messageDesc(file_taskwire_v1_worker, 7);
 
 /**
  * The worker is stopping: assign it nothing more. It finishes or releases what it holds, then
@@ -306,7 +345,7 @@ export type WorkerDrain = Message<"taskwire.v1.WorkerDrain"> & {
  * Use `create(WorkerDrainSchema)` to create a new message.
  */
 export const WorkerDrainSchema: GenMessage<WorkerDrain> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 7);
+  messageDesc(file_taskwire_v1_worker, 8);
 
 /**
  * A successful outcome.
@@ -343,7 +382,7 @@ export type TaskCompletion = Message<"taskwire.v1.TaskCompletion"> & {
  * Use `create(TaskCompletionSchema)` to create a new message.
  */
 export const TaskCompletionSchema: GenMessage<TaskCompletion> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 8);
+  messageDesc(file_taskwire_v1_worker, 9);
 
 /**
  * A failed outcome.
@@ -386,7 +425,7 @@ export type TaskFailure = Message<"taskwire.v1.TaskFailure"> & {
  * Use `create(TaskFailureSchema)` to create a new message.
  */
 export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 9);
+  messageDesc(file_taskwire_v1_worker, 10);
 
 /**
  * Several final reports in one message: e.g. every attempt that ended within one turn of the
@@ -417,7 +456,7 @@ export type ReportBatch = Message<"taskwire.v1.ReportBatch"> & {
  * Use `create(ReportBatchSchema)` to create a new message.
  */
 export const ReportBatchSchema: GenMessage<ReportBatch> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 10);
+  messageDesc(file_taskwire_v1_worker, 11);
 
 /**
  * @generated from message taskwire.v1.ClaimRequest
@@ -488,7 +527,7 @@ export type ClaimRequest = Message<"taskwire.v1.ClaimRequest"> & {
  * Use `create(ClaimRequestSchema)` to create a new message.
  */
 export const ClaimRequestSchema: GenMessage<ClaimRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 11);
+  messageDesc(file_taskwire_v1_worker, 12);
 
 /**
  * The server's greeting, in answer to hello.
@@ -521,7 +560,7 @@ export type WorkerWelcome = Message<"taskwire.v1.WorkerWelcome"> & {
  * Use `create(WorkerWelcomeSchema)` to create a new message.
  */
 export const WorkerWelcomeSchema: GenMessage<WorkerWelcome> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 12);
+  messageDesc(file_taskwire_v1_worker, 13);
 
 /**
  * Several assignments in one message.
@@ -540,7 +579,7 @@ export type AssignmentBatch = Message<"taskwire.v1.AssignmentBatch"> & {
  * Use `create(AssignmentBatchSchema)` to create a new message.
  */
 export const AssignmentBatchSchema: GenMessage<AssignmentBatch> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 13);
+  messageDesc(file_taskwire_v1_worker, 14);
 
 /**
  * The worker must stop working on this attempt: any report on it will be rejected. Its credit is
@@ -575,7 +614,7 @@ export type TaskRevoked = Message<"taskwire.v1.TaskRevoked"> & {
  * Use `create(TaskRevokedSchema)` to create a new message.
  */
 export const TaskRevokedSchema: GenMessage<TaskRevoked> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 14);
+  messageDesc(file_taskwire_v1_worker, 15);
 
 /**
  * The server's answer to a complete, fail, checkpoint or release report.
@@ -616,7 +655,7 @@ export type ReportResult = Message<"taskwire.v1.ReportResult"> & {
  * Use `create(ReportResultSchema)` to create a new message.
  */
 export const ReportResultSchema: GenMessage<ReportResult> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 15);
+  messageDesc(file_taskwire_v1_worker, 16);
 
 /**
  * The answers to one ReportBatch, one per report it carried.
@@ -635,7 +674,7 @@ export type ReportResultBatch = Message<"taskwire.v1.ReportResultBatch"> & {
  * Use `create(ReportResultBatchSchema)` to create a new message.
  */
 export const ReportResultBatchSchema: GenMessage<ReportResultBatch> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 16);
+  messageDesc(file_taskwire_v1_worker, 17);
 
 /**
  * @generated from message taskwire.v1.ClaimResponse
@@ -682,7 +721,7 @@ export type ClaimResponse = Message<"taskwire.v1.ClaimResponse"> & {
  * Use `create(ClaimResponseSchema)` to create a new message.
  */
 export const ClaimResponseSchema: GenMessage<ClaimResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 17);
+  messageDesc(file_taskwire_v1_worker, 18);
 
 /**
  * @generated from message taskwire.v1.ClaimTasksRequest
@@ -715,7 +754,7 @@ export type ClaimTasksRequest = Message<"taskwire.v1.ClaimTasksRequest"> & {
  * Use `create(ClaimTasksRequestSchema)` to create a new message.
  */
 export const ClaimTasksRequestSchema: GenMessage<ClaimTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 18);
+  messageDesc(file_taskwire_v1_worker, 19);
 
 /**
  * @generated from message taskwire.v1.ClaimTasksResponse
@@ -734,7 +773,7 @@ export type ClaimTasksResponse = Message<"taskwire.v1.ClaimTasksResponse"> & {
  * Use `create(ClaimTasksResponseSchema)` to create a new message.
  */
 export const ClaimTasksResponseSchema: GenMessage<ClaimTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 19);
+  messageDesc(file_taskwire_v1_worker, 20);
 
 /**
  * @generated from message taskwire.v1.CompleteTaskRequest
@@ -751,7 +790,7 @@ export type CompleteTaskRequest = Message<"taskwire.v1.CompleteTaskRequest"> & {
  * Use `create(CompleteTaskRequestSchema)` to create a new message.
  */
 export const CompleteTaskRequestSchema: GenMessage<CompleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 20);
+  messageDesc(file_taskwire_v1_worker, 21);
 
 /**
  * @generated from message taskwire.v1.CompleteTaskResponse
@@ -764,7 +803,7 @@ export type CompleteTaskResponse = Message<"taskwire.v1.CompleteTaskResponse"> &
  * Use `create(CompleteTaskResponseSchema)` to create a new message.
  */
 export const CompleteTaskResponseSchema: GenMessage<CompleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 21);
+  messageDesc(file_taskwire_v1_worker, 22);
 
 /**
  * @generated from message taskwire.v1.FailTaskRequest
@@ -781,7 +820,7 @@ export type FailTaskRequest = Message<"taskwire.v1.FailTaskRequest"> & {
  * Use `create(FailTaskRequestSchema)` to create a new message.
  */
 export const FailTaskRequestSchema: GenMessage<FailTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 22);
+  messageDesc(file_taskwire_v1_worker, 23);
 
 /**
  * @generated from message taskwire.v1.FailTaskResponse
@@ -794,7 +833,7 @@ export type FailTaskResponse = Message<"taskwire.v1.FailTaskResponse"> & {
  * Use `create(FailTaskResponseSchema)` to create a new message.
  */
 export const FailTaskResponseSchema: GenMessage<FailTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 23);
+  messageDesc(file_taskwire_v1_worker, 24);
 
 /**
  * @generated from message taskwire.v1.HeartbeatRequest
@@ -820,7 +859,7 @@ export type HeartbeatRequest = Message<"taskwire.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 24);
+  messageDesc(file_taskwire_v1_worker, 25);
 
 /**
  * @generated from message taskwire.v1.HeartbeatResponse
@@ -844,7 +883,7 @@ export type HeartbeatResponse = Message<"taskwire.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 25);
+  messageDesc(file_taskwire_v1_worker, 26);
 
 /**
  * @generated from message taskwire.v1.ReportProgressRequest
@@ -861,7 +900,7 @@ export type ReportProgressRequest = Message<"taskwire.v1.ReportProgressRequest">
  * Use `create(ReportProgressRequestSchema)` to create a new message.
  */
 export const ReportProgressRequestSchema: GenMessage<ReportProgressRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 26);
+  messageDesc(file_taskwire_v1_worker, 27);
 
 /**
  * @generated from message taskwire.v1.ReportProgressResponse
@@ -874,7 +913,7 @@ export type ReportProgressResponse = Message<"taskwire.v1.ReportProgressResponse
  * Use `create(ReportProgressResponseSchema)` to create a new message.
  */
 export const ReportProgressResponseSchema: GenMessage<ReportProgressResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 27);
+  messageDesc(file_taskwire_v1_worker, 28);
 
 /**
  * @generated from message taskwire.v1.SaveCheckpointRequest
@@ -891,7 +930,7 @@ export type SaveCheckpointRequest = Message<"taskwire.v1.SaveCheckpointRequest">
  * Use `create(SaveCheckpointRequestSchema)` to create a new message.
  */
 export const SaveCheckpointRequestSchema: GenMessage<SaveCheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 28);
+  messageDesc(file_taskwire_v1_worker, 29);
 
 /**
  * @generated from message taskwire.v1.SaveCheckpointResponse
@@ -904,7 +943,7 @@ export type SaveCheckpointResponse = Message<"taskwire.v1.SaveCheckpointResponse
  * Use `create(SaveCheckpointResponseSchema)` to create a new message.
  */
 export const SaveCheckpointResponseSchema: GenMessage<SaveCheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 29);
+  messageDesc(file_taskwire_v1_worker, 30);
 
 /**
  * @generated from message taskwire.v1.ReleaseTaskRequest
@@ -921,7 +960,7 @@ export type ReleaseTaskRequest = Message<"taskwire.v1.ReleaseTaskRequest"> & {
  * Use `create(ReleaseTaskRequestSchema)` to create a new message.
  */
 export const ReleaseTaskRequestSchema: GenMessage<ReleaseTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 30);
+  messageDesc(file_taskwire_v1_worker, 31);
 
 /**
  * @generated from message taskwire.v1.ReleaseTaskResponse
@@ -934,7 +973,7 @@ export type ReleaseTaskResponse = Message<"taskwire.v1.ReleaseTaskResponse"> & {
  * Use `create(ReleaseTaskResponseSchema)` to create a new message.
  */
 export const ReleaseTaskResponseSchema: GenMessage<ReleaseTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 31);
+  messageDesc(file_taskwire_v1_worker, 32);
 
 /**
  * A worker as ListWorkers shows it.
@@ -987,7 +1026,7 @@ export type WorkerInfo = Message<"taskwire.v1.WorkerInfo"> & {
  * Use `create(WorkerInfoSchema)` to create a new message.
  */
 export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 32);
+  messageDesc(file_taskwire_v1_worker, 33);
 
 /**
  * @generated from message taskwire.v1.ListWorkersRequest
@@ -1018,7 +1057,7 @@ export type ListWorkersRequest = Message<"taskwire.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 33);
+  messageDesc(file_taskwire_v1_worker, 34);
 
 /**
  * @generated from message taskwire.v1.ListWorkersResponse
@@ -1040,7 +1079,7 @@ export type ListWorkersResponse = Message<"taskwire.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_worker, 34);
+  messageDesc(file_taskwire_v1_worker, 35);
 
 /**
  * Why the server took a task back from a worker.

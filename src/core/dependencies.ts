@@ -1,0 +1,112 @@
+/**
+ * Task dependencies, the pure part: how the tasks of one submit start given the states of the
+ * existing tasks they name, the edges they make, and what a retry of a task with dependencies does.
+ * The store settles dependents when parents finish (migration 0030's trigger); this decides the
+ * starting point, under the locks the submit holds on those parents.
+ */
+import { isFinished, type TaskAction, type TaskState } from "./task-state.js";
+
+/** The dependency lists of one task of a submit (both may be empty). */
+export interface DependencyLists {
+  /** Existing tasks, by id. */
+  dependsOn?: readonly string[] | undefined;
+  /** Earlier tasks of the same submit, by position. */
+  dependsOnIndex?: readonly number[] | undefined;
+}
+
+/** How one task of a submit starts. */
+export interface GraphStart {
+  state: "waiting" | "pending";
+  /** Dependencies that have not SUCCEEDED (a DEAD or CANCELLED one counts until it kills the task). */
+  unmet: number;
+  hasDependencies: boolean;
+  /** A later task of the same submit depends on it. */
+  hasDependents: boolean;
+  /** The lowest-id existing dependency that already ended DEAD or CANCELLED: the task ends DEAD at once, naming it. */
+  failedParent: { id: string; state: TaskState } | null;
+}
+
+/** True when any task of the submit has dependencies. */
+export function hasAnyDependencies(tasks: readonly DependencyLists[]): boolean {
+  return tasks.some((t) => (t.dependsOn?.length ?? 0) > 0 || (t.dependsOnIndex?.length ?? 0) > 0);
+}
+
+/** The existing tasks a submit names, each once, in ascending id order (the order they are locked in). */
+export function existingParents(tasks: readonly DependencyLists[]): string[] {
+  const ids = new Set<string>();
+  for (const t of tasks) for (const id of t.dependsOn ?? []) ids.add(id);
+  return [...ids].sort(compareIds);
+}
+
+/** Orders decimal task ids numerically. */
+export function compareIds(a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/**
+ * How each task starts: WAITING while any dependency has not SUCCEEDED (tasks of the same submit
+ * never have), PENDING otherwise. `states` holds the current state of every existing dependency.
+ */
+export function planGraph(tasks: readonly DependencyLists[], states: ReadonlyMap<string, TaskState>): GraphStart[] {
+  const referenced = new Set<number>();
+  for (const t of tasks) for (const i of t.dependsOnIndex ?? []) referenced.add(i);
+  return tasks.map((t, i) => {
+    const existing = [...(t.dependsOn ?? [])].sort(compareIds);
+    let unmet = t.dependsOnIndex?.length ?? 0;
+    let failedParent: GraphStart["failedParent"] = null;
+    for (const id of existing) {
+      const state = states.get(id);
+      if (state === undefined) throw new Error(`no state for dependency ${id}`);
+      if (state === "succeeded") continue;
+      unmet += 1;
+      if (failedParent === null && isFinished(state)) failedParent = { id, state };
+    }
+    return {
+      state: unmet > 0 ? "waiting" : "pending",
+      unmet,
+      hasDependencies: existing.length + (t.dependsOnIndex?.length ?? 0) > 0,
+      hasDependents: referenced.has(i),
+      failedParent,
+    };
+  });
+}
+
+/** The edges of a submit once its tasks have ids (`ids[i]` for task i): [child, parent] pairs. */
+export function graphEdges(tasks: readonly DependencyLists[], ids: readonly string[]): [child: string, parent: string][] {
+  const edges: [string, string][] = [];
+  tasks.forEach((t, i) => {
+    for (const parent of t.dependsOn ?? []) edges.push([ids[i]!, parent]);
+    for (const index of t.dependsOnIndex ?? []) edges.push([ids[i]!, ids[index]!]);
+  });
+  return edges;
+}
+
+/** The last_error of a task that ended DEAD because a dependency ended DEAD or CANCELLED (the SQL trigger writes the same). */
+export function dependencyFailedReason(parentId: string, parentState: TaskState): string {
+  return `dependency ${parentId} ended ${parentState.toUpperCase()}`;
+}
+
+/** What Retry does with a task that has dependencies. */
+export type RetryPlan =
+  | { ok: true; action: Extract<TaskAction, "retry" | "retry_waiting">; unmet: number }
+  | { ok: false; reason: string };
+
+/**
+ * Retry of a task with dependencies: back to PENDING when they all SUCCEEDED, to WAITING while some
+ * are unfinished, refused while one is DEAD or CANCELLED (or was deleted by retention): that one
+ * must be retried first. `states` holds the current state of each dependency that still exists.
+ */
+export function planRetry(taskId: string, dependsOn: readonly string[], states: ReadonlyMap<string, TaskState>): RetryPlan {
+  let unmet = 0;
+  for (const id of [...dependsOn].sort(compareIds)) {
+    const state = states.get(id);
+    if (state === undefined) {
+      return { ok: false, reason: `task ${taskId} depends on task ${id}, which no longer exists (deleted by retention); it cannot run again` };
+    }
+    if (state === "dead" || state === "cancelled") {
+      return { ok: false, reason: `task ${taskId} depends on task ${id}, which is ${state.toUpperCase()}; retry that task first` };
+    }
+    if (state !== "succeeded") unmet += 1;
+  }
+  return unmet === 0 ? { ok: true, action: "retry", unmet } : { ok: true, action: "retry_waiting", unmet };
+}

@@ -1,0 +1,43 @@
+/** Submit with dependencies: inserts the tasks of one submit, each WAITING or PENDING as planned. */
+import type { GraphStart } from "../../core/dependencies.js";
+import type { NewTask, TaskRecord } from "../../core/task.js";
+import type { Db } from "../db.js";
+import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
+
+// As task-insert-batch.ts without direct hand-off (a task with dependencies is never handed off),
+// plus where each task starts (src/core/dependencies.ts planGraph). Only PENDING rows are announced
+// by task_notify_inserted; a WAITING row is claimable only once the settle trigger moves it to
+// PENDING (task_claim_idx covers PENDING rows only). Ids are assigned in input order (ORDER BY n),
+// so a task's dependencies within the submit get smaller ids than it does.
+const SQL = `
+INSERT INTO task AS t (namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at,
+  backoff_base_ms, backoff_cap_ms, state, unmet_dependencies, has_dependencies, has_dependents)
+SELECT r.namespace, r.job_type, r.input_type_url, r.input, r.priority, r.max_attempts, r.timeout_ms, coalesce(r.run_at, now()),
+  r.backoff_base_ms, r.backoff_cap_ms, r.state, r.unmet, r.has_dependencies, r.has_dependents
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int[], $6::int[], $7::int[], $8::timestamptz[],
+  $9::int[], $10::int[], $11::text[], $12::int[], $13::bool[], $14::bool[]) WITH ORDINALITY
+  AS r(namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at, backoff_base_ms, backoff_cap_ms,
+    state, unmet, has_dependencies, has_dependents, n)
+ORDER BY r.n
+RETURNING ${TASK_COLUMNS}`;
+
+/** Inserts the tasks as planned; returns them in the order given. */
+export async function taskInsertGraph(db: Db, tasks: readonly NewTask[], starts: readonly GraphStart[]): Promise<TaskRecord[]> {
+  const rows = await db.query<TaskRow>(SQL, [
+    tasks.map((x) => x.namespace),
+    tasks.map((x) => x.jobType),
+    tasks.map((x) => x.input.typeUrl),
+    tasks.map((x) => Buffer.from(x.input.value.buffer, x.input.value.byteOffset, x.input.value.byteLength)),
+    tasks.map((x) => x.priority),
+    tasks.map((x) => x.maxAttempts),
+    tasks.map((x) => x.timeoutMs),
+    tasks.map((x) => x.runAt),
+    tasks.map((x) => x.backoffBaseMs),
+    tasks.map((x) => x.backoffCapMs),
+    starts.map((s) => s.state),
+    starts.map((s) => s.unmet),
+    starts.map((s) => s.hasDependencies),
+    starts.map((s) => s.hasDependents),
+  ]);
+  return rows.map(taskFromRow).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+}

@@ -1,0 +1,54 @@
+/** The pure part of dependencies: how a submit's tasks start, their edges, and what Retry does. */
+import t from "tap";
+import { compareIds, dependencyFailedReason, existingParents, graphEdges, hasAnyDependencies, planGraph, planRetry } from "../../src/core/dependencies.js";
+import type { TaskState } from "../../src/core/task-state.js";
+
+t.test("ids compare as numbers, and existing parents are each named once, in that order (the lock order)", async (t) => {
+  t.same(["10", "9", "100", "11"].sort(compareIds), ["9", "10", "11", "100"]);
+  t.same(existingParents([{ dependsOn: ["10", "9"] }, { dependsOn: ["9", "100"], dependsOnIndex: [0] }, {}]), ["9", "10", "100"]);
+  t.equal(hasAnyDependencies([{}, { dependsOn: [] }, { dependsOnIndex: [] }]), false);
+  t.equal(hasAnyDependencies([{}, { dependsOnIndex: [0] }]), true);
+});
+
+t.test("planGraph: WAITING while a dependency has not succeeded, PENDING otherwise, DEAD-to-be for a failed one", async (t) => {
+  const states = new Map<string, TaskState>([["1", "succeeded"], ["2", "running"], ["3", "dead"], ["4", "cancelled"], ["5", "waiting"], ["6", "pending"]]);
+  const plan = planGraph(
+    [
+      {}, // 0: no dependencies
+      { dependsOn: ["1"] }, // 1: its one parent succeeded
+      { dependsOn: ["1", "2", "5", "6"] }, // 2: three unfinished
+      { dependsOn: ["4", "3", "1"] }, // 3: two failed: the lower id is named
+      { dependsOnIndex: [0, 1] }, // 4: tasks of the same submit are never finished
+      { dependsOn: ["1"], dependsOnIndex: [4] }, // 5
+    ],
+    states,
+  );
+  t.same(plan.map((p) => [p.state, p.unmet]), [["pending", 0], ["pending", 0], ["waiting", 3], ["waiting", 2], ["waiting", 2], ["waiting", 1]]);
+  t.same(plan.map((p) => p.hasDependencies), [false, true, true, true, true, true]);
+  t.same(plan.map((p) => p.hasDependents), [true, true, false, false, true, false], "referenced by a later task's dependsOnIndex");
+  t.same(plan.map((p) => p.failedParent), [null, null, null, { id: "3", state: "dead" }, null, null]);
+  t.throws(() => planGraph([{ dependsOn: ["7"] }], states), /no state for dependency 7/, "every existing parent must have been read");
+});
+
+t.test("graphEdges resolves positions to the ids the insert gave", async (t) => {
+  t.same(graphEdges([{}, { dependsOn: ["5"] }, { dependsOn: ["6"], dependsOnIndex: [0, 1] }], ["10", "11", "12"]), [
+    ["11", "5"],
+    ["12", "6"],
+    ["12", "10"],
+    ["12", "11"],
+  ]);
+});
+
+t.test("the dependency-failed reason (the settle trigger writes the same text)", async (t) => {
+  t.equal(dependencyFailedReason("12", "dead"), "dependency 12 ended DEAD");
+  t.equal(dependencyFailedReason("7", "cancelled"), "dependency 7 ended CANCELLED");
+});
+
+t.test("planRetry: PENDING when all succeeded, WAITING while some are unfinished, refused for a failed or deleted one", async (t) => {
+  const states = new Map<string, TaskState>([["1", "succeeded"], ["2", "running"], ["3", "dead"], ["4", "cancelled"], ["5", "waiting"]]);
+  t.same(planRetry("9", ["1"], states), { ok: true, action: "retry", unmet: 0 });
+  t.same(planRetry("9", ["1", "2", "5"], states), { ok: true, action: "retry_waiting", unmet: 2 });
+  t.same(planRetry("9", ["2", "4", "3"], states), { ok: false, reason: "task 9 depends on task 3, which is DEAD; retry that task first" }, "the lowest failed id");
+  t.same(planRetry("9", ["4"], states), { ok: false, reason: "task 9 depends on task 4, which is CANCELLED; retry that task first" });
+  t.same(planRetry("9", ["1", "8"], states), { ok: false, reason: "task 9 depends on task 8, which no longer exists (deleted by retention); it cannot run again" });
+});
