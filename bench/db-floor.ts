@@ -23,9 +23,10 @@ const program = new Command("db-floor")
   .option("--batch <b>", "tasks per claim and per completion statement", (v) => Number(v), 500)
   .option("--loops <k>", "concurrent claim/complete loops", (v) => Number(v), 2)
   .option("--keep", "keep the database")
+  .option("--setup-sql <sql>", "run this SQL after the migrations, e.g. to try an index change")
   .option("--auto-explain <ms>", "log the plans (with timings, triggers' statements included) of statements slower than this to the PostgreSQL server's log");
 program.parse();
-const opts = program.opts<{ databaseUrl: string; n: number; batch: number; loops: number; keep?: boolean; autoExplain?: string }>();
+const opts = program.opts<{ databaseUrl: string; n: number; batch: number; loops: number; keep?: boolean; autoExplain?: string; setupSql?: string }>();
 
 const admin = new pg.Client({ connectionString: opts.databaseUrl });
 await admin.connect();
@@ -46,6 +47,7 @@ const url = new URL(opts.databaseUrl);
 url.pathname = `/${dbName}`;
 const database = await openDatabase(url.toString(), { poolSize: opts.loops + 2 });
 await prepareSchema(database, true);
+for (const statement of (opts.setupSql ?? "").split(";").map((x) => x.trim()).filter((x) => x !== "")) await database.db.query(statement);
 const ns = "default";
 const jobType = "floor";
 await database.db.query(`INSERT INTO job_type (namespace, name) VALUES ($1, $2)`, [ns, jobType]);
