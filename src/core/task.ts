@@ -41,6 +41,8 @@ export interface TaskRecord {
   /** For a task a schedule created: the schedule's name and the fire time it stands for. */
   scheduleName: string | null;
   scheduleFireAt: Date | null;
+  /** The concurrency key it was submitted with (see JobTypeLimits), or null. */
+  concurrencyKey: string | null;
   /** Set by Submit only: true when this task already held the key, so nothing was created. */
   deduplicated?: boolean;
 }
@@ -76,10 +78,14 @@ export interface NewTask {
   backoffCapMs: number;
   /** Null or absent: no key. Unique per (namespace, job type) among the tasks holding it (see migration 0020). */
   idempotencyKey?: string | null;
+  /** Null or absent: no concurrency key. */
+  concurrencyKey?: string | null;
+  /** Its job type has limits (as far as the submitting replica knows): only the limited claim starts it. */
+  limited?: boolean;
 }
 
 /** A job type as stored. */
-export interface JobTypeRecord {
+export type JobTypeRecord = {
   namespace: string;
   name: string;
   /** Fully-qualified message name; "" for JSON. */
@@ -101,6 +107,24 @@ export interface JobTypeRecord {
   dedupWindowMs: number | null;
   createdAt: Date;
   updatedAt: Date;
+} & JobTypeLimits;
+
+/** At most `maxStarts` attempts start in any interval of `windowMs` (see src/core/claim-limits.ts). */
+export interface RateLimit {
+  maxStarts: number;
+  windowMs: number;
+}
+
+/**
+ * Limits on starting a job type's tasks; null: no such limit, and 0 is a limit (nothing starts).
+ * A job type with any of them is claimed by the limited claim (src/dispatch/limited-claim.ts).
+ */
+export interface JobTypeLimits {
+  rateLimit: RateLimit | null;
+  /** RUNNING tasks of the job type. */
+  maxRunning: number | null;
+  /** RUNNING tasks per concurrency key; tasks without a key are not limited by it. */
+  maxRunningPerKey: number | null;
 }
 
 /** A task leased to a worker: only (taskId, attempt, leaseToken) may report on it. */

@@ -14,7 +14,7 @@ import type { TaskState as DomainState } from "../core/task-state.js";
 import { TASK_STATES } from "../core/task-state.js";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { fromBinary } from "@bufbuild/protobuf";
-import { JobTypeSchema, RetryPolicySchema, type JobType, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
+import { JobTypeSchema, RateLimitSchema, RetryPolicySchema, type JobType, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
 import {
   AttemptOutcome,
   CheckpointSchema,
@@ -130,6 +130,7 @@ export function taskToProto(task: TaskRecord | TaskDetail): Task {
     deduplicated: task.deduplicated === true,
     schedule: task.scheduleName ?? "",
     scheduleFireTime: task.scheduleFireAt === null ? undefined : timestampFromDate(task.scheduleFireAt),
+    concurrencyKey: task.concurrencyKey ?? "",
   });
 }
 
@@ -150,6 +151,9 @@ export function jobTypeToProto(record: JobTypeRecord): JobType {
     retention: record.retentionMs === null ? undefined : durationFromMs(record.retentionMs),
     inlineModule: record.inlineModule ?? "",
     dedupWindow: record.dedupWindowMs === null ? undefined : durationFromMs(record.dedupWindowMs),
+    rateLimit: record.rateLimit === null ? undefined : create(RateLimitSchema, { maxStarts: record.rateLimit.maxStarts, window: durationFromMs(record.rateLimit.windowMs) }),
+    maxRunning: record.maxRunning ?? undefined,
+    maxRunningPerKey: record.maxRunningPerKey ?? undefined,
   });
 }
 
@@ -193,6 +197,7 @@ export function scheduleToProto(s: ScheduleRecord): Schedule {
       maxAttempts: s.maxAttempts,
       timeout: s.timeoutMs === null ? undefined : durationFromMs(s.timeoutMs),
       retry: retryToProto(s),
+      concurrencyKey: s.concurrencyKey ?? "",
     }),
     missedFirePolicy: POLICY_TO_PROTO[s.missedPolicy],
     paused: s.paused,

@@ -19,7 +19,8 @@ import { namespaceEventSeq } from "../store/sql/task-event-read.js";
 import { taskSnapshot } from "../store/sql/task-snapshot.js";
 import type { PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
-import { boundedText, durationMsInRange, idempotencyKey, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
+import { boundedText, concurrencyKey, durationMsInRange, idempotencyKey, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
+import { hasLimits } from "../core/claim-limits.js";
 
 /** Validates one spec and resolves its defaults from the job type ("0 is a value": only unset fields take defaults). */
 export async function newTask(engine: Engine, payloads: PayloadTypes, namespace: string, spec: TaskSpec | undefined, field: string): Promise<NewTask> {
@@ -39,6 +40,8 @@ export async function newTask(engine: Engine, payloads: PayloadTypes, namespace:
     jobType: jobTypeName,
     input: input!,
     idempotencyKey: idempotencyKey(field, spec, input!, () => payloads.registryOf(jobType)),
+    concurrencyKey: concurrencyKey(`${field}.concurrency_key`, spec.concurrencyKey),
+    limited: hasLimits(jobType),
     priority: spec.priority === undefined ? jobType.defaultPriority : intInRange(`${field}.priority`, spec.priority, LIMITS.minPriority, LIMITS.maxPriority),
     maxAttempts: spec.maxAttempts === undefined ? jobType.defaultMaxAttempts : intInRange(`${field}.max_attempts`, spec.maxAttempts, 1, LIMITS.maxAttempts),
     timeoutMs: spec.timeout === undefined ? jobType.defaultTimeoutMs : durationMsInRange(`${field}.timeout`, spec.timeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),

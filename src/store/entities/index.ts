@@ -1,5 +1,7 @@
 /** Every entity, for MikroORM's configuration. */
 import { JobType } from "./job-type.js";
+import { JobTypeLimiter } from "./job-type-limiter.js";
+import { JobTypeStartBucket } from "./job-type-start-bucket.js";
 import { Namespace } from "./namespace.js";
 import { Schedule } from "./schedule.js";
 import { Task } from "./task.js";
@@ -7,5 +9,5 @@ import { TaskAttempt } from "./task-attempt.js";
 import { TaskEvent } from "./task-event.js";
 import { Worker } from "./worker.js";
 
-export { JobType, Namespace, Schedule, Task, TaskAttempt, TaskEvent, Worker };
-export const ENTITIES = [Namespace, JobType, Task, TaskAttempt, TaskEvent, Worker, Schedule];
+export { JobType, JobTypeLimiter, JobTypeStartBucket, Namespace, Schedule, Task, TaskAttempt, TaskEvent, Worker };
+export const ENTITIES = [Namespace, JobType, Task, TaskAttempt, TaskEvent, Worker, Schedule, JobTypeLimiter, JobTypeStartBucket];

@@ -34,6 +34,8 @@ const TaskSchema = defineEntity({
     keyReleased: p.boolean().default(false),
     scheduleName: p.text().nullable(),
     scheduleFireAt: p.datetime().nullable(),
+    concurrencyKey: p.text().nullable(),
+    limited: p.boolean().default(false),
   },
 });
 

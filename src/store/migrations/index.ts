@@ -8,6 +8,7 @@ import { Migration0006TaskAutovacuum } from "./migration-0006-task-autovacuum.js
 import { Migration0007HotPath } from "./migration-0007-hot-path.js";
 import { Migration0008DirectHandOff } from "./migration-0008-direct-hand-off.js";
 import { Migration0020DedupSchedules } from "./migration-0020-dedup-schedules.js";
+import { Migration0040Limits } from "./migration-0040-limits.js";
 
 export const MIGRATIONS = [
   { name: "0001_initial", class: Migration0001Initial },
@@ -19,4 +20,5 @@ export const MIGRATIONS = [
   { name: "0007_hot_path", class: Migration0007HotPath },
   { name: "0008_direct_hand_off", class: Migration0008DirectHandOff },
   { name: "0020_dedup_schedules", class: Migration0020DedupSchedules },
+  { name: "0040_limits", class: Migration0040Limits },
 ];

@@ -13,9 +13,13 @@ import { toDate } from "./task-columns.js";
 // The UPDATE finds its rows by `id = ANY(ARRAY(...))`, a primary-key lookup per row, and joins
 // nothing: joined to the picked ids (or to job_type), the planner hash-joined a sequential scan of
 // the whole table instead (seen: 10 ms per claim at 20,000 tasks, growing with the table).
+// Job types with rate or concurrency limits are left out here (the NULL tests in `leases`): only
+// the limited claim (src/dispatch/limited-claim.ts) may start their tasks, so a replica that has
+// not yet learned that a job type got limits cannot start its tasks past them.
 const SQL = `
 WITH leases AS (
   SELECT name, lease_ms FROM job_type WHERE namespace = $1 AND name = ANY($2::text[])
+    AND rate_max_starts IS NULL AND max_running IS NULL AND max_running_per_key IS NULL
 ), candidates AS (
   SELECT c.id, c.priority, c.run_at
   FROM leases jt

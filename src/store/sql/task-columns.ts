@@ -6,7 +6,7 @@ import type { TaskState } from "../../core/task-state.js";
 export const TASK_COLUMNS = `t.id::text AS id, t.namespace, t.job_type, t.state, t.input_type_url, t.input,
   t.output_type_url, t.output, t.priority, t.attempt, t.max_attempts, t.timeout_ms, t.run_at,
   t.created_at, t.updated_at, t.finished_at, t.worker_id, t.last_error, t.backoff_base_ms, t.backoff_cap_ms,
-  t.lease_expires_at, t.progress, t.progress_message, t.checkpoint, t.idempotency_key, t.schedule_name, t.schedule_fire_at`;
+  t.lease_expires_at, t.progress, t.progress_message, t.checkpoint, t.idempotency_key, t.schedule_name, t.schedule_fire_at, t.concurrency_key`;
 
 /** A row of TASK_COLUMNS. */
 export interface TaskRow {
@@ -37,6 +37,7 @@ export interface TaskRow {
   idempotency_key: string | null;
   schedule_name: string | null;
   schedule_fire_at: Date | string | null;
+  concurrency_key: string | null;
 }
 
 /**
@@ -77,5 +78,6 @@ export function taskFromRow(row: TaskRow): TaskRecord {
     idempotencyKey: row.idempotency_key,
     scheduleName: row.schedule_name,
     scheduleFireAt: toDate(row.schedule_fire_at),
+    concurrencyKey: row.concurrency_key,
   };
 }

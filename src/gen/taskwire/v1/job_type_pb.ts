@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskwire/v1/job_type.proto.
  */
 export const file_taskwire_v1_job_type: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXNrd2lyZS92MS9qb2JfdHlwZS5wcm90bxILdGFza3dpcmUudjEinwQKB0pvYlR5cGUSDAoEbmFtZRgBIAEoCRISCgppbnB1dF90eXBlGAIgASgJEhMKC291dHB1dF90eXBlGAMgASgJEjcKC2Rlc2NyaXB0b3JzGAQgASgLMiIuZ29vZ2xlLnByb3RvYnVmLkZpbGVEZXNjcmlwdG9yU2V0EhgKEGRlZmF1bHRfcHJpb3JpdHkYBSABKAUSHAoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAUSMgoPZGVmYXVsdF90aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KDWRlZmF1bHRfcmV0cnkYCiABKAsyGC50YXNrd2lyZS52MS5SZXRyeVBvbGljeRIxCg5sZWFzZV9kdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglyZXRlbnRpb24YDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFQoNaW5saW5lX21vZHVsZRgNIAEoCRIvCgxkZWR1cF93aW5kb3cYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ibgoLUmV0cnlQb2xpY3kSLwoMYmFja29mZl9iYXNlGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2JhY2tvZmZfY2FwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIoYEChZSZWdpc3RlckpvYlR5cGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKaW5wdXRfdHlwZRgCIAEoCRITCgtvdXRwdXRfdHlwZRgDIAEoCRI3CgtkZXNjcmlwdG9ycxgEIAEoCzIiLmdvb2dsZS5wcm90b2J1Zi5GaWxlRGVzY3JpcHRvclNldBIdChBkZWZhdWx0X3ByaW9yaXR5GAUgASgFSACIAQESIQoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAVIAYgBARIyCg9kZWZhdWx0X3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoNZGVmYXVsdF9yZXRyeRgIIAEoCzIYLnRhc2t3aXJlLnYxLlJldHJ5UG9saWN5EjEKDmxlYXNlX2R1cmF0aW9uGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCXJldGVudGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1pbmxpbmVfbW9kdWxlGAsgASgJEi8KDGRlZHVwX3dpbmRvdxgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITChFfZGVmYXVsdF9wcmlvcml0eUIXChVfZGVmYXVsdF9tYXhfYXR0ZW1wdHMiUgoXUmVnaXN0ZXJKb2JUeXBlUmVzcG9uc2USJgoIam9iX3R5cGUYASABKAsyFC50YXNrd2lyZS52MS5Kb2JUeXBlEg8KB2NyZWF0ZWQYAiABKAgiIQoRR2V0Sm9iVHlwZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSI8ChJHZXRKb2JUeXBlUmVzcG9uc2USJgoIam9iX3R5cGUYASABKAsyFC50YXNrd2lyZS52MS5Kb2JUeXBlIjwKE0xpc3RKb2JUeXBlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWAoUTGlzdEpvYlR5cGVzUmVzcG9uc2USJwoJam9iX3R5cGVzGAEgAygLMhQudGFza3dpcmUudjEuSm9iVHlwZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkykgIKDkpvYlR5cGVTZXJ2aWNlElwKD1JlZ2lzdGVySm9iVHlwZRIjLnRhc2t3aXJlLnYxLlJlZ2lzdGVySm9iVHlwZVJlcXVlc3QaJC50YXNrd2lyZS52MS5SZWdpc3RlckpvYlR5cGVSZXNwb25zZRJNCgpHZXRKb2JUeXBlEh4udGFza3dpcmUudjEuR2V0Sm9iVHlwZVJlcXVlc3QaHy50YXNrd2lyZS52MS5HZXRKb2JUeXBlUmVzcG9uc2USUwoMTGlzdEpvYlR5cGVzEiAudGFza3dpcmUudjEuTGlzdEpvYlR5cGVzUmVxdWVzdBohLnRhc2t3aXJlLnYxLkxpc3RKb2JUeXBlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_descriptor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chp0YXNrd2lyZS92MS9qb2JfdHlwZS5wcm90bxILdGFza3dpcmUudjEirwUKB0pvYlR5cGUSDAoEbmFtZRgBIAEoCRISCgppbnB1dF90eXBlGAIgASgJEhMKC291dHB1dF90eXBlGAMgASgJEjcKC2Rlc2NyaXB0b3JzGAQgASgLMiIuZ29vZ2xlLnByb3RvYnVmLkZpbGVEZXNjcmlwdG9yU2V0EhgKEGRlZmF1bHRfcHJpb3JpdHkYBSABKAUSHAoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAUSMgoPZGVmYXVsdF90aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KDWRlZmF1bHRfcmV0cnkYCiABKAsyGC50YXNrd2lyZS52MS5SZXRyeVBvbGljeRIxCg5sZWFzZV9kdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglyZXRlbnRpb24YDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFQoNaW5saW5lX21vZHVsZRgNIAEoCRIvCgxkZWR1cF93aW5kb3cYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoKcmF0ZV9saW1pdBgPIAEoCzIWLnRhc2t3aXJlLnYxLlJhdGVMaW1pdBIYCgttYXhfcnVubmluZxgQIAEoBUgAiAEBEiAKE21heF9ydW5uaW5nX3Blcl9rZXkYESABKAVIAYgBAUIOCgxfbWF4X3J1bm5pbmdCFgoUX21heF9ydW5uaW5nX3Blcl9rZXkiXgoJUmF0ZUxpbWl0EhcKCm1heF9zdGFydHMYASABKAVIAIgBARIpCgZ3aW5kb3cYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDQoLX21heF9zdGFydHMibgoLUmV0cnlQb2xpY3kSLwoMYmFja29mZl9iYXNlGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2JhY2tvZmZfY2FwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpYFChZSZWdpc3RlckpvYlR5cGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKaW5wdXRfdHlwZRgCIAEoCRITCgtvdXRwdXRfdHlwZRgDIAEoCRI3CgtkZXNjcmlwdG9ycxgEIAEoCzIiLmdvb2dsZS5wcm90b2J1Zi5GaWxlRGVzY3JpcHRvclNldBIdChBkZWZhdWx0X3ByaW9yaXR5GAUgASgFSACIAQESIQoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAVIAYgBARIyCg9kZWZhdWx0X3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoNZGVmYXVsdF9yZXRyeRgIIAEoCzIYLnRhc2t3aXJlLnYxLlJldHJ5UG9saWN5EjEKDmxlYXNlX2R1cmF0aW9uGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCXJldGVudGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1pbmxpbmVfbW9kdWxlGAsgASgJEi8KDGRlZHVwX3dpbmRvdxgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgpyYXRlX2xpbWl0GA0gASgLMhYudGFza3dpcmUudjEuUmF0ZUxpbWl0EhgKC21heF9ydW5uaW5nGA4gASgFSAKIAQESIAoTbWF4X3J1bm5pbmdfcGVyX2tleRgPIAEoBUgDiAEBQhMKEV9kZWZhdWx0X3ByaW9yaXR5QhcKFV9kZWZhdWx0X21heF9hdHRlbXB0c0IOCgxfbWF4X3J1bm5pbmdCFgoUX21heF9ydW5uaW5nX3Blcl9rZXkiUgoXUmVnaXN0ZXJKb2JUeXBlUmVzcG9uc2USJgoIam9iX3R5cGUYASABKAsyFC50YXNrd2lyZS52MS5Kb2JUeXBlEg8KB2NyZWF0ZWQYAiABKAgiIQoRR2V0Sm9iVHlwZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSI8ChJHZXRKb2JUeXBlUmVzcG9uc2USJgoIam9iX3R5cGUYASABKAsyFC50YXNrd2lyZS52MS5Kb2JUeXBlIjwKE0xpc3RKb2JUeXBlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWAoUTGlzdEpvYlR5cGVzUmVzcG9uc2USJwoJam9iX3R5cGVzGAEgAygLMhQudGFza3dpcmUudjEuSm9iVHlwZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkykgIKDkpvYlR5cGVTZXJ2aWNlElwKD1JlZ2lzdGVySm9iVHlwZRIjLnRhc2t3aXJlLnYxLlJlZ2lzdGVySm9iVHlwZVJlcXVlc3QaJC50YXNrd2lyZS52MS5SZWdpc3RlckpvYlR5cGVSZXNwb25zZRJNCgpHZXRKb2JUeXBlEh4udGFza3dpcmUudjEuR2V0Sm9iVHlwZVJlcXVlc3QaHy50YXNrd2lyZS52MS5HZXRKb2JUeXBlUmVzcG9uc2USUwoMTGlzdEpvYlR5cGVzEiAudGFza3dpcmUudjEuTGlzdEpvYlR5cGVzUmVxdWVzdBohLnRhc2t3aXJlLnYxLkxpc3RKb2JUeXBlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_descriptor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A kind of work that workers (or the server's inline pool) can run. Tasks are always of one job type.
@@ -120,6 +120,29 @@ export type JobType = Message<"taskwire.v1.JobType"> & {
    * @generated from field: google.protobuf.Duration dedup_window = 14;
    */
   dedupWindow?: Duration | undefined;
+
+  /**
+   * At most this many attempts start per window (see RateLimit). Unset: no rate limit.
+   *
+   * @generated from field: taskwire.v1.RateLimit rate_limit = 15;
+   */
+  rateLimit?: RateLimit | undefined;
+
+  /**
+   * At most this many tasks of the job type are RUNNING at once, across all replicas and workers
+   * (inline ones included). Unset: no limit; 0: none start.
+   *
+   * @generated from field: optional int32 max_running = 16;
+   */
+  maxRunning?: number | undefined;
+
+  /**
+   * At most this many tasks with the same concurrency_key (see TaskSpec) are RUNNING at once.
+   * Tasks without a key are not limited by it. Unset: no limit; 0: no task with a key starts.
+   *
+   * @generated from field: optional int32 max_running_per_key = 17;
+   */
+  maxRunningPerKey?: number | undefined;
 };
 
 /**
@@ -128,6 +151,39 @@ export type JobType = Message<"taskwire.v1.JobType"> & {
  */
 export const JobTypeSchema: GenMessage<JobType> = /*@__PURE__*/
   messageDesc(file_taskwire_v1_job_type, 0);
+
+/**
+ * A rate limit on attempt starts, enforced by the database for all replicas together: in any
+ * interval of length `window`, at most `max_starts` attempts of the job type start (every attempt
+ * counts, retries too; the time is the attempt's started_at). Starts are counted in buckets of a
+ * hundredth of the window, and a whole bucket counts until its end leaves the window, so a start
+ * may wait up to window/100 longer than an exact sliding log would make it. Tasks over the limit
+ * stay PENDING (they never fail) and are claimed as soon as a start is allowed again.
+ *
+ * @generated from message taskwire.v1.RateLimit
+ */
+export type RateLimit = Message<"taskwire.v1.RateLimit"> & {
+  /**
+   * Required: 0 to 1,000,000 (0: no attempt starts).
+   *
+   * @generated from field: optional int32 max_starts = 1;
+   */
+  maxStarts?: number | undefined;
+
+  /**
+   * Required: 1 s to 24 h, in whole milliseconds.
+   *
+   * @generated from field: google.protobuf.Duration window = 2;
+   */
+  window?: Duration | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.RateLimit.
+ * Use `create(RateLimitSchema)` to create a new message.
+ */
+export const RateLimitSchema: GenMessage<RateLimit> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_job_type, 1);
 
 /**
  * Delays between attempts: exponential backoff with jitter. The delay after attempt n is a random
@@ -157,7 +213,7 @@ export type RetryPolicy = Message<"taskwire.v1.RetryPolicy"> & {
  * Use `create(RetryPolicySchema)` to create a new message.
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 1);
+  messageDesc(file_taskwire_v1_job_type, 2);
 
 /**
  * @generated from message taskwire.v1.RegisterJobTypeRequest
@@ -247,6 +303,27 @@ export type RegisterJobTypeRequest = Message<"taskwire.v1.RegisterJobTypeRequest
    * @generated from field: google.protobuf.Duration dedup_window = 12;
    */
   dedupWindow?: Duration | undefined;
+
+  /**
+   * See JobType.rate_limit. Unset: no rate limit.
+   *
+   * @generated from field: taskwire.v1.RateLimit rate_limit = 13;
+   */
+  rateLimit?: RateLimit | undefined;
+
+  /**
+   * See JobType.max_running: 0 to 100,000. Unset: no limit.
+   *
+   * @generated from field: optional int32 max_running = 14;
+   */
+  maxRunning?: number | undefined;
+
+  /**
+   * See JobType.max_running_per_key: 0 to 100,000. Unset: no limit.
+   *
+   * @generated from field: optional int32 max_running_per_key = 15;
+   */
+  maxRunningPerKey?: number | undefined;
 };
 
 /**
@@ -254,7 +331,7 @@ export type RegisterJobTypeRequest = Message<"taskwire.v1.RegisterJobTypeRequest
  * Use `create(RegisterJobTypeRequestSchema)` to create a new message.
  */
 export const RegisterJobTypeRequestSchema: GenMessage<RegisterJobTypeRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 2);
+  messageDesc(file_taskwire_v1_job_type, 3);
 
 /**
  * @generated from message taskwire.v1.RegisterJobTypeResponse
@@ -278,7 +355,7 @@ export type RegisterJobTypeResponse = Message<"taskwire.v1.RegisterJobTypeRespon
  * Use `create(RegisterJobTypeResponseSchema)` to create a new message.
  */
 export const RegisterJobTypeResponseSchema: GenMessage<RegisterJobTypeResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 3);
+  messageDesc(file_taskwire_v1_job_type, 4);
 
 /**
  * @generated from message taskwire.v1.GetJobTypeRequest
@@ -295,7 +372,7 @@ export type GetJobTypeRequest = Message<"taskwire.v1.GetJobTypeRequest"> & {
  * Use `create(GetJobTypeRequestSchema)` to create a new message.
  */
 export const GetJobTypeRequestSchema: GenMessage<GetJobTypeRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 4);
+  messageDesc(file_taskwire_v1_job_type, 5);
 
 /**
  * @generated from message taskwire.v1.GetJobTypeResponse
@@ -312,7 +389,7 @@ export type GetJobTypeResponse = Message<"taskwire.v1.GetJobTypeResponse"> & {
  * Use `create(GetJobTypeResponseSchema)` to create a new message.
  */
 export const GetJobTypeResponseSchema: GenMessage<GetJobTypeResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 5);
+  messageDesc(file_taskwire_v1_job_type, 6);
 
 /**
  * @generated from message taskwire.v1.ListJobTypesRequest
@@ -338,7 +415,7 @@ export type ListJobTypesRequest = Message<"taskwire.v1.ListJobTypesRequest"> & {
  * Use `create(ListJobTypesRequestSchema)` to create a new message.
  */
 export const ListJobTypesRequestSchema: GenMessage<ListJobTypesRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 6);
+  messageDesc(file_taskwire_v1_job_type, 7);
 
 /**
  * @generated from message taskwire.v1.ListJobTypesResponse
@@ -362,7 +439,7 @@ export type ListJobTypesResponse = Message<"taskwire.v1.ListJobTypesResponse"> &
  * Use `create(ListJobTypesResponseSchema)` to create a new message.
  */
 export const ListJobTypesResponseSchema: GenMessage<ListJobTypesResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 7);
+  messageDesc(file_taskwire_v1_job_type, 8);
 
 /**
  * Registers and reads job types.
@@ -372,7 +449,9 @@ export const ListJobTypesResponseSchema: GenMessage<ListJobTypesResponse> = /*@_
 export const JobTypeService: GenService<{
   /**
    * Creates a job type, or updates its settings when the name exists (tasks already submitted keep
-   * the settings they were given).
+   * the settings they were given). Every setting is replaced: an unset field takes its default, and
+   * unset limits mean no limit. New limits apply to every claim from then on, on every replica;
+   * tasks already RUNNING when a limit is set count against it.
    *
    * @generated from rpc taskwire.v1.JobTypeService.RegisterJobType
    */
