@@ -6,6 +6,7 @@ import { until } from "../helpers/limits.js";
 import { jsonAny } from "../helpers/payload.js";
 import { rejection } from "../helpers/rejection.js";
 import { startTestServer } from "../helpers/server.js";
+import { createClient, defineJob } from "../../src/sdk/index.js";
 
 const s = await startTestServer(t, { scheduleIntervalMs: 200 });
 const db = s.server.engine.database.db;
@@ -91,3 +92,16 @@ t.test("a schedule's tasks carry its concurrency key and obey their job type's l
   t.equal(claimed.length, 1, `${rows.length} tasks of one key, max_running_per_key 1: one claimed`);
 });
 
+t.test("the SDK sends limits from a job definition or a spec, and a task's concurrency key", async (t) => {
+  const client = createClient({ baseUrl: s.url });
+  t.teardown(() => client.close());
+  const job = defineJob({ name: "sdk.limited", input: "json", output: "json", handler: async () => {}, defaults: { maxRunningPerKey: 1, maxRunning: 0, rateLimit: { maxStarts: 7, windowMs: 2_000 } } });
+  const { jobType } = await client.registerJobType(job);
+  t.same([jobType!.maxRunningPerKey, jobType!.maxRunning, jobType!.rateLimit?.maxStarts, jobType!.rateLimit?.window?.seconds], [1, 0, 7, 2n], "limits from defineJob's defaults, 0 included");
+  const spec = (await client.registerJobType({ name: "sdk.spec", maxRunning: 3 })).jobType!;
+  t.same([spec.maxRunning, spec.maxRunningPerKey, spec.rateLimit], [3, undefined, undefined], "from a JobTypeSpec; unset ones stay unset");
+  const task = await client.submit(job, { n: 1 }, { concurrencyKey: "acct-1" });
+  t.equal(task.concurrencyKey, "acct-1");
+  const [batched] = await client.submitBatch(job, [{ n: 2 }], { concurrencyKey: "acct-2" });
+  t.equal(batched!.concurrencyKey, "acct-2");
+});
