@@ -136,3 +136,17 @@ t.test("the idempotency and schedule examples: one task for the key, then a sche
   const gone = JSON.parse((await run("bash", ["-c", local(remove!)])).stdout) as { code: string };
   t.equal(gone.code, "not_found", "and gone");
 });
+
+t.test("the limits example: the job type shows its limits, and a claim for 10 gets one task per customer", async (t) => {
+  const [register, submit, claim] = commands(bashBlocks("## Rate and concurrency limits")[0]!);
+  t.ok(register && submit && claim, "three curl commands");
+  const registered = JSON.parse((await run("bash", ["-c", local(register!)])).stdout);
+  t.match(registered, { jobType: { name: "crm.sync", maxRunningPerKey: 1, rateLimit: { maxStarts: 30, window: "60s" } } });
+  const submitted = JSON.parse((await run("bash", ["-c", local(submit!)])).stdout) as { tasks: { concurrencyKey: string; state: string }[] };
+  t.same(submitted.tasks.map((x) => [x.concurrencyKey, x.state]), [["customer-42", "TASK_STATE_PENDING"], ["customer-42", "TASK_STATE_PENDING"], ["customer-7", "TASK_STATE_PENDING"]]);
+  const claimed = JSON.parse((await run("bash", ["-c", local(claim!)])).stdout) as { assignments: { taskId: string; input: { value: unknown } }[] };
+  t.equal(claimed.assignments.length, 2, "two assignments, as the README says");
+  const keys = await Promise.all(claimed.assignments.map(async (x) => (await s.tasks.getTask({ id: x.taskId })).task!.concurrencyKey));
+  t.same(keys.sort(), ["customer-42", "customer-7"], "one per customer");
+  t.same(claimed.assignments.map((x) => x.input.value).find((v) => (v as { step: number }).step === 2), undefined, "customer-42's second task waits");
+});
