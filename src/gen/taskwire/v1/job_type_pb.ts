@@ -154,7 +154,7 @@ export const JobTypeSchema: GenMessage<JobType> = /*@__PURE__*/
 
 /**
  * A rate limit on attempt starts, enforced by the database for all replicas together: in any
- * interval of length `window`, at most `max_starts` attempts of the job type start (every attempt
+ * closed interval of length `window`, at most `max_starts` attempts of the job type start (every attempt
  * counts, retries too; the time is the attempt's started_at). Starts are counted in buckets of a
  * hundredth of the window, and a whole bucket counts until its end leaves the window, so a start
  * may wait up to window/100 longer than an exact sliding log would make it. Tasks over the limit
@@ -450,8 +450,8 @@ export const JobTypeService: GenService<{
   /**
    * Creates a job type, or updates its settings when the name exists (tasks already submitted keep
    * the settings they were given). Every setting is replaced: an unset field takes its default, and
-   * unset limits mean no limit. New limits apply to every claim from then on, on every replica;
-   * tasks already RUNNING when a limit is set count against it.
+   * unset limits mean no limit. New limits apply to every claim that starts after this call
+   * returns, on every replica; tasks already RUNNING when a limit is set count against it.
    *
    * @generated from rpc taskwire.v1.JobTypeService.RegisterJobType
    */
