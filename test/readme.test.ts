@@ -211,3 +211,17 @@ t.test("the dependencies examples: a batch whose third task waits for the first 
   const graph = await run(process.execPath, ["--import", "tsx", "workers/example-graph.ts", "to be or not to be", "that is the question"], { cwd: repo, env: { ...process.env, TASKWIRE_URL: s.url } });
   t.equal(graph.stdout.trim(), '{"words":10,"parts":[6,4]}', "it prints what the README says");
 });
+
+t.test("the limits example: the job type shows its limits, and a claim for 10 gets one task per customer", async (t) => {
+  const [register, submit, claim] = commands(bashBlocks("## Rate and concurrency limits")[0]!);
+  t.ok(register && submit && claim, "three curl commands");
+  const registered = JSON.parse((await run("bash", ["-c", local(register!)])).stdout);
+  t.match(registered, { jobType: { name: "crm.sync", maxRunningPerKey: 1, rateLimit: { maxStarts: 30, window: "60s" } } });
+  const submitted = JSON.parse((await run("bash", ["-c", local(submit!)])).stdout) as { tasks: { concurrencyKey: string; state: string }[] };
+  t.same(submitted.tasks.map((x) => [x.concurrencyKey, x.state]), [["customer-42", "TASK_STATE_PENDING"], ["customer-42", "TASK_STATE_PENDING"], ["customer-7", "TASK_STATE_PENDING"]]);
+  const claimed = JSON.parse((await run("bash", ["-c", local(claim!)])).stdout) as { assignments: { taskId: string; input: { value: unknown } }[] };
+  t.equal(claimed.assignments.length, 2, "two assignments, as the README says");
+  const keys = await Promise.all(claimed.assignments.map(async (x) => (await s.tasks.getTask({ id: x.taskId })).task!.concurrencyKey));
+  t.same(keys.sort(), ["customer-42", "customer-7"], "one per customer");
+  t.same(claimed.assignments.map((x) => x.input.value).find((v) => (v as { step: number }).step === 2), undefined, "customer-42's second task waits");
+});

@@ -64,6 +64,14 @@ export const LIMITS = {
   maxDependencies: 100,
   /** Dependencies in one Submit / SubmitBatch call, over all its tasks. */
   maxDependenciesPerCall: 10_000,
+  /** Rate limits: starts per window (0: none), and the window (ms). */
+  maxRateStarts: 1_000_000,
+  minRateWindowMs: 1_000,
+  maxRateWindowMs: 24 * 60 * 60 * 1_000,
+  /** max_running and max_running_per_key (0: none start). */
+  maxRunningLimit: 100_000,
+  /** Concurrency keys (characters). */
+  maxConcurrencyKeyChars: 128,
 } as const;
 
 /**

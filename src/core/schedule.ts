@@ -23,6 +23,8 @@ export interface ScheduleRecord {
   timeoutMs: number | null;
   backoffBaseMs: number;
   backoffCapMs: number;
+  /** The concurrency key of the tasks it submits, or null. */
+  concurrencyKey: string | null;
   missedPolicy: MissedFirePolicy;
   paused: boolean;
   /** Null: the expression never fires again. */

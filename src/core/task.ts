@@ -45,6 +45,8 @@ export interface TaskRecord {
   dependsOn: string[];
   /** While WAITING: how many of dependsOn have not SUCCEEDED yet; 0 otherwise. */
   unmetDependencies: number;
+  /** The concurrency key it was submitted with (see JobTypeLimits), or null. */
+  concurrencyKey: string | null;
   /** Set by Submit only: true when this task already held the key, so nothing was created. */
   deduplicated?: boolean;
 }
@@ -84,10 +86,14 @@ export interface NewTask {
   dependsOn?: readonly string[];
   /** Earlier tasks of the same submit it waits for, by position; absent or empty: none. */
   dependsOnIndex?: readonly number[];
+  /** Null or absent: no concurrency key. */
+  concurrencyKey?: string | null;
+  /** Its job type has limits (as far as the submitting replica knows): only the limited claim starts it. */
+  limited?: boolean;
 }
 
 /** A job type as stored. */
-export interface JobTypeRecord {
+export type JobTypeRecord = {
   namespace: string;
   name: string;
   /** Fully-qualified message name; "" for JSON. */
@@ -111,6 +117,24 @@ export interface JobTypeRecord {
   maxPayloadBytes: number | null;
   createdAt: Date;
   updatedAt: Date;
+} & JobTypeLimits;
+
+/** At most `maxStarts` attempts start in any interval of `windowMs` (see src/core/claim-limits.ts). */
+export interface RateLimit {
+  maxStarts: number;
+  windowMs: number;
+}
+
+/**
+ * Limits on starting a job type's tasks; null: no such limit, and 0 is a limit (nothing starts).
+ * A job type with any of them is claimed by the limited claim (src/dispatch/limited-claim.ts).
+ */
+export interface JobTypeLimits {
+  rateLimit: RateLimit | null;
+  /** RUNNING tasks of the job type. */
+  maxRunning: number | null;
+  /** RUNNING tasks per concurrency key; tasks without a key are not limited by it. */
+  maxRunningPerKey: number | null;
 }
 
 /** A task leased to a worker: only (taskId, attempt, leaseToken) may report on it. */

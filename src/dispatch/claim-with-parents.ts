@@ -13,7 +13,11 @@ export async function claimWithParents(
   db: Db,
   params: { namespace: string; jobTypes: readonly string[]; limit: number; workerId: string },
 ): Promise<Assignment[]> {
-  const claimed = await taskClaimAvailable(db, params);
+  return withParentOutputs(db, await taskClaimAvailable(db, params));
+}
+
+/** Adds their parents' outputs to claimed tasks that have dependencies (one statement, only when there are any). */
+export async function withParentOutputs(db: Db, claimed: Assignment[]): Promise<Assignment[]> {
   const dependent = claimed.filter((a) => a.hasDependencies);
   if (dependent.length === 0) return claimed;
   try {

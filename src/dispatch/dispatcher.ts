@@ -2,17 +2,22 @@
  * Hands ready tasks to the worker sessions connected to this replica. Each session claims in
  * batches sized by its free credits; wake-ups come from NOTIFY (a task became ready), from credits
  * coming back, from timers for delayed tasks, and from a slow safety poll. Nothing here holds a
- * transaction: every claim and report is one statement.
+ * transaction open while a task runs: every claim and report is one statement, except the claims
+ * of job types with limits (limited-claim.ts), one short transaction each.
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
+import type pg from "pg";
 import type { Assignment, CompletionReport, FailureReport, LeaseRef, ReleaseReport } from "../core/task.js";
 import type { Db } from "../store/db.js";
-import { claimWithParents } from "./claim-with-parents.js";
+import { withParentOutputs } from "./claim-with-parents.js";
+import { taskClaimAvailable } from "../store/sql/task-claim-available.js";
 import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
 import type { ReadyNotice, RevokeNotice } from "./ready-listener.js";
 import type { ReportAnswer, ReportBatcher } from "./report-batcher.js";
 import { DelayedWakes } from "./delayed-wakes.js";
+import { LimitedClaimer } from "./limited-claim.js";
+import type { LimitHints } from "../engine/job-type-registry.js";
 
 /** Why a held attempt was taken back. */
 export type RevokeReason = RevokeNotice["reason"];
@@ -50,6 +55,10 @@ interface Session extends WorkerSession {
   closed: boolean;
   draining: boolean;
   retryTimer: NodeJS.Timeout | undefined;
+  /** Claims in a row that left keys of a limited job type unseen (see LimitedClaimResult.more). */
+  moreRounds: number;
+  /** Rotates which limited job type a session serving several claims for first. */
+  limitedTurn: number;
 }
 
 /** Credits reserved on idle sessions for tasks being submitted (Dispatcher.planDirect). */
@@ -67,9 +76,16 @@ function isIdle(s: Session): boolean {
   return !s.closed && !s.draining && !s.claiming && !s.mayHaveWork && s.credits - s.inFlight.size - s.reserved > 0;
 }
 
+/** Claims in a row that may each look at a limited job type's next keys before waiting for a wake-up. */
+const MAX_MORE_ROUNDS = 10;
+
 /** Dispatcher settings. */
 export interface DispatcherOptions {
   db: Db;
+  /** For the limited claims' transactions. */
+  pool: pg.Pool;
+  /** Which job types have limits (their claims and direct hand-off differ). */
+  limits: LimitHints;
   batcher: ReportBatcher;
   logger: Logger;
   /** How often every session looks for work even without a notification (ms). */
@@ -93,9 +109,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.onReady({ ns, jt, at: null });
   });
   private readonly pollTimer: NodeJS.Timeout;
+  private readonly limited: LimitedClaimer;
 
   constructor(private readonly options: DispatcherOptions) {
     super();
+    this.limited = new LimitedClaimer(options.pool);
     this.pollTimer = setInterval(() => this.wakeAll(), options.safetyPollMs);
     this.pollTimer.unref();
   }
@@ -124,6 +142,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       closed: false,
       draining: false,
       retryTimer: undefined,
+      moreRounds: 0,
+      limitedTurn: 0,
     };
     for (const a of params.adopted ?? []) this.hold(session, a);
     this.sessions.add(session);
@@ -216,10 +236,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * idle when its last claim found the queue empty and nothing woke it since; its free credits
    * are reserved here until deliver() or cancel(). Only tasks ready now qualify, best priority
    * first; the insert itself queues any that would overtake a task already waiting (see
-   * task-insert-batch). Returns undefined when no task can go direct.
+   * task-insert-batch). Tasks of job types with limits never go direct (only the limited claim may
+   * start them), nor do those of job types whose limits are not known yet. Returns undefined when
+   * no task can go direct.
    */
   planDirect(tasks: readonly { namespace: string; jobType: string; priority: number; runAt: Date | null }[]): DirectPlan | undefined {
-    const order = [...tasks.keys()].filter((i) => tasks[i]!.runAt === null);
+    const order = [...tasks.keys()].filter((i) => tasks[i]!.runAt === null && this.options.limits.limitedHint(tasks[i]!.namespace, tasks[i]!.jobType) === false);
     if (order.length === 0 || this.sessions.size === 0) return undefined;
     order.sort((a, b) => tasks[b]!.priority - tasks[a]!.priority || a - b);
     const idle = new Map<string, Session[]>();
@@ -299,6 +321,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       this.wakeLater(notice.ns, notice.jt, delay);
       return;
     }
+    this.limited.touch(notice.ns, notice.jt);
     for (const session of this.sessions) {
       if (session.namespace === notice.ns && session.jobTypes.has(notice.jt)) this.wake(session);
     }
@@ -315,6 +338,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Wakes every session (safety poll, or after notifications may have been missed). */
   wakeAll(): void {
+    this.limited.touchAll();
     for (const session of this.sessions) this.wake(session);
   }
 
@@ -367,20 +391,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (session.inFlight.size > 0 && free < Math.ceil(session.credits / 4)) return;
     session.claiming = true;
     const wakeCount = session.wakeCount;
-    claimWithParents(this.options.db, {
-      namespace: session.namespace,
-      jobTypes: [...session.jobTypes],
-      limit: free,
-      workerId: session.workerId,
-    })
-      .then(async (claimed) => {
+    this.claim({ namespace: session.namespace, jobTypes: [...session.jobTypes], limit: free, workerId: session.workerId }, session)
+      .then(async ({ claimed, more }) => {
         session.claiming = false;
         if (session.closed || session.draining) {
           // The stream ended (or began draining) while claiming: the worker never saw these.
           await this.handBack(claimed, "not delivered: the worker was leaving");
           return;
         }
-        if (claimed.length < free && session.wakeCount === wakeCount) session.mayHaveWork = false;
+        // A limited claim that left keys unseen is claimed again at once, a bounded number of
+        // times in a row (a job type whose keys are all at their limit must not spin).
+        session.moreRounds = more ? session.moreRounds + 1 : 0;
+        const lookFurther = more && session.moreRounds <= MAX_MORE_ROUNDS;
+        if (claimed.length < free && session.wakeCount === wakeCount && !lookFurther) session.mayHaveWork = false;
         for (const a of claimed) this.hold(session, a);
         if (claimed.length > 0) {
           session.sink.assign(claimed);
@@ -394,6 +417,58 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         clearTimeout(session.retryTimer);
         session.retryTimer = setTimeout(() => this.wake(session), 1_000);
       });
+  }
+
+  /**
+   * Claims up to `limit` tasks of `jobTypes` (a session's, or a unary ClaimTasks call's). Job types
+   * without limits share the one-statement claim, in priority order, exactly as without this
+   * feature; each job type with limits gets its own limited claim, before them. When a rate limit
+   * stopped one, a timer wakes its sessions when the next start is allowed; when a concurrency
+   * limit did, the NOTIFY of a limited task that stops running does (task_notify_limit_freed).
+   */
+  async claimFor(params: { namespace: string; jobTypes: readonly string[]; limit: number; workerId: string }): Promise<Assignment[]> {
+    return (await this.claim(params, undefined)).claimed;
+  }
+
+  /** Claims for a session or a unary call: the ordinary statement, or the limited claims; then the parents' outputs of tasks with dependencies. */
+  private async claim(params: { namespace: string; jobTypes: readonly string[]; limit: number; workerId: string }, session: Session | undefined): Promise<{ claimed: Assignment[]; more: boolean }> {
+    const { namespace, jobTypes } = params;
+    const hints = jobTypes.map((jt) => this.options.limits.limitedHint(namespace, jt));
+    const result = hints.every((h) => h === false)
+      ? { claimed: await taskClaimAvailable(this.options.db, params), more: false }
+      : await this.claimMixed(params, hints, session);
+    return { claimed: await withParentOutputs(this.options.db, result.claimed), more: result.more };
+  }
+
+  private async claimMixed(
+    params: { namespace: string; jobTypes: readonly string[]; limit: number; workerId: string },
+    hints: readonly (boolean | undefined)[],
+    session: Session | undefined,
+  ): Promise<{ claimed: Assignment[]; more: boolean }> {
+    const { namespace, jobTypes, workerId } = params;
+    const limited = await Promise.all(jobTypes.map((jt, i) => hints[i] ?? this.options.limits.limited(namespace, jt)));
+    const withLimits = jobTypes.filter((_, i) => limited[i]);
+    const without = jobTypes.filter((_, i) => !limited[i]);
+    const claimed: Assignment[] = [];
+    let more = false;
+    const turn = session === undefined ? 0 : session.limitedTurn++;
+    try {
+      for (let k = 0; k < withLimits.length && claimed.length < params.limit; k++) {
+        const jobType = withLimits[(turn + k) % withLimits.length]!;
+        const result = await this.limited.claim({ namespace, jobType, want: params.limit - claimed.length, workerId });
+        claimed.push(...result.assignments);
+        more ||= result.more;
+        if (result.retryAfterMs !== null) this.wakeLater(namespace, jobType, result.retryAfterMs);
+      }
+      if (without.length > 0 && claimed.length < params.limit) {
+        claimed.push(...(await taskClaimAvailable(this.options.db, { namespace, jobTypes: without, limit: params.limit - claimed.length, workerId })));
+      }
+    } catch (error) {
+      // What the earlier claims took never reaches the worker: back to PENDING, attempt not counted.
+      await this.handBack(claimed, "not delivered: a later claim of the same batch failed");
+      throw error;
+    }
+    return { claimed, more };
   }
 
   private async failLost(a: Assignment, workerId: string, why: string): Promise<void> {

@@ -5,11 +5,15 @@
 import pg from "pg";
 import type { Logger } from "pino";
 
-/** A task of (namespace, jobType) became ready, or will at `at` (epoch ms). */
+/**
+ * A task of (namespace, jobType) became ready, or will at `at` (epoch ms); or, for a job type with
+ * limits, a task counted against them stopped running. `changed`: the job type was registered.
+ */
 export interface ReadyNotice {
   ns: string;
   jt: string;
   at: number | null;
+  changed?: boolean;
 }
 
 /** The holder of a running attempt must stop: cancelled, timed out, or its lease was taken back. */

@@ -63,7 +63,8 @@ export interface Engine {
 /** Starts the engine on an open, migrated database. */
 export function createEngine(database: Database, logger: Logger, options: EngineOptions): Engine {
   const batcher = new ReportBatcher(database.db);
-  const dispatcher = new Dispatcher({ db: database.db, batcher, logger, safetyPollMs: options.safetyPollMs });
+  const jobTypes = new JobTypeRegistry(database.orm, database.db);
+  const dispatcher = new Dispatcher({ db: database.db, pool: database.pool, limits: jobTypes, batcher, logger, safetyPollMs: options.safetyPollMs });
   const sweeper = new LeaseSweeper(database.db, logger, options.sweepIntervalMs);
   const pruner = new RetentionPruner(database.db, logger, options.retentionIntervalMs);
   const scheduler = new Scheduler(database.pool, logger, { intervalMs: options.scheduleIntervalMs, graceMs: options.scheduleGraceMs });
@@ -78,7 +79,11 @@ export function createEngine(database: Database, logger: Logger, options: Engine
   const listener = startReadyListener(
     database.url,
     {
-      onReady: (notice) => dispatcher.onReady(notice),
+      onReady: (notice) => {
+        // A registration (on any replica): its limits may have changed, so the cached copy goes.
+        if (notice.changed === true) jobTypes.forget(notice.ns, notice.jt);
+        dispatcher.onReady(notice);
+      },
       onRevoke: (notice) => dispatcher.onRevoke(notice),
       onEvents: (notice) => events.onNotice(notice),
       onKeys: (notice) => auth.onKeyNotice(notice),
@@ -94,7 +99,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
   return {
     database,
     dispatcher,
-    jobTypes: new JobTypeRegistry(database.orm, database.db),
+    jobTypes,
     tasks: new Tasks(database.db, database.pool, batcher, dispatcher, logger),
     listener,
     sweeper,

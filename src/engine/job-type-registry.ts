@@ -1,10 +1,12 @@
 /**
  * Job types by (namespace, name), read through a short-lived cache: Submit and every report need
  * one, and they change rarely. Registering through this replica refreshes its entry at once; other
- * replicas see the change within the cache's lifetime.
+ * replicas drop theirs when the registration's notification arrives (forget), and otherwise see
+ * the change within the cache's lifetime.
  */
 import type { MikroORM } from "@mikro-orm/postgresql";
 import type { JobTypeRecord } from "../core/task.js";
+import { hasLimits } from "../core/claim-limits.js";
 import { TaskwireError } from "../core/errors.js";
 import type { Db } from "../store/db.js";
 import { JobType } from "../store/entities/index.js";
@@ -37,14 +39,31 @@ function toRecord(row: JobType): JobTypeRecord {
     inlineModule: row.inlineModule ?? null,
     dedupWindowMs: row.dedupWindowMs ?? null,
     maxPayloadBytes: row.maxPayloadBytes ?? null,
+    rateLimit: row.rateMaxStarts == null || row.rateWindowMs == null ? null : { maxStarts: row.rateMaxStarts, windowMs: row.rateWindowMs },
+    maxRunning: row.maxRunning ?? null,
+    maxRunningPerKey: row.maxRunningPerKey ?? null,
     createdAt: new Date(row.createdAt),
     updatedAt: new Date(row.updatedAt),
   };
 }
 
+/** What the dispatcher asks about a job type before claiming: does it have limits? */
+export interface LimitHints {
+  /**
+   * From the cache, without waiting: true when the job type has limits, false when not (or it
+   * does not exist), undefined when it is not cached (it is then read in the background). An
+   * expired entry still answers and is refreshed in the background: the claims themselves check
+   * the limits in the database.
+   */
+  limitedHint(namespace: string, name: string): boolean | undefined;
+  /** The same, read from the database when the cache has nothing. */
+  limited(namespace: string, name: string): Promise<boolean>;
+}
+
 /** Reads and writes job types through MikroORM, with a cache for the hot paths. */
-export class JobTypeRegistry {
+export class JobTypeRegistry implements LimitHints {
   private readonly cache = new Map<string, { record: JobTypeRecord | undefined; expires: number }>();
+  private readonly refreshing = new Set<string>();
 
   constructor(
     private readonly orm: MikroORM,
@@ -55,10 +74,37 @@ export class JobTypeRegistry {
   async find(namespace: string, name: string): Promise<JobTypeRecord | undefined> {
     const hit = this.cache.get(key(namespace, name));
     if (hit !== undefined && hit.expires > Date.now()) return hit.record;
+    return this.load(namespace, name);
+  }
+
+  private async load(namespace: string, name: string): Promise<JobTypeRecord | undefined> {
     const row = await this.orm.em.fork().findOne(JobType, { namespace, name });
     const record = row === null ? undefined : toRecord(row);
     this.cache.set(key(namespace, name), { record, expires: Date.now() + CACHE_MS });
     return record;
+  }
+
+  limitedHint(namespace: string, name: string): boolean | undefined {
+    const k = key(namespace, name);
+    const hit = this.cache.get(k);
+    if ((hit === undefined || hit.expires <= Date.now()) && !this.refreshing.has(k)) {
+      this.refreshing.add(k);
+      // A failed read keeps what was there; the next hint tries again.
+      void this.load(namespace, name)
+        .catch(() => undefined)
+        .finally(() => this.refreshing.delete(k));
+    }
+    return hit === undefined ? undefined : hit.record !== undefined && hasLimits(hit.record);
+  }
+
+  async limited(namespace: string, name: string): Promise<boolean> {
+    const record = await this.find(namespace, name);
+    return record !== undefined && hasLimits(record);
+  }
+
+  /** Drops the cached entry (the job type was registered, perhaps on another replica). */
+  forget(namespace: string, name: string): void {
+    this.cache.delete(key(namespace, name));
   }
 
   /** The job type, or NOT_FOUND naming it. */

@@ -154,6 +154,7 @@ function scheduledTask(s: ScheduleRecord, fireAt: Date): ScheduledTask {
     timeoutMs: s.timeoutMs,
     backoffBaseMs: s.backoffBaseMs,
     backoffCapMs: s.backoffCapMs,
+    concurrencyKey: s.concurrencyKey,
     scheduleName: s.name,
     fireAt,
   };

@@ -8,7 +8,6 @@ import type { Db } from "../store/db.js";
 import { withTransaction } from "../store/orm.js";
 import type pg from "pg";
 import { taskCancel } from "../store/sql/task-cancel.js";
-import { claimWithParents } from "../dispatch/claim-with-parents.js";
 import { taskAttempts, taskGet } from "../store/sql/task-get.js";
 import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
 import { submitKeyed } from "./keyed-submit.js";
@@ -163,9 +162,9 @@ export class Tasks {
     return workerList(this.db, { ...params, staleAfterMs: 60_000 });
   }
 
-  /** Unary claim for workers without streams (with the outputs of claimed tasks' dependencies). */
+  /** Unary claim for workers without streams (through the dispatcher, so that limits apply). */
   claim(params: { namespace: string; workerId: string; jobTypes: readonly string[]; limit: number }): Promise<Assignment[]> {
-    return claimWithParents(this.db, params);
+    return this.dispatcher.claimFor(params);
   }
 
   /** Why a report was not accepted: the task is unknown, finished, or held by another lease. */

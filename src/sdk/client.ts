@@ -6,11 +6,11 @@
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient as createConnectClient, type CallOptions, type Client } from "@connectrpc/connect";
-import { JobTypeService, RetryPolicySchema, type RegisterJobTypeResponse, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
+import { JobTypeService, RateLimitSchema, RetryPolicySchema, type RateLimit, type RegisterJobTypeResponse, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
 import { TaskService, TaskSpecSchema, TaskState, type ListTasksResponse, type Task, type TaskSpec } from "../gen/taskwire/v1/task_pb.js";
 import { WorkerService, type ListWorkersResponse } from "../gen/taskwire/v1/worker_pb.js";
 import { MissedFirePolicy, ScheduleService, type ListSchedulesResponse, type Schedule } from "../gen/taskwire/v1/schedule_pb.js";
-import type { JobRef, RetryOptions } from "./define-job.js";
+import type { JobRef, RateLimitOptions, RetryOptions } from "./define-job.js";
 import { descriptorSetOf } from "./descriptor-set.js";
 import { packPayload, payloadTypeName, unpackPayload, type PayloadInit, type PayloadOf, type PayloadSchema } from "./payload.js";
 import { isInlineJob } from "../inline/define-inline-job.js";
@@ -38,6 +38,12 @@ export interface JobTypeSpec {
   defaultRetry?: RetryOptions;
   /** How long a finished task keeps its idempotency key, 1 s to 30 days and at most the retention (server default: none). */
   dedupWindowMs?: number;
+  /** At most maxStarts attempts (0 to 1,000,000) start in any interval of windowMs (1 s to 24 h), across all replicas. */
+  rateLimit?: RateLimitOptions;
+  /** At most this many tasks of the job type run at once, 0 to 100,000 (unset: no limit). */
+  maxRunning?: number;
+  /** At most this many tasks with the same concurrencyKey run at once, 0 to 100,000 (unset: no limit). */
+  maxRunningPerKey?: number;
 }
 
 /** Per-task settings; unset ones take the job type's defaults (0 is a value, not "unset"). */
@@ -67,6 +73,12 @@ export interface SubmitOptions {
    * 100; not together with idempotency keys in one call.
    */
   dependsOn?: readonly (Task | string | number)[];
+  /**
+   * Groups the task for its job type's limits (e.g. a customer id): at most maxRunningPerKey tasks
+   * with one key run at once, and a limited job type's tasks are claimed round-robin across keys.
+   * 1 to 128 visible ASCII characters.
+   */
+  concurrencyKey?: string;
 }
 
 /** What a schedule submits at each fire time, and when. */
@@ -84,6 +96,7 @@ export interface ScheduleOptions {
   maxAttempts?: number;
   timeoutMs?: number;
   retry?: RetryOptions;
+  concurrencyKey?: string;
 }
 
 /** ListWorkers options. */
@@ -306,6 +319,9 @@ function registerRequestOf(target: JobRef | JobTypeSpec) {
       retention: optionalDuration(target.retentionMs),
       defaultRetry: retryPolicyOf(target.defaultRetry),
       dedupWindow: optionalDuration(target.dedupWindowMs),
+      rateLimit: rateLimitOf(target.rateLimit),
+      maxRunning: target.maxRunning,
+      maxRunningPerKey: target.maxRunningPerKey,
     };
   }
   const schemas = [target.input, target.output].filter((s): s is DescMessage => s !== "json");
@@ -323,6 +339,9 @@ function registerRequestOf(target: JobRef | JobTypeSpec) {
     inlineModule: isInlineJob(target) ? target.module : "",
     defaultRetry: retryPolicyOf(defaults.defaultRetry),
     dedupWindow: optionalDuration(defaults.dedupWindowMs),
+    rateLimit: rateLimitOf(defaults.rateLimit),
+    maxRunning: defaults.maxRunning,
+    maxRunningPerKey: defaults.maxRunningPerKey,
   };
 }
 
@@ -350,7 +369,13 @@ function taskSpecOf<I extends PayloadSchema>(job: JobRef<I, PayloadSchema>, inpu
     dedupByPayload: options.dedupByPayload ?? false,
     dependsOn: dependsOn.filter((d): d is Task | string => typeof d !== "number").map((d) => (typeof d === "string" ? d : d.id)),
     dependsOnIndex: dependsOn.filter((d): d is number => typeof d === "number"),
+    concurrencyKey: options.concurrencyKey ?? "",
   });
+}
+
+/** Unset stays unset (no rate limit); a set one is sent as is (0 is a value: no starts). */
+function rateLimitOf(rate: RateLimitOptions | undefined): RateLimit | undefined {
+  return rate === undefined ? undefined : create(RateLimitSchema, { maxStarts: rate.maxStarts, window: durationFromMs(rate.windowMs) });
 }
 
 function optionalDuration(ms: number | undefined) {

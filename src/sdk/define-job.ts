@@ -67,6 +67,18 @@ export interface JobDefaults {
   defaultRetry?: RetryOptions;
   /** How long a finished task keeps its idempotency key, 1 s to 30 days and at most the retention (server default: none). */
   dedupWindowMs?: number;
+  /** At most maxStarts attempts (0 to 1,000,000) start in any interval of windowMs (1 s to 24 h), across all replicas. */
+  rateLimit?: RateLimitOptions;
+  /** At most this many tasks of the job type run at once, 0 to 100,000 (unset: no limit). */
+  maxRunning?: number;
+  /** At most this many tasks with the same concurrencyKey run at once, 0 to 100,000 (unset: no limit). */
+  maxRunningPerKey?: number;
+}
+
+/** A job type's rate limit (see RateLimit in proto/taskwire/v1/job_type.proto). */
+export interface RateLimitOptions {
+  maxStarts: number;
+  windowMs: number;
 }
 
 /** Exponential backoff between attempts: the delay after attempt n is jittered within min(cap, base * 2^(n-1)). */

@@ -1,6 +1,6 @@
 /** The Taskwire TypeScript SDK: typed job definitions, a producer client and a worker. */
 export { defineJob, isNonRetryableError, NonRetryableError } from "./define-job.js";
-export type { Job, JobContext, JobDefaults, JobHandler, JobRef, RetryOptions } from "./define-job.js";
+export type { Job, JobContext, JobDefaults, JobHandler, JobRef, RateLimitOptions, RetryOptions } from "./define-job.js";
 export type { CheckpointData } from "./checkpoint.js";
 export { packPayload, PayloadError, payloadTypeName, unpackPayload } from "./payload.js";
 export type { PayloadInit, PayloadOf, PayloadSchema } from "./payload.js";

@@ -10,7 +10,7 @@ import { jobTypeToProto } from "./mapping.js";
 import { parseDescriptors, type PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
-import { durationMsInRange, intInRange, messageName, pageSize, requireName, retryPolicy } from "./validation.js";
+import { durationMsInRange, intInRange, messageName, pageSize, rateLimit, requireName, retryPolicy, runningLimit } from "./validation.js";
 import { invalidArgument } from "../core/errors.js";
 
 /** The JobTypeService implementation. */
@@ -42,6 +42,9 @@ export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes, li
         dedupWindowMs: dedupWindow(req.dedupWindow, retentionMs),
         inlineModule: req.inlineModule === "" ? null : inlineModule(engine, req.inlineModule),
         maxPayloadBytes: req.maxPayloadBytes === undefined ? null : maxPayload(req.maxPayloadBytes, limits),
+        rateLimit: rateLimit("rate_limit", req.rateLimit),
+        maxRunning: runningLimit("max_running", req.maxRunning),
+        maxRunningPerKey: runningLimit("max_running_per_key", req.maxRunningPerKey),
       });
       payloads.registryOf(record); // make its messages renderable as JSON at once
       await engine.inline?.refresh(); // an inline job type (or one that stopped being inline) is served at once

@@ -14,7 +14,7 @@ import type { TaskState as DomainState } from "../core/task-state.js";
 import { TASK_STATES } from "../core/task-state.js";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { fromBinary } from "@bufbuild/protobuf";
-import { JobTypeSchema, RetryPolicySchema, type JobType, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
+import { JobTypeSchema, RateLimitSchema, RetryPolicySchema, type JobType, type RetryPolicy } from "../gen/taskwire/v1/job_type_pb.js";
 import {
   AttemptOutcome,
   CheckpointSchema,
@@ -137,6 +137,7 @@ export function taskToProto(task: TaskRecord | TaskDetail): Task {
     scheduleFireTime: task.scheduleFireAt === null ? undefined : timestampFromDate(task.scheduleFireAt),
     dependsOn: task.dependsOn,
     unmetDependencies: task.unmetDependencies,
+    concurrencyKey: task.concurrencyKey ?? "",
   });
 }
 
@@ -158,6 +159,9 @@ export function jobTypeToProto(record: JobTypeRecord, serverMaxPayloadBytes: num
     inlineModule: record.inlineModule ?? "",
     dedupWindow: record.dedupWindowMs === null ? undefined : durationFromMs(record.dedupWindowMs),
     maxPayloadBytes: Math.min(record.maxPayloadBytes ?? serverMaxPayloadBytes, serverMaxPayloadBytes),
+    rateLimit: record.rateLimit === null ? undefined : create(RateLimitSchema, { maxStarts: record.rateLimit.maxStarts, window: durationFromMs(record.rateLimit.windowMs) }),
+    maxRunning: record.maxRunning ?? undefined,
+    maxRunningPerKey: record.maxRunningPerKey ?? undefined,
   });
 }
 
@@ -202,6 +206,7 @@ export function scheduleToProto(s: ScheduleRecord): Schedule {
       maxAttempts: s.maxAttempts,
       timeout: s.timeoutMs === null ? undefined : durationFromMs(s.timeoutMs),
       retry: retryToProto(s),
+      concurrencyKey: s.concurrencyKey ?? "",
     }),
     missedFirePolicy: POLICY_TO_PROTO[s.missedPolicy],
     paused: s.paused,

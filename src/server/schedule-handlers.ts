@@ -48,6 +48,7 @@ export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, l
         timeoutMs: task.timeoutMs,
         backoffBaseMs: task.backoffBaseMs,
         backoffCapMs: task.backoffCapMs,
+        concurrencyKey: task.concurrencyKey ?? null,
         missedPolicy,
         paused: req.paused,
         nextFireAt,

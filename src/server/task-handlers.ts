@@ -21,7 +21,8 @@ import { taskSnapshot } from "../store/sql/task-snapshot.js";
 import type { PayloadTypes } from "./payloads.js";
 import { actorOf, namespaceOf, principalOf } from "./request-context.js";
 import type { SubmitLimiter } from "./submit-limiter.js";
-import { boundedText, dependencyLists, durationMsInRange, idempotencyKey, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
+import { boundedText, concurrencyKey, dependencyLists, durationMsInRange, idempotencyKey, intInRange, optionalDate, pageSize, requireName, retryPolicy, taskId } from "./validation.js";
+import { hasLimits } from "../core/claim-limits.js";
 
 /**
  * Validates one spec and resolves its defaults from the job type ("0 is a value": only unset fields
@@ -52,6 +53,8 @@ export async function newTask(
     jobType: jobTypeName,
     input: input!,
     idempotencyKey: idempotencyKey(field, spec, input!, () => payloads.registryOf(jobType)),
+    concurrencyKey: concurrencyKey(`${field}.concurrency_key`, spec.concurrencyKey),
+    limited: hasLimits(jobType),
     priority: spec.priority === undefined ? jobType.defaultPriority : intInRange(`${field}.priority`, spec.priority, LIMITS.minPriority, LIMITS.maxPriority),
     maxAttempts: spec.maxAttempts === undefined ? jobType.defaultMaxAttempts : intInRange(`${field}.max_attempts`, spec.maxAttempts, 1, LIMITS.maxAttempts),
     timeoutMs: spec.timeout === undefined ? jobType.defaultTimeoutMs : durationMsInRange(`${field}.timeout`, spec.timeout, LIMITS.minTimeoutMs, LIMITS.maxTimeoutMs),

@@ -4,7 +4,7 @@ import { invalidArgument } from "../core/errors.js";
 import { LIMITS } from "../core/limits.js";
 import { checkName, MESSAGE_NAME_PATTERN } from "../core/names.js";
 import { PAYLOAD_KEY_PREFIX, payloadKey } from "../core/payload-hash.js";
-import type { Payload } from "../core/task.js";
+import type { Payload, RateLimit } from "../core/task.js";
 import type { Registry } from "@bufbuild/protobuf";
 
 /** A job type or worker name. */
@@ -170,4 +170,43 @@ export function dependencyLists(
     return index;
   });
   return { dependsOn, dependsOnIndex };
+}
+
+/** Visible ASCII: letters, digits and punctuation, no spaces. */
+const CONCURRENCY_KEY = /^[\x21-\x7e]+$/;
+
+/** A task's concurrency key: 1 to 128 visible ASCII characters, or "" for none (null). */
+export function concurrencyKey(field: string, value: string): string | null {
+  if (value === "") return null;
+  if (value.length > LIMITS.maxConcurrencyKeyChars) {
+    throw invalidArgument(field, `is ${value.length} characters; allowed: 1 to ${LIMITS.maxConcurrencyKeyChars}`);
+  }
+  if (!CONCURRENCY_KEY.test(value)) {
+    const bad = [...value].find((c) => !CONCURRENCY_KEY.test(c))!;
+    throw invalidArgument(field, `contains ${JSON.stringify(bad)}; use visible ASCII characters only (letters, digits, punctuation; no spaces), e.g. "customer-42"`);
+  }
+  return value;
+}
+
+/** A job type's rate limit: unset is none; when set, both fields are required and bounded. */
+export function rateLimit(field: string, value: { maxStarts?: number; window?: Duration } | undefined): RateLimit | null {
+  if (value === undefined) return null;
+  if (value.maxStarts === undefined) {
+    throw invalidArgument(`${field}.max_starts`, `is required: how many attempts may start per window, 0 to ${LIMITS.maxRateStarts}`);
+  }
+  const maxStarts = intInRange(`${field}.max_starts`, value.maxStarts, 0, LIMITS.maxRateStarts);
+  if (value.window === undefined) {
+    throw invalidArgument(`${field}.window`, `is required: the length of the window, ${LIMITS.minRateWindowMs} ms to ${LIMITS.maxRateWindowMs} ms`);
+  }
+  const windowMs = durationMsInRange(`${field}.window`, value.window, LIMITS.minRateWindowMs, LIMITS.maxRateWindowMs)!;
+  return { maxStarts, windowMs };
+}
+
+/** max_running / max_running_per_key: unset is no limit (null); 0 is a limit (none start). */
+export function runningLimit(field: string, value: number | undefined): number | null {
+  if (value === undefined) return null;
+  if (!Number.isInteger(value) || value < 0 || value > LIMITS.maxRunningLimit) {
+    throw invalidArgument(field, `is ${value}; allowed: 0 to ${LIMITS.maxRunningLimit} (0: none start), or unset for no limit`);
+  }
+  return value;
 }

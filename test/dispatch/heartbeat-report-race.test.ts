@@ -28,7 +28,7 @@ t.test("a committed but unsettled completion is not revoked by a heartbeat", asy
   await s.jobTypes.registerJobType({ name: "race.hb" });
   await s.tasks.submit({ task: { jobType: "race.hb", input: jsonAny(1) } });
   const batcher = new GatedBatcher(db);
-  const dispatcher = new Dispatcher({ db, batcher, logger: testLogger(), safetyPollMs: 60_000 });
+  const dispatcher = new Dispatcher({ db, pool: s.server.engine.database.pool, limits: s.server.engine.jobTypes, batcher, logger: testLogger(), safetyPollMs: 60_000 });
   t.teardown(() => dispatcher.stop());
   const revoked: string[] = [];
   let assigned!: (a: Assignment) => void;

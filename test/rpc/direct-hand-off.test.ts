@@ -104,7 +104,7 @@ t.test("a hand-off never overtakes a ready task already queued with the same or 
 
 t.test("a worker that leaves between the plan and the insert: its tasks go back to PENDING without using an attempt", async (t) => {
   await s.jobTypes.registerJobType({ name: "direct.leaving" });
-  const dispatcher = new Dispatcher({ db, batcher: new ReportBatcher(db), logger: testLogger(), safetyPollMs: 60_000 });
+  const dispatcher = new Dispatcher({ db, pool: s.server.engine.database.pool, limits: s.server.engine.jobTypes, batcher: new ReportBatcher(db), logger: testLogger(), safetyPollMs: 60_000 });
   t.teardown(() => dispatcher.stop());
   const assigned: Assignment[] = [];
   let claimed = 0;

@@ -91,7 +91,7 @@ t.test("a report frees its credit when it arrives: the next task is assigned whi
   await s.tasks.submitBatch({ tasks: [{ jobType: "batch.credits", input: jsonAny(1) }, { jobType: "batch.credits", input: jsonAny(2) }] });
   const db = s.server.engine.database.db;
   const batcher = new GatedBatcher(db);
-  const dispatcher = new Dispatcher({ db, batcher, logger: testLogger(), safetyPollMs: 60_000 });
+  const dispatcher = new Dispatcher({ db, pool: s.server.engine.database.pool, limits: s.server.engine.jobTypes, batcher, logger: testLogger(), safetyPollMs: 60_000 });
   t.teardown(() => dispatcher.stop());
   const assigned: HeldAssignment[][] = [];
   let wake = () => {};

@@ -22,6 +22,7 @@ const ScheduleSchema = defineEntity({
     lastFireAt: p.datetime().nullable(),
     lastTaskId: p.bigint("string").nullable(),
     lastError: p.text().nullable(),
+    concurrencyKey: p.text().nullable(),
     createdAt: p.datetime().defaultRaw("now()"),
     updatedAt: p.datetime().defaultRaw("now()"),
   },

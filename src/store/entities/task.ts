@@ -37,6 +37,8 @@ const TaskSchema = defineEntity({
     hasDependencies: p.boolean().default(false),
     hasDependents: p.boolean().default(false),
     unmetDependencies: p.integer().default(0),
+    concurrencyKey: p.text().nullable(),
+    limited: p.boolean().default(false),
   },
 });
 

@@ -10,6 +10,8 @@ import { Migration0008DirectHandOff } from "./migration-0008-direct-hand-off.js"
 import { Migration0010Auth } from "./migration-0010-auth.js";
 import { Migration0020DedupSchedules } from "./migration-0020-dedup-schedules.js";
 import { Migration0030Dependencies } from "./migration-0030-dependencies.js";
+import { Migration0040Limits } from "./migration-0040-limits.js";
+import { Migration0041LimitedUnblock } from "./migration-0041-limited-unblock.js";
 
 export const MIGRATIONS = [
   { name: "0001_initial", class: Migration0001Initial },
@@ -23,4 +25,6 @@ export const MIGRATIONS = [
   { name: "0010_auth", class: Migration0010Auth },
   { name: "0020_dedup_schedules", class: Migration0020DedupSchedules },
   { name: "0030_dependencies", class: Migration0030Dependencies },
+  { name: "0040_limits", class: Migration0040Limits },
+  { name: "0041_limited_unblock", class: Migration0041LimitedUnblock },
 ];

@@ -5,7 +5,7 @@ import { toDate } from "./task-columns.js";
 /** Selected as-is by schedule queries (alias `s`). */
 export const SCHEDULE_COLUMNS = `s.namespace, s.name, s.cron, s.time_zone, s.job_type, s.input_type_url, s.input, s.priority,
   s.max_attempts, s.timeout_ms, s.backoff_base_ms, s.backoff_cap_ms, s.missed_policy, s.paused, s.next_fire_at,
-  s.last_fire_at, s.last_task_id::text AS last_task_id, s.last_error, s.created_at, s.updated_at`;
+  s.last_fire_at, s.last_task_id::text AS last_task_id, s.last_error, s.created_at, s.updated_at, s.concurrency_key`;
 
 /** A row of SCHEDULE_COLUMNS. */
 export interface ScheduleRow {
@@ -29,6 +29,7 @@ export interface ScheduleRow {
   last_error: string | null;
   created_at: Date | string;
   updated_at: Date | string;
+  concurrency_key: string | null;
 }
 
 /** Maps a ScheduleRow to the domain record. */
@@ -45,6 +46,7 @@ export function scheduleFromRow(row: ScheduleRow): ScheduleRecord {
     timeoutMs: row.timeout_ms,
     backoffBaseMs: row.backoff_base_ms,
     backoffCapMs: row.backoff_cap_ms,
+    concurrencyKey: row.concurrency_key,
     missedPolicy: row.missed_policy,
     paused: row.paused,
     nextFireAt: toDate(row.next_fire_at),

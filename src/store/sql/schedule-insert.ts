@@ -5,8 +5,8 @@ import { SCHEDULE_COLUMNS, scheduleFromRow, type ScheduleRow } from "./schedule-
 
 const SQL = `
 INSERT INTO schedule AS s (namespace, name, cron, time_zone, job_type, input_type_url, input, priority, max_attempts,
-  timeout_ms, backoff_base_ms, backoff_cap_ms, missed_policy, paused, next_fire_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+  timeout_ms, backoff_base_ms, backoff_cap_ms, missed_policy, paused, next_fire_at, concurrency_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (namespace, name) DO NOTHING
 RETURNING ${SCHEDULE_COLUMNS}`;
 
@@ -31,6 +31,7 @@ export async function scheduleInsert(db: Db, s: NewSchedule): Promise<ScheduleRe
     s.missedPolicy,
     s.paused,
     s.nextFireAt,
+    s.concurrencyKey,
   ]);
   return row === undefined ? undefined : scheduleFromRow(row);
 }

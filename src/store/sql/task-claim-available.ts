@@ -17,9 +17,13 @@ import { toDate } from "./task-columns.js";
 // second statement, task-parent-outputs (src/dispatch/claim-with-parents.ts), so an ordinary claim
 // reads nothing extra: sub-selects here, even under a CASE that skipped them, cost ordinary claims
 // about 0.3 us of PostgreSQL CPU per row each (measured: four of them, +1.2 us per claimed row).
+// Job types with rate or concurrency limits are left out here (the NULL tests in `leases`): only
+// the limited claim (src/dispatch/limited-claim.ts) may start their tasks, so a replica that has
+// not yet learned that a job type got limits cannot start its tasks past them.
 const SQL = `
 WITH leases AS (
   SELECT name, lease_ms FROM job_type WHERE namespace = $1 AND name = ANY($2::text[])
+    AND rate_max_starts IS NULL AND max_running IS NULL AND max_running_per_key IS NULL
 ), candidates AS (
   SELECT c.id, c.priority, c.run_at
   FROM leases jt

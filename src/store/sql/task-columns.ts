@@ -10,7 +10,7 @@ export const TASK_COLUMNS = `t.id::text AS id, t.namespace, t.job_type, t.state,
   t.output_type_url, t.output, t.priority, t.attempt, t.max_attempts, t.timeout_ms, t.run_at,
   t.created_at, t.updated_at, t.finished_at, t.worker_id, t.last_error, t.backoff_base_ms, t.backoff_cap_ms,
   t.lease_expires_at, t.progress, t.progress_message, t.checkpoint, t.idempotency_key, t.schedule_name, t.schedule_fire_at,
-  t.unmet_dependencies,
+  t.concurrency_key, t.unmet_dependencies,
   CASE WHEN t.has_dependencies THEN ARRAY(SELECT d.parent_id::text FROM task_dependency d WHERE d.child_id = t.id ORDER BY d.parent_id) END AS depends_on`;
 
 /** A row of TASK_COLUMNS. */
@@ -44,6 +44,7 @@ export interface TaskRow {
   schedule_fire_at: Date | string | null;
   unmet_dependencies: number;
   depends_on: string[] | null;
+  concurrency_key: string | null;
 }
 
 /**
@@ -86,5 +87,6 @@ export function taskFromRow(row: TaskRow): TaskRecord {
     scheduleFireAt: toDate(row.schedule_fire_at),
     dependsOn: row.depends_on ?? [],
     unmetDependencies: row.unmet_dependencies,
+    concurrencyKey: row.concurrency_key,
   };
 }

@@ -8,16 +8,18 @@ import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 // plus where each task starts (src/core/dependencies.ts planGraph). Only PENDING rows are announced
 // by task_notify_inserted; a WAITING row is claimable only once the settle trigger moves it to
 // PENDING (task_claim_idx covers PENDING rows only). Ids are assigned in input order (ORDER BY n),
-// so a task's dependencies within the submit get smaller ids than it does.
+// so a task's dependencies within the submit get smaller ids than it does. Concurrency keys and
+// `limited` as in task-insert-batch.ts (migration 0041 marks a task that becomes PENDING if its
+// job type got limits while it waited).
 const SQL = `
 INSERT INTO task AS t (namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at,
-  backoff_base_ms, backoff_cap_ms, state, unmet_dependencies, has_dependencies, has_dependents)
+  backoff_base_ms, backoff_cap_ms, state, unmet_dependencies, has_dependencies, has_dependents, concurrency_key, limited)
 SELECT r.namespace, r.job_type, r.input_type_url, r.input, r.priority, r.max_attempts, r.timeout_ms, coalesce(r.run_at, now()),
-  r.backoff_base_ms, r.backoff_cap_ms, r.state, r.unmet, r.has_dependencies, r.has_dependents
+  r.backoff_base_ms, r.backoff_cap_ms, r.state, r.unmet, r.has_dependencies, r.has_dependents, r.concurrency_key, r.limited
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int[], $6::int[], $7::int[], $8::timestamptz[],
-  $9::int[], $10::int[], $11::text[], $12::int[], $13::bool[], $14::bool[]) WITH ORDINALITY
+  $9::int[], $10::int[], $11::text[], $12::int[], $13::bool[], $14::bool[], $15::text[], $16::bool[]) WITH ORDINALITY
   AS r(namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at, backoff_base_ms, backoff_cap_ms,
-    state, unmet, has_dependencies, has_dependents, n)
+    state, unmet, has_dependencies, has_dependents, concurrency_key, limited, n)
 ORDER BY r.n
 RETURNING ${TASK_COLUMNS}`;
 
@@ -38,6 +40,8 @@ export async function taskInsertGraph(db: Db, tasks: readonly NewTask[], starts:
     starts.map((s) => s.unmet),
     starts.map((s) => s.hasDependencies),
     starts.map((s) => s.hasDependents),
+    tasks.map((x) => x.concurrencyKey ?? null),
+    tasks.map((x) => x.limited === true),
   ]);
   return rows.map(taskFromRow).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
 }

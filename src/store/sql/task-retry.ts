@@ -6,11 +6,17 @@ import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 
 // Guarded by the transition table's sources. The row trigger task_notify_pending wakes dispatchers.
 // With unmet dependencies ($5 > 0, `retry_waiting`) the task waits for them instead; the caller
-// holds their locks (FOR SHARE), so none of them can succeed unseen before this commits.
+// holds their locks (FOR SHARE), so none of them can succeed unseen before this commits. A task
+// that finished before its job type got limits is marked `limited` now (see migration 0040), or
+// no claim would ever take it.
 const SQL = `
 UPDATE task t
 SET state = CASE WHEN $5::int > 0 THEN 'waiting' ELSE 'pending' END, unmet_dependencies = $5::int, run_at = now(), finished_at = NULL,
-  max_attempts = t.attempt + $3, output_type_url = NULL, output = NULL, progress = 0, progress_message = '', updated_at = now()
+  max_attempts = t.attempt + $3, output_type_url = NULL, output = NULL, progress = 0, progress_message = '', updated_at = now(),
+  limited = t.limited OR EXISTS (
+    SELECT 1 FROM job_type j WHERE j.namespace = t.namespace AND j.name = t.job_type
+      AND (j.rate_max_starts IS NOT NULL OR j.max_running IS NOT NULL OR j.max_running_per_key IS NOT NULL)
+  )
 WHERE t.id = $1 AND t.namespace = $2 AND t.state = ANY($4::text[])
 RETURNING ${TASK_COLUMNS}`;
 

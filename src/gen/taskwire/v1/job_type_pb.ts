@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskwire/v1/job_type.proto.
  */
 export const file_taskwire_v1_job_type: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXNrd2lyZS92MS9qb2JfdHlwZS5wcm90bxILdGFza3dpcmUudjEiugQKB0pvYlR5cGUSDAoEbmFtZRgBIAEoCRISCgppbnB1dF90eXBlGAIgASgJEhMKC291dHB1dF90eXBlGAMgASgJEjcKC2Rlc2NyaXB0b3JzGAQgASgLMiIuZ29vZ2xlLnByb3RvYnVmLkZpbGVEZXNjcmlwdG9yU2V0EhgKEGRlZmF1bHRfcHJpb3JpdHkYBSABKAUSHAoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAUSMgoPZGVmYXVsdF90aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KDWRlZmF1bHRfcmV0cnkYCiABKAsyGC50YXNrd2lyZS52MS5SZXRyeVBvbGljeRIxCg5sZWFzZV9kdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglyZXRlbnRpb24YDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFQoNaW5saW5lX21vZHVsZRgNIAEoCRIvCgxkZWR1cF93aW5kb3cYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRbWF4X3BheWxvYWRfYnl0ZXMYDyABKAUibgoLUmV0cnlQb2xpY3kSLwoMYmFja29mZl9iYXNlGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2JhY2tvZmZfY2FwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIrwEChZSZWdpc3RlckpvYlR5cGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKaW5wdXRfdHlwZRgCIAEoCRITCgtvdXRwdXRfdHlwZRgDIAEoCRI3CgtkZXNjcmlwdG9ycxgEIAEoCzIiLmdvb2dsZS5wcm90b2J1Zi5GaWxlRGVzY3JpcHRvclNldBIdChBkZWZhdWx0X3ByaW9yaXR5GAUgASgFSACIAQESIQoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAVIAYgBARIyCg9kZWZhdWx0X3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoNZGVmYXVsdF9yZXRyeRgIIAEoCzIYLnRhc2t3aXJlLnYxLlJldHJ5UG9saWN5EjEKDmxlYXNlX2R1cmF0aW9uGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCXJldGVudGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1pbmxpbmVfbW9kdWxlGAsgASgJEi8KDGRlZHVwX3dpbmRvdxgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIeChFtYXhfcGF5bG9hZF9ieXRlcxgNIAEoBUgCiAEBQhMKEV9kZWZhdWx0X3ByaW9yaXR5QhcKFV9kZWZhdWx0X21heF9hdHRlbXB0c0IUChJfbWF4X3BheWxvYWRfYnl0ZXMiUgoXUmVnaXN0ZXJKb2JUeXBlUmVzcG9uc2USJgoIam9iX3R5cGUYASABKAsyFC50YXNrd2lyZS52MS5Kb2JUeXBlEg8KB2NyZWF0ZWQYAiABKAgiIQoRR2V0Sm9iVHlwZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSI8ChJHZXRKb2JUeXBlUmVzcG9uc2USJgoIam9iX3R5cGUYASABKAsyFC50YXNrd2lyZS52MS5Kb2JUeXBlIjwKE0xpc3RKb2JUeXBlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWAoUTGlzdEpvYlR5cGVzUmVzcG9uc2USJwoJam9iX3R5cGVzGAEgAygLMhQudGFza3dpcmUudjEuSm9iVHlwZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkykgIKDkpvYlR5cGVTZXJ2aWNlElwKD1JlZ2lzdGVySm9iVHlwZRIjLnRhc2t3aXJlLnYxLlJlZ2lzdGVySm9iVHlwZVJlcXVlc3QaJC50YXNrd2lyZS52MS5SZWdpc3RlckpvYlR5cGVSZXNwb25zZRJNCgpHZXRKb2JUeXBlEh4udGFza3dpcmUudjEuR2V0Sm9iVHlwZVJlcXVlc3QaHy50YXNrd2lyZS52MS5HZXRKb2JUeXBlUmVzcG9uc2USUwoMTGlzdEpvYlR5cGVzEiAudGFza3dpcmUudjEuTGlzdEpvYlR5cGVzUmVxdWVzdBohLnRhc2t3aXJlLnYxLkxpc3RKb2JUeXBlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_descriptor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chp0YXNrd2lyZS92MS9qb2JfdHlwZS5wcm90bxILdGFza3dpcmUudjEiygUKB0pvYlR5cGUSDAoEbmFtZRgBIAEoCRISCgppbnB1dF90eXBlGAIgASgJEhMKC291dHB1dF90eXBlGAMgASgJEjcKC2Rlc2NyaXB0b3JzGAQgASgLMiIuZ29vZ2xlLnByb3RvYnVmLkZpbGVEZXNjcmlwdG9yU2V0EhgKEGRlZmF1bHRfcHJpb3JpdHkYBSABKAUSHAoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAUSMgoPZGVmYXVsdF90aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KDWRlZmF1bHRfcmV0cnkYCiABKAsyGC50YXNrd2lyZS52MS5SZXRyeVBvbGljeRIxCg5sZWFzZV9kdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglyZXRlbnRpb24YDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFQoNaW5saW5lX21vZHVsZRgNIAEoCRIvCgxkZWR1cF93aW5kb3cYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRbWF4X3BheWxvYWRfYnl0ZXMYDyABKAUSKgoKcmF0ZV9saW1pdBgQIAEoCzIWLnRhc2t3aXJlLnYxLlJhdGVMaW1pdBIYCgttYXhfcnVubmluZxgRIAEoBUgAiAEBEiAKE21heF9ydW5uaW5nX3Blcl9rZXkYEiABKAVIAYgBAUIOCgxfbWF4X3J1bm5pbmdCFgoUX21heF9ydW5uaW5nX3Blcl9rZXkiXgoJUmF0ZUxpbWl0EhcKCm1heF9zdGFydHMYASABKAVIAIgBARIpCgZ3aW5kb3cYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDQoLX21heF9zdGFydHMibgoLUmV0cnlQb2xpY3kSLwoMYmFja29mZl9iYXNlGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2JhY2tvZmZfY2FwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIswFChZSZWdpc3RlckpvYlR5cGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKaW5wdXRfdHlwZRgCIAEoCRITCgtvdXRwdXRfdHlwZRgDIAEoCRI3CgtkZXNjcmlwdG9ycxgEIAEoCzIiLmdvb2dsZS5wcm90b2J1Zi5GaWxlRGVzY3JpcHRvclNldBIdChBkZWZhdWx0X3ByaW9yaXR5GAUgASgFSACIAQESIQoUZGVmYXVsdF9tYXhfYXR0ZW1wdHMYBiABKAVIAYgBARIyCg9kZWZhdWx0X3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoNZGVmYXVsdF9yZXRyeRgIIAEoCzIYLnRhc2t3aXJlLnYxLlJldHJ5UG9saWN5EjEKDmxlYXNlX2R1cmF0aW9uGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCXJldGVudGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1pbmxpbmVfbW9kdWxlGAsgASgJEi8KDGRlZHVwX3dpbmRvdxgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIeChFtYXhfcGF5bG9hZF9ieXRlcxgNIAEoBUgCiAEBEioKCnJhdGVfbGltaXQYDiABKAsyFi50YXNrd2lyZS52MS5SYXRlTGltaXQSGAoLbWF4X3J1bm5pbmcYDyABKAVIA4gBARIgChNtYXhfcnVubmluZ19wZXJfa2V5GBAgASgFSASIAQFCEwoRX2RlZmF1bHRfcHJpb3JpdHlCFwoVX2RlZmF1bHRfbWF4X2F0dGVtcHRzQhQKEl9tYXhfcGF5bG9hZF9ieXRlc0IOCgxfbWF4X3J1bm5pbmdCFgoUX21heF9ydW5uaW5nX3Blcl9rZXkiUgoXUmVnaXN0ZXJKb2JUeXBlUmVzcG9uc2USJgoIam9iX3R5cGUYASABKAsyFC50YXNrd2lyZS52MS5Kb2JUeXBlEg8KB2NyZWF0ZWQYAiABKAgiIQoRR2V0Sm9iVHlwZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSI8ChJHZXRKb2JUeXBlUmVzcG9uc2USJgoIam9iX3R5cGUYASABKAsyFC50YXNrd2lyZS52MS5Kb2JUeXBlIjwKE0xpc3RKb2JUeXBlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWAoUTGlzdEpvYlR5cGVzUmVzcG9uc2USJwoJam9iX3R5cGVzGAEgAygLMhQudGFza3dpcmUudjEuSm9iVHlwZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkykgIKDkpvYlR5cGVTZXJ2aWNlElwKD1JlZ2lzdGVySm9iVHlwZRIjLnRhc2t3aXJlLnYxLlJlZ2lzdGVySm9iVHlwZVJlcXVlc3QaJC50YXNrd2lyZS52MS5SZWdpc3RlckpvYlR5cGVSZXNwb25zZRJNCgpHZXRKb2JUeXBlEh4udGFza3dpcmUudjEuR2V0Sm9iVHlwZVJlcXVlc3QaHy50YXNrd2lyZS52MS5HZXRKb2JUeXBlUmVzcG9uc2USUwoMTGlzdEpvYlR5cGVzEiAudGFza3dpcmUudjEuTGlzdEpvYlR5cGVzUmVxdWVzdBohLnRhc2t3aXJlLnYxLkxpc3RKb2JUeXBlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_descriptor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A kind of work that workers (or the server's inline pool) can run. Tasks are always of one job type.
@@ -128,6 +128,29 @@ export type JobType = Message<"taskwire.v1.JobType"> & {
    * @generated from field: int32 max_payload_bytes = 15;
    */
   maxPayloadBytes: number;
+
+  /**
+   * At most this many attempts start per window (see RateLimit). Unset: no rate limit.
+   *
+   * @generated from field: taskwire.v1.RateLimit rate_limit = 16;
+   */
+  rateLimit?: RateLimit | undefined;
+
+  /**
+   * At most this many tasks of the job type are RUNNING at once, across all replicas and workers
+   * (inline ones included). Unset: no limit; 0: none start.
+   *
+   * @generated from field: optional int32 max_running = 17;
+   */
+  maxRunning?: number | undefined;
+
+  /**
+   * At most this many tasks with the same concurrency_key (see TaskSpec) are RUNNING at once.
+   * Tasks without a key are not limited by it. Unset: no limit; 0: no task with a key starts.
+   *
+   * @generated from field: optional int32 max_running_per_key = 18;
+   */
+  maxRunningPerKey?: number | undefined;
 };
 
 /**
@@ -136,6 +159,39 @@ export type JobType = Message<"taskwire.v1.JobType"> & {
  */
 export const JobTypeSchema: GenMessage<JobType> = /*@__PURE__*/
   messageDesc(file_taskwire_v1_job_type, 0);
+
+/**
+ * A rate limit on attempt starts, enforced by the database for all replicas together: in any
+ * closed interval of length `window`, at most `max_starts` attempts of the job type start (every attempt
+ * counts, retries too; the time is the attempt's started_at). Starts are counted in buckets of a
+ * hundredth of the window, and a whole bucket counts until its end leaves the window, so a start
+ * may wait up to window/100 longer than an exact sliding log would make it. Tasks over the limit
+ * stay PENDING (they never fail) and are claimed as soon as a start is allowed again.
+ *
+ * @generated from message taskwire.v1.RateLimit
+ */
+export type RateLimit = Message<"taskwire.v1.RateLimit"> & {
+  /**
+   * Required: 0 to 1,000,000 (0: no attempt starts).
+   *
+   * @generated from field: optional int32 max_starts = 1;
+   */
+  maxStarts?: number | undefined;
+
+  /**
+   * Required: 1 s to 24 h, in whole milliseconds.
+   *
+   * @generated from field: google.protobuf.Duration window = 2;
+   */
+  window?: Duration | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.RateLimit.
+ * Use `create(RateLimitSchema)` to create a new message.
+ */
+export const RateLimitSchema: GenMessage<RateLimit> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_job_type, 1);
 
 /**
  * Delays between attempts: exponential backoff with jitter. The delay after attempt n is a random
@@ -165,7 +221,7 @@ export type RetryPolicy = Message<"taskwire.v1.RetryPolicy"> & {
  * Use `create(RetryPolicySchema)` to create a new message.
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 1);
+  messageDesc(file_taskwire_v1_job_type, 2);
 
 /**
  * @generated from message taskwire.v1.RegisterJobTypeRequest
@@ -263,6 +319,27 @@ export type RegisterJobTypeRequest = Message<"taskwire.v1.RegisterJobTypeRequest
    * @generated from field: optional int32 max_payload_bytes = 13;
    */
   maxPayloadBytes?: number | undefined;
+
+  /**
+   * See JobType.rate_limit. Unset: no rate limit.
+   *
+   * @generated from field: taskwire.v1.RateLimit rate_limit = 14;
+   */
+  rateLimit?: RateLimit | undefined;
+
+  /**
+   * See JobType.max_running: 0 to 100,000. Unset: no limit.
+   *
+   * @generated from field: optional int32 max_running = 15;
+   */
+  maxRunning?: number | undefined;
+
+  /**
+   * See JobType.max_running_per_key: 0 to 100,000. Unset: no limit.
+   *
+   * @generated from field: optional int32 max_running_per_key = 16;
+   */
+  maxRunningPerKey?: number | undefined;
 };
 
 /**
@@ -270,7 +347,7 @@ export type RegisterJobTypeRequest = Message<"taskwire.v1.RegisterJobTypeRequest
  * Use `create(RegisterJobTypeRequestSchema)` to create a new message.
  */
 export const RegisterJobTypeRequestSchema: GenMessage<RegisterJobTypeRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 2);
+  messageDesc(file_taskwire_v1_job_type, 3);
 
 /**
  * @generated from message taskwire.v1.RegisterJobTypeResponse
@@ -294,7 +371,7 @@ export type RegisterJobTypeResponse = Message<"taskwire.v1.RegisterJobTypeRespon
  * Use `create(RegisterJobTypeResponseSchema)` to create a new message.
  */
 export const RegisterJobTypeResponseSchema: GenMessage<RegisterJobTypeResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 3);
+  messageDesc(file_taskwire_v1_job_type, 4);
 
 /**
  * @generated from message taskwire.v1.GetJobTypeRequest
@@ -311,7 +388,7 @@ export type GetJobTypeRequest = Message<"taskwire.v1.GetJobTypeRequest"> & {
  * Use `create(GetJobTypeRequestSchema)` to create a new message.
  */
 export const GetJobTypeRequestSchema: GenMessage<GetJobTypeRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 4);
+  messageDesc(file_taskwire_v1_job_type, 5);
 
 /**
  * @generated from message taskwire.v1.GetJobTypeResponse
@@ -328,7 +405,7 @@ export type GetJobTypeResponse = Message<"taskwire.v1.GetJobTypeResponse"> & {
  * Use `create(GetJobTypeResponseSchema)` to create a new message.
  */
 export const GetJobTypeResponseSchema: GenMessage<GetJobTypeResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 5);
+  messageDesc(file_taskwire_v1_job_type, 6);
 
 /**
  * @generated from message taskwire.v1.ListJobTypesRequest
@@ -354,7 +431,7 @@ export type ListJobTypesRequest = Message<"taskwire.v1.ListJobTypesRequest"> & {
  * Use `create(ListJobTypesRequestSchema)` to create a new message.
  */
 export const ListJobTypesRequestSchema: GenMessage<ListJobTypesRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 6);
+  messageDesc(file_taskwire_v1_job_type, 7);
 
 /**
  * @generated from message taskwire.v1.ListJobTypesResponse
@@ -378,7 +455,7 @@ export type ListJobTypesResponse = Message<"taskwire.v1.ListJobTypesResponse"> &
  * Use `create(ListJobTypesResponseSchema)` to create a new message.
  */
 export const ListJobTypesResponseSchema: GenMessage<ListJobTypesResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_job_type, 7);
+  messageDesc(file_taskwire_v1_job_type, 8);
 
 /**
  * Registers and reads job types.
@@ -388,7 +465,9 @@ export const ListJobTypesResponseSchema: GenMessage<ListJobTypesResponse> = /*@_
 export const JobTypeService: GenService<{
   /**
    * Creates a job type, or updates its settings when the name exists (tasks already submitted keep
-   * the settings they were given).
+   * the settings they were given). Every setting is replaced: an unset field takes its default, and
+   * unset limits mean no limit. New limits apply to every claim that starts after this call
+   * returns, on every replica; tasks already RUNNING when a limit is set count against it.
    *
    * @generated from rpc taskwire.v1.JobTypeService.RegisterJobType
    */
