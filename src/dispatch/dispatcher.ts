@@ -33,6 +33,8 @@ export interface WorkerSession {
   readonly inFlight: ReadonlyMap<string, Assignment>;
   /** The worker asked to stop: it gets no new tasks. */
   readonly draining: boolean;
+  /** The stream ended: the session holds nothing any more. */
+  readonly closed: boolean;
 }
 
 interface Session extends WorkerSession {

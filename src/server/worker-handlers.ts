@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
 import { LIMITS, type ServerLimits } from "../core/limits.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
-import type { CompletionReport, FailureReport, JobTypeRecord, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
+import type { Assignment, CompletionReport, FailureReport, JobTypeRecord, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
 import type { RevokeReason, WorkerSession } from "../dispatch/dispatcher.js";
 import { taskAdopt } from "../store/sql/task-adopt.js";
 import { CheckpointSchema } from "../gen/taskwire/v1/task_pb.js";
@@ -35,10 +35,10 @@ import {
   type WorkerHello,
   type WorkerService,
 } from "../gen/taskwire/v1/worker_pb.js";
-import { ensureJsonRenderable, isJsonRequest } from "./json-rendering.js";
+import { ensureJsonRenderable, isJsonRequest, type Rendered } from "./json-rendering.js";
 import { assignmentToProto } from "./mapping.js";
 import { MessageQueue } from "./message-queue.js";
-import { checkTypeUrl, type PayloadTypes } from "./payloads.js";
+import { checkTypeUrl, typeNameOf, type PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
 import { intInRange, leaseToken, pageSize, requireName, taskId, truncate } from "./validation.js";
 import { randomBytes } from "node:crypto";
@@ -139,6 +139,17 @@ function reportResult(kind: ReportKind, lease: { taskId: string; attempt: number
   return create(ReportResultSchema, { taskId: lease.taskId, attempt: lease.attempt, accepted, error, kind });
 }
 
+/** The dependencies' outputs among the assignments whose types the JSON registry does not know yet. */
+function parentsNotInRegistry(assignments: readonly Assignment[], payloads: PayloadTypes): Rendered[] {
+  const unknown: Rendered[] = [];
+  for (const a of assignments) {
+    for (const p of a.parents) {
+      if (p.output !== null && payloads.jsonRegistry.getMessage(typeNameOf(p.output.typeUrl)) === undefined) unknown.push({ jobType: p.jobType, payloads: [p.output] });
+    }
+  }
+  return unknown;
+}
+
 function response(message: ClaimResponse["message"]): ClaimResponse {
   return create(ClaimResponseSchema, { message });
 }
@@ -196,17 +207,62 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       if (adoptedIds.has(`${l.taskId}/${l.attempt}`)) continue;
       out.push(response({ case: "revoked", value: create(TaskRevokedSchema, { taskId: l.taskId, attempt: l.attempt, reason: ProtoRevokeReason.LEASE_LOST, message: `the lease of task ${l.taskId} attempt ${l.attempt} is no longer held` }) }));
     }
-    return engine.dispatcher.open({
+    // A JSON stream must be able to show the outputs of claimed tasks' dependencies, whose types
+    // (of other job types) are known only once claimed. The check is asynchronous only when one of
+    // them is not in the JSON registry yet; messages after it wait, so the stream keeps its order.
+    // A task that cannot be shown goes back to PENDING (its attempt does not count) and the stream
+    // ends with FAILED_PRECONDITION saying why, as ClaimTasks answers.
+    const json = isJsonRequest(ctx);
+    let session: WorkerSession | undefined;
+    let ordered: Promise<void> | undefined;
+    const send = (push: () => void) => {
+      if (ordered === undefined) push();
+      else void ordered.then(push);
+    };
+    const deliver = (assignments: readonly Assignment[]) =>
+      out.push(response({ case: "assignments", value: create(AssignmentBatchSchema, { assignments: assignments.map(assignmentToProto) }) }));
+    const handBack = (assignments: readonly Assignment[], reason: string) =>
+      Promise.all(
+        assignments.map((a) =>
+          engine.dispatcher
+            .releaseTask({ namespace, taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, reason })
+            .catch((error: unknown) => logger.warn({ err: error, taskId: a.taskId }, "could not hand back an undelivered task")),
+        ),
+      );
+    const checkThenDeliver = async (assignments: readonly Assignment[], unknown: Rendered[]) => {
+      try {
+        await ensureJsonRenderable(ctx, namespace, unknown, engine.jobTypes, payloads);
+      } catch (error) {
+        if (session !== undefined) engine.dispatcher.drain(session);
+        await handBack(assignments, "not delivered: a dependency's output cannot be rendered as JSON");
+        out.end(error);
+        return;
+      }
+      // The stream ended during the check: the worker never saw these (a revoked one's release is refused).
+      if (session?.closed === true) await handBack(assignments, "not delivered: the worker was leaving");
+      else deliver(assignments);
+    };
+    session = engine.dispatcher.open({
       namespace,
       workerId,
       jobTypes,
       credits,
       adopted,
       sink: {
-        assign: (assignments) => out.push(response({ case: "assignments", value: create(AssignmentBatchSchema, { assignments: assignments.map(assignmentToProto) }) })),
-        revoke: (r) => out.push(response({ case: "revoked", value: create(TaskRevokedSchema, { taskId: r.taskId, attempt: r.attempt, reason: REVOKE_REASONS[r.reason], message: r.message }) })),
+        assign: (assignments) => {
+          const unknown = json ? parentsNotInRegistry(assignments, payloads) : [];
+          if (unknown.length === 0) return send(() => deliver(assignments));
+          const mine = (ordered ?? Promise.resolve()).then(() => checkThenDeliver(assignments, unknown));
+          ordered = mine;
+          void mine.finally(() => {
+            if (ordered === mine) ordered = undefined;
+          });
+        },
+        revoke: (r) =>
+          send(() => out.push(response({ case: "revoked", value: create(TaskRevokedSchema, { taskId: r.taskId, attempt: r.attempt, reason: REVOKE_REASONS[r.reason], message: r.message }) }))),
       },
     });
+    return session;
   }
 
   /** Handles one message after hello; reports are answered with report_result. */
