@@ -2,13 +2,14 @@
  * Seams between features that were each tested alone: the direct hand-off, batched reports and
  * early credits, tenancy, dependencies and the JSON codec. Each test here once failed.
  */
-import { createRegistry } from "@bufbuild/protobuf";
+import { create, createRegistry } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import t from "tap";
+import { ReportBatcher } from "../../src/dispatch/report-batcher.js";
 import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
-import { WorkerService } from "../../src/gen/taskwire/v1/worker_pb.js";
+import { ReportBatchSchema, ReportKind, WorkerService, type Assignment } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
 import { anyJson, jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";
@@ -54,4 +55,53 @@ t.test("a JSON Claim stream whose task's dependency has an output it cannot rend
   const [c] = (await w2.next("assignments")).assignments;
   t.equal(c!.taskId, jsonChild.id);
   t.same(anyJson(c!.parents[0]!.output), { made: true }, "the parent's output reaches the JSON worker");
+});
+
+t.test("two reports of one lease in one reports message: one is written, the other is refused for the state the first left", async (t) => {
+  await s.jobTypes.registerJobType({ name: "seam.twice" });
+  const w = openClaimStream(s.workers, { workerId: "w-twice", jobTypes: ["seam.twice"], credits: 2 });
+  t.teardown(() => w.abort());
+  await w.next("welcome");
+  await s.tasks.submitBatch({ tasks: [{ jobType: "seam.twice", input: jsonAny(1) }, { jobType: "seam.twice", input: jsonAny(2) }] });
+  const held: Assignment[] = [];
+  while (held.length < 2) held.push(...(await w.next("assignments")).assignments);
+  const [a, b] = held;
+  const lease = (x: Assignment) => ({ taskId: x.taskId, attempt: x.attempt, leaseToken: x.leaseToken });
+  w.send({
+    case: "reports",
+    value: create(ReportBatchSchema, {
+      completions: [{ ...lease(a!), output: jsonAny("first") }, { ...lease(a!), output: jsonAny("again") }, { ...lease(b!), output: jsonAny("b") }],
+      failures: [{ ...lease(b!), error: "too late", nonRetryable: true }],
+    }),
+  });
+  const { results } = await w.next("reportResults");
+  t.same(results.map((r) => [r.taskId, r.kind, r.accepted]), [
+    [a!.taskId, ReportKind.COMPLETE, true],
+    [a!.taskId, ReportKind.COMPLETE, false],
+    [b!.taskId, ReportKind.COMPLETE, true],
+    [b!.taskId, ReportKind.FAIL, false],
+  ]);
+  t.match(results[1]!.error, /the task is SUCCEEDED/, "the replay is refused because the first completion was written, not for a wrong token");
+  t.match(results[3]!.error, /the task is SUCCEEDED/);
+  t.same(anyJson((await get(a!.taskId)).output), "first", "the first report decided");
+  t.equal((await get(b!.taskId)).state, TaskState.SUCCEEDED);
+});
+
+t.test("the report batcher answers a second report of one lease only after the first one is written", async (t) => {
+  await s.jobTypes.registerJobType({ name: "seam.order" });
+  await s.tasks.submit({ task: { jobType: "seam.order", input: jsonAny(1) } });
+  const [a] = (await s.workers.claimTasks({ workerId: "w-order", jobTypes: ["seam.order"], maxTasks: 1 })).assignments;
+  const batcher = new ReportBatcher(s.server.engine.database.db);
+  const report = { namespace: "default", taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: null };
+  const order: string[] = [];
+  const answers = await Promise.all([
+    batcher.complete(report).then((x) => (order.push("first"), x)),
+    batcher.fail({ ...report, error: "late", nonRetryable: false, outcome: "failed" }).then(async (x) => {
+      order.push("second");
+      // Whoever explains the refusal reads the state the first report left.
+      return [x, (await get(a!.taskId)).state];
+    }),
+  ]);
+  t.same(answers, ["succeeded", [undefined, TaskState.SUCCEEDED]], "the second is refused, and by then the first is committed");
+  t.same(order, ["first", "second"]);
 });
