@@ -9,6 +9,7 @@ import { decodePageToken, encodePageToken, filterFingerprint } from "../core/pag
 import type { Assignment, CompletionReport, FailureReport, JobTypeRecord, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
 import type { RevokeReason, WorkerSession } from "../dispatch/dispatcher.js";
 import { taskAdopt } from "../store/sql/task-adopt.js";
+import { taskLeaseState } from "../store/sql/task-lease-state.js";
 import { CheckpointSchema } from "../gen/taskwire/v1/task_pb.js";
 import type { Engine } from "../engine/engine.js";
 import { Worker } from "../store/entities/index.js";
@@ -40,7 +41,7 @@ import { assignmentToProto } from "./mapping.js";
 import { MessageQueue } from "./message-queue.js";
 import { checkTypeUrl, typeNameOf, type PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
-import { intInRange, leaseToken, pageSize, requireName, taskId, truncate } from "./validation.js";
+import { intInRange, isTaskId, leaseToken, pageSize, requireName, taskId, truncate } from "./validation.js";
 import { randomBytes } from "node:crypto";
 
 /** Checks the job types a worker asks for: named well, registered, not too many. */
@@ -320,7 +321,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         try {
           switch (kind) {
             case ReportKind.COMPLETE: {
-              const report = completionReport(payloads, session.namespace, value, jobTypes.get(session.inFlight.get(value.taskId)?.jobType ?? ""));
+              const report = completionReport(payloads, session.namespace, value, jobTypes.get(value.taskId));
               lease = report;
               accepted = (await engine.dispatcher.complete(report)) !== undefined;
               break;
@@ -348,17 +349,30 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
     return results;
   }
 
-  /** The job types of the tasks the reports name (those this session holds), looked up once each. */
+  /**
+   * The job type of each task a completion names, to check its output against: from what the
+   * session holds, or, for a task it does not hold (claimed by ClaimTasks or on another stream),
+   * from the database. Each job type is looked up once; ids that are not task ids are left out
+   * (their reports are refused on their own).
+   */
   async function jobTypesOf(session: WorkerSession, reports: readonly FinalReport[]): Promise<Map<string, JobTypeRecord>> {
-    const names = new Set<string>();
+    const names = new Map<string, string>();
+    const unheld: string[] = [];
     for (const r of reports) {
-      const name = r.kind === ReportKind.COMPLETE ? session.inFlight.get(r.value.taskId)?.jobType : undefined;
-      if (name !== undefined) names.add(name);
+      if (r.kind !== ReportKind.COMPLETE) continue;
+      const name = session.inFlight.get(r.value.taskId)?.jobType;
+      if (name !== undefined) names.set(r.value.taskId, name);
+      else if (isTaskId(r.value.taskId)) unheld.push(r.value.taskId);
     }
+    if (unheld.length > 0) {
+      for (const [id, row] of await taskLeaseState(engine.database.db, session.namespace, [...new Set(unheld)])) names.set(id, row.job_type);
+    }
+    const records = new Map<string, JobTypeRecord | undefined>();
+    for (const name of new Set(names.values())) records.set(name, await engine.jobTypes.find(session.namespace, name));
     const found = new Map<string, JobTypeRecord>();
-    for (const name of names) {
-      const record = await engine.jobTypes.find(session.namespace, name);
-      if (record !== undefined) found.set(name, record);
+    for (const [id, name] of names) {
+      const record = records.get(name);
+      if (record !== undefined) found.set(id, record);
     }
     return found;
   }

@@ -105,3 +105,23 @@ t.test("the report batcher answers a second report of one lease only after the f
   t.same(answers, ["succeeded", [undefined, TaskState.SUCCEEDED]], "the second is refused, and by then the first is committed");
   t.same(order, ["first", "second"]);
 });
+
+t.test("a completion sent on a stream that does not hold the task has its output checked like any other", async (t) => {
+  await s.jobTypes.registerJobType({ name: "seam.typed.out" });
+  await s.tasks.submitBatch({ tasks: [{ jobType: "seam.typed.out", input: jsonAny(1) }, { jobType: "seam.typed.out", input: jsonAny(2) }] });
+  // Claimed by the unary call, reported on a stream (which never held it).
+  const claimed = (await s.workers.claimTasks({ workerId: "w-mixed", jobTypes: ["seam.typed.out"], maxTasks: 2 })).assignments;
+  t.equal(claimed.length, 2);
+  const [a, b] = claimed;
+  const w = openClaimStream(s.workers, { workerId: "w-mixed", jobTypes: ["seam.typed.out"], credits: 1 });
+  t.teardown(() => w.abort());
+  await w.next("welcome");
+  const wrong = { $typeName: "google.protobuf.Any" as const, typeUrl: "type.googleapis.com/acme.v1.NotJson", value: new Uint8Array([8, 1]) };
+  w.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: wrong } });
+  const single = await w.next("reportResult");
+  t.match(single, { accepted: false, error: /completion\.output: is a acme\.v1\.NotJson but job type "seam\.typed\.out" is schemaless/ });
+  w.send({ case: "reports", value: create(ReportBatchSchema, { completions: [{ taskId: b!.taskId, attempt: b!.attempt, leaseToken: b!.leaseToken, output: wrong }, { taskId: "not-an-id", attempt: 1, leaseToken: b!.leaseToken }] }) });
+  const { results } = await w.next("reportResults");
+  t.match(results, [{ accepted: false, error: /schemaless/ }, { accepted: false, error: /is not a task id/ }], "in a batch too; a malformed id is refused alone");
+  t.same([(await get(a!.taskId)).state, (await get(b!.taskId)).state], [TaskState.RUNNING, TaskState.RUNNING], "nothing was written");
+});
