@@ -200,12 +200,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /**
    * A final report arrived: the holder's lease leaves its in-flight set (so heartbeats stop
-   * extending it, and cannot call it lost once the report commits) and its credit is free.
+   * extending it, and cannot call it lost once the report commits) and its credit is free. Only a
+   * report of the holder's namespace counts: another namespace's is refused by the write.
    */
   private settle(report: LeaseRef): void {
     const session = this.holders.get(report.taskId);
     const held = session?.inFlight.get(report.taskId);
-    if (session !== undefined && held !== undefined && held.attempt === report.attempt && held.leaseToken === report.leaseToken) {
+    if (
+      session !== undefined &&
+      held !== undefined &&
+      session.namespace === report.namespace &&
+      held.attempt === report.attempt &&
+      held.leaseToken === report.leaseToken
+    ) {
       this.release(session, report.taskId, report.attempt);
     }
   }

@@ -3,8 +3,8 @@
  * early credits, tenancy, dependencies and the JSON codec. Each test here once failed.
  */
 import { create, createRegistry } from "@bufbuild/protobuf";
-import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { durationFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import t from "tap";
 import { ReportBatcher } from "../../src/dispatch/report-batcher.js";
@@ -12,7 +12,8 @@ import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { ReportBatchSchema, ReportKind, WorkerService, type Assignment } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
 import { anyJson, jsonAny } from "../helpers/payload.js";
-import { startTestServer } from "../helpers/server.js";
+import { rejection } from "../helpers/rejection.js";
+import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
 
 const s = await startTestServer(t);
 const get = async (id: string) => (await s.tasks.getTask({ id })).task!;
@@ -124,4 +125,31 @@ t.test("a completion sent on a stream that does not hold the task has its output
   const { results } = await w.next("reportResults");
   t.match(results, [{ accepted: false, error: /schemaless/ }, { accepted: false, error: /is not a task id/ }], "in a batch too; a malformed id is refused alone");
   t.same([(await get(a!.taskId)).state, (await get(b!.taskId)).state], [TaskState.RUNNING, TaskState.RUNNING], "nothing was written");
+});
+
+t.test("a report from another namespace naming a stream's lease leaves that stream's lease and credit alone", async (t) => {
+  // Its own server: keys end development mode.
+  const k = await startTestServer(t);
+  const kdb = k.server.engine.database.db;
+  const alpha = clientsFor(k.url, (await createTestKey(kdb, "alpha", ["admin"])).token);
+  const beta = clientsFor(k.url, (await createTestKey(kdb, "beta", ["admin"])).token);
+  await alpha.jobTypes.registerJobType({ name: "seam.fenced", leaseDuration: durationFromMs(1_000) });
+  const [first, second] = (await alpha.tasks.submitBatch({ tasks: [{ jobType: "seam.fenced", input: jsonAny(1) }, { jobType: "seam.fenced", input: jsonAny(2) }] })).tasks;
+  const w = openClaimStream(alpha.workers, { workerId: "w-alpha", jobTypes: ["seam.fenced"], credits: 1 });
+  t.teardown(() => w.abort());
+  const [a] = (await w.next("assignments")).assignments;
+  t.equal(a!.taskId, first!.id);
+  // Beta somehow knows alpha's lease: its completion is refused as an unknown task...
+  const refused = await rejection(() => beta.workers.completeTask({ completion: { taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken } }));
+  t.equal(refused.code, Code.NotFound);
+  // ...and alpha's stream still holds the task: no second assignment, and its heartbeats keep the lease.
+  for (let i = 0; i < 4; i++) {
+    w.send({ case: "heartbeat", value: { $typeName: "taskwire.v1.WorkerHeartbeat" } });
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  t.same(w.taken("assignments"), [], "the credit is still in use");
+  t.same(w.taken("revoked"), [], "the lease was never lost");
+  const task = (await alpha.tasks.getTask({ id: first!.id })).task!;
+  t.same([task.state, task.attempt], [TaskState.RUNNING, 1], "still the first attempt, held through the heartbeats");
+  t.equal((await alpha.tasks.getTask({ id: second!.id })).task!.state, TaskState.PENDING);
 });
