@@ -468,12 +468,15 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const task = id === undefined ? undefined : await engine.tasks.get(namespace, id).catch(() => undefined);
       const jobType = task === undefined ? undefined : await engine.jobTypes.find(namespace, task.jobType);
       const report = completionReport(payloads, namespace, req.completion, jobType);
+      // Progress is only accepted while the task runs: write what is pending before the outcome.
+      await engine.progress.flushBefore(namespace, [report.taskId]);
       if ((await engine.dispatcher.complete(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },
 
     async failTask(req, ctx) {
       const report = failureReport(namespaceOf(ctx), req.failure);
+      await engine.progress.flushBefore(report.namespace, [report.taskId]);
       if ((await engine.dispatcher.fail(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },
@@ -506,6 +509,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
 
     async releaseTask(req, ctx) {
       const report = releaseReport(namespaceOf(ctx), req.release);
+      await engine.progress.flushBefore(report.namespace, [report.taskId]);
       if ((await engine.dispatcher.releaseTask(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },

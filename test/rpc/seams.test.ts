@@ -153,3 +153,26 @@ t.test("a report from another namespace naming a stream's lease leaves that stre
   t.same([task.state, task.attempt], [TaskState.RUNNING, 1], "still the first attempt, held through the heartbeats");
   t.equal((await alpha.tasks.getTask({ id: second!.id })).task!.state, TaskState.PENDING);
 });
+
+t.test("progress reported just before a unary outcome is written before it, as on the stream", async (t) => {
+  await s.jobTypes.registerJobType({ name: "seam.progress" });
+  const ids = (await s.tasks.submitBatch({ tasks: [1, 2, 3].map((i) => ({ jobType: "seam.progress", input: jsonAny(i) })) })).tasks.map((x) => x.id);
+  const claimed = (await s.workers.claimTasks({ workerId: "w-progress", jobTypes: ["seam.progress"], maxTasks: 3 })).assignments;
+  t.equal(claimed.length, 3);
+  const lease = (a: Assignment) => ({ taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken });
+  const outcomes = [
+    (a: Assignment) => s.workers.completeTask({ completion: { ...lease(a), output: jsonAny("done") } }),
+    (a: Assignment) => s.workers.failTask({ failure: { ...lease(a), error: "no", nonRetryable: true } }),
+    (a: Assignment) => s.workers.releaseTask({ release: { ...lease(a), reason: "later" } }),
+  ];
+  for (const [i, a] of claimed.entries()) {
+    await s.workers.reportProgress({ progress: { ...lease(a), fraction: 0.5, message: `half of ${a.taskId}` } });
+    await outcomes[i]!(a);
+  }
+  const db = s.server.engine.database.db;
+  for (const a of claimed) {
+    const events = await db.query<{ kind: string; progress_message: string }>("SELECT kind, progress_message FROM task_event WHERE task_id = $1 ORDER BY seq", [a.taskId]);
+    t.ok(events.some((e) => e.kind === "progress" && e.progress_message === `half of ${a.taskId}`), `task ${a.taskId}: the progress was recorded`);
+  }
+  t.equal(ids.length, 3);
+});
