@@ -95,6 +95,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.onReady({ ns, jt, at: null });
   });
   private readonly pollTimer: NodeJS.Timeout;
+  /** Claims and hand-backs in flight: stop() waits for them, so no task is left leased to no one. */
+  private readonly background = new Set<Promise<unknown>>();
+  private stopped = false;
 
   constructor(private readonly options: DispatcherOptions) {
     super();
@@ -277,7 +280,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     });
     for (const [session, { delivered, queued }] of bySession) {
       if (session.closed || session.draining) {
-        this.handBack(delivered, "not delivered: the worker was leaving");
+        this.track(this.handBack(delivered, "not delivered: the worker was leaving"));
         continue;
       }
       for (const a of delivered) this.hold(session, a);
@@ -327,11 +330,23 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     for (const session of this.sessions) this.wake(session);
   }
 
-  /** Stops timers; sessions are closed by their streams. */
-  stop(): void {
+  /**
+   * Stops timers and claiming, then waits for the claims and hand-backs in flight (a claim that
+   * returns for a session closed meanwhile hands its tasks back); sessions are closed by their
+   * streams. The database must stay open until this resolves.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.pollTimer);
     this.delayedWakes.clear();
     for (const session of this.sessions) clearTimeout(session.retryTimer);
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.background.add(work);
+    const done = () => this.background.delete(work);
+    work.then(done, done);
   }
 
   private wakeLater(ns: string, jt: string, delayMs: number): void {
@@ -368,7 +383,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Claims while the session has free credits and the queue may hold work; one claim at a time. */
   private pump(session: Session): void {
-    if (session.claiming || session.closed || session.draining) return;
+    if (session.claiming || session.closed || session.draining || this.stopped) return;
     const free = session.credits - session.inFlight.size - session.reserved;
     if (free <= 0 || !session.mayHaveWork) return;
     // A busy session claims once a quarter of its credits are free, not at every single one:
@@ -376,7 +391,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (session.inFlight.size > 0 && free < Math.ceil(session.credits / 4)) return;
     session.claiming = true;
     const wakeCount = session.wakeCount;
-    claimWithParents(this.options.db, {
+    const claim = claimWithParents(this.options.db, {
       namespace: session.namespace,
       jobTypes: [...session.jobTypes],
       limit: free,
@@ -401,8 +416,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         session.claiming = false;
         this.options.logger.warn({ err: error, workerId: session.workerId }, "claim failed; retrying in 1 s");
         clearTimeout(session.retryTimer);
-        session.retryTimer = setTimeout(() => this.wake(session), 1_000);
+        if (!this.stopped) session.retryTimer = setTimeout(() => this.wake(session), 1_000);
       });
+    this.track(claim);
   }
 
   private async failLost(a: Assignment, workerId: string, why: string): Promise<void> {

@@ -7,10 +7,12 @@ import { durationFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import t from "tap";
+import { Dispatcher } from "../../src/dispatch/dispatcher.js";
 import { ReportBatcher } from "../../src/dispatch/report-batcher.js";
 import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { ReportBatchSchema, ReportKind, WorkerService, type Assignment } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
+import { testLogger } from "../helpers/logger.js";
 import { anyJson, jsonAny } from "../helpers/payload.js";
 import { rejection } from "../helpers/rejection.js";
 import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
@@ -175,4 +177,35 @@ t.test("progress reported just before a unary outcome is written before it, as o
     t.ok(events.some((e) => e.kind === "progress" && e.progress_message === `half of ${a.taskId}`), `task ${a.taskId}: the progress was recorded`);
   }
   t.equal(ids.length, 3);
+});
+
+t.test("the dispatcher's stop waits for a claim in flight to hand its tasks back, so none is left RUNNING for the sweeper", async (t) => {
+  await s.jobTypes.registerJobType({ name: "seam.stop", defaultMaxAttempts: 1 });
+  const task = (await s.tasks.submit({ task: { jobType: "seam.stop", input: jsonAny(1) } })).task!;
+  const db = s.server.engine.database.db;
+  let open: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let claimStarted: () => void = () => undefined;
+  const claiming = new Promise<void>((resolve) => (claimStarted = resolve));
+  const gated = {
+    query: async <Row>(text: string, values?: readonly unknown[]): Promise<Row[]> => {
+      if (text.includes("CROSS JOIN LATERAL") && text.includes("SKIP LOCKED")) {
+        claimStarted();
+        await gate;
+      }
+      return db.query<Row>(text, values);
+    },
+  };
+  const dispatcher = new Dispatcher({ db: gated, batcher: new ReportBatcher(db), logger: testLogger(), safetyPollMs: 60_000 });
+  const assigned: unknown[] = [];
+  const session = dispatcher.open({ namespace: "default", workerId: "w-stop", jobTypes: ["seam.stop"], credits: 1, sink: { assign: (as) => assigned.push(...as), revoke: () => {} } });
+  await claiming;
+  // The stream ends while its claim runs; then the server stops.
+  await dispatcher.close(session, { clean: false, why: "test" });
+  const stopped = dispatcher.stop();
+  open();
+  await stopped;
+  const back = await get(task.id);
+  t.same([back.state, back.attempts.map((x) => x.outcome), back.maxAttempts], [TaskState.PENDING, [7 /* RELEASED */], 2], "handed back before stop() returned, the attempt not counted");
+  t.same(assigned, [], "nothing was sent to the closed session");
 });
