@@ -97,7 +97,9 @@ export class InlineRunner {
     this.stopping = true;
     clearInterval(this.refreshTimer);
     for (const { session } of this.sessions.values()) this.deps.dispatcher.drain(session);
-    await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), new Promise((resolve) => setTimeout(resolve, graceMs))]);
+    let graceTimer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), new Promise((resolve) => (graceTimer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(graceTimer);
     for (const r of this.running.values()) r.controller.abort({ kind: "shutdown" } satisfies StopReason);
     await Promise.all([...this.running.values()].map((r) => r.done));
     clearInterval(this.tickTimer);
