@@ -9,6 +9,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import t from "tap";
 import { Dispatcher } from "../../src/dispatch/dispatcher.js";
 import { ReportBatcher } from "../../src/dispatch/report-batcher.js";
+import { JobTypeRegistry } from "../../src/engine/job-type-registry.js";
 import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { ReportBatchSchema, ReportKind, WorkerService, type Assignment } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
@@ -208,4 +209,15 @@ t.test("the dispatcher's stop waits for a claim in flight to hand its tasks back
   const back = await get(task.id);
   t.same([back.state, back.attempts.map((x) => x.outcome), back.maxAttempts], [TaskState.PENDING, [7 /* RELEASED */], 2], "handed back before stop() returned, the attempt not counted");
   t.same(assigned, [], "nothing was sent to the closed session");
+});
+
+t.test("looking up job types that do not exist does not grow the job type cache without bound", async (t) => {
+  const registry = new JobTypeRegistry(s.server.engine.database.orm, s.server.engine.database.db, 50);
+  const found = [];
+  for (let i = 0; i < 200; i++) found.push(await registry.find("default", `seam.missing.${i}`));
+  t.ok(found.every((x) => x === undefined), "none of them exists");
+  await s.jobTypes.registerJobType({ name: "seam.cached" });
+  t.ok(await registry.find("default", "seam.cached"));
+  const size = (registry as unknown as { cache: Map<string, unknown> }).cache.size;
+  t.ok(size <= 50, `the cache holds at most its bound (${size} entries after 201 names)`);
 });
