@@ -221,3 +221,36 @@ t.test("looking up job types that do not exist does not grow the job type cache 
   const size = (registry as unknown as { cache: Map<string, unknown> }).cache.size;
   t.ok(size <= 50, `the cache holds at most its bound (${size} entries after 201 names)`);
 });
+
+t.test("a worker key revoked while its Claim stream holds tasks: the stream ends UNAUTHENTICATED and its session claims nothing more", async (t) => {
+  const k = await startTestServer(t);
+  const kdb = k.server.engine.database.db;
+  const admin = clientsFor(k.url, (await createTestKey(kdb, "gamma", ["admin"])).token);
+  const workerKey = await createTestKey(kdb, "gamma", ["worker"]);
+  const worker = clientsFor(k.url, workerKey.token);
+  await admin.jobTypes.registerJobType({ name: "seam.revoked", leaseDuration: durationFromMs(2_000), defaultMaxAttempts: 5 });
+  const w = openClaimStream(worker.workers, { workerId: "w-revoked", jobTypes: ["seam.revoked"], credits: 2 });
+  t.teardown(() => w.abort());
+  await w.next("welcome");
+  const [x] = (await admin.tasks.submitBatch({ tasks: [{ jobType: "seam.revoked", input: jsonAny(1) }] })).tasks;
+  const [a] = (await w.next("assignments")).assignments;
+  t.equal(a!.taskId, x!.id);
+  await admin.admin.revokeApiKey({ id: workerKey.id });
+  const ended = await w.next("assignments", 5_000).then(() => "assigned", (e: Error) => e.message);
+  t.match(ended, /unauthenticated.*revoked/, "the stream ends, saying why");
+  const sessions = () => [...(k.server.engine.dispatcher as unknown as { sessions: Set<{ workerId: string }> }).sessions].filter((x) => x.workerId === "w-revoked").length;
+  const deadline = Date.now() + 5_000;
+  while (sessions() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.equal(sessions(), 0, "the dispatcher closed the session");
+  const [y] = (await admin.tasks.submitBatch({ tasks: [{ jobType: "seam.revoked", input: jsonAny(2) }] })).tasks;
+  t.equal(y!.state, TaskState.PENDING, "a new task is not handed to the revoked worker");
+  // The held task keeps its lease (the worker may reconnect with another key and adopt it), then is retried.
+  const until = Date.now() + 10_000;
+  let back = (await admin.tasks.getTask({ id: x!.id })).task!;
+  while (back.state === TaskState.RUNNING && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 100));
+    back = (await admin.tasks.getTask({ id: x!.id })).task!;
+  }
+  t.same([back.state, back.attempts[0]?.outcome], [TaskState.PENDING, 6 /* LOST */], "the revoked worker's attempt ended lost within its lease, to be retried");
+  await w.close(); // the request side is still open: end it, as the SDK does, or the server's stop waits for it
+});
