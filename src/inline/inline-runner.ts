@@ -180,7 +180,8 @@ export class InlineRunner {
       const nonRetryable = message.startsWith(NON_RETRYABLE);
       await this.deps.dispatcher.fail({ ...lease, error: nonRetryable ? message.slice(NON_RETRYABLE.length) : message, nonRetryable, outcome: "failed" });
     } catch (reportError) {
-      // The lease stays with this replica's session; the sweeper takes it back if it expires.
+      // The report left the session's in-flight set when it was made (Dispatcher.settle), so its
+      // lease is no longer extended: the sweeper takes the attempt back when the lease ends.
       this.deps.logger.error({ err: reportError, taskId: a.taskId }, "could not report an inline attempt");
     }
   }
