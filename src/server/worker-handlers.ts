@@ -140,13 +140,13 @@ function reportResult(kind: ReportKind, lease: { taskId: string; attempt: number
   return create(ReportResultSchema, { taskId: lease.taskId, attempt: lease.attempt, accepted, error, kind });
 }
 
-/** The dependencies' outputs among the assignments whose types the JSON registry does not know yet. */
-function parentsNotInRegistry(assignments: readonly Assignment[], payloads: PayloadTypes): Rendered[] {
+/** The payloads of assignments (inputs, dependencies' outputs) whose types the JSON registry does not know yet. */
+function notInJsonRegistry(assignments: readonly Assignment[], payloads: PayloadTypes): Rendered[] {
   const unknown: Rendered[] = [];
+  const known = (typeUrl: string) => payloads.jsonRegistry.getMessage(typeNameOf(typeUrl)) !== undefined;
   for (const a of assignments) {
-    for (const p of a.parents) {
-      if (p.output !== null && payloads.jsonRegistry.getMessage(typeNameOf(p.output.typeUrl)) === undefined) unknown.push({ jobType: p.jobType, payloads: [p.output] });
-    }
+    if (!known(a.input.typeUrl)) unknown.push({ jobType: a.jobType, payloads: [a.input] });
+    for (const p of a.parents) if (p.output !== null && !known(p.output.typeUrl)) unknown.push({ jobType: p.jobType, payloads: [p.output] });
   }
   return unknown;
 }
@@ -208,11 +208,12 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       if (adoptedIds.has(`${l.taskId}/${l.attempt}`)) continue;
       out.push(response({ case: "revoked", value: create(TaskRevokedSchema, { taskId: l.taskId, attempt: l.attempt, reason: ProtoRevokeReason.LEASE_LOST, message: `the lease of task ${l.taskId} attempt ${l.attempt} is no longer held` }) }));
     }
-    // A JSON stream must be able to show the outputs of claimed tasks' dependencies, whose types
-    // (of other job types) are known only once claimed. The check is asynchronous only when one of
-    // them is not in the JSON registry yet; messages after it wait, so the stream keeps its order.
-    // A task that cannot be shown goes back to PENDING (its attempt does not count) and the stream
-    // ends with FAILED_PRECONDITION saying why, as ClaimTasks answers.
+    // A JSON stream must be able to show what it is sent: the outputs of claimed tasks' dependencies
+    // (of other job types, known only once claimed), and inputs of a type its job type took only
+    // after the stream opened (re-registered). The check is asynchronous only when a type is not in
+    // the JSON registry yet; messages after it wait, so the stream keeps its order. A task that
+    // cannot be shown goes back to PENDING (its attempt does not count) and the stream ends with
+    // FAILED_PRECONDITION saying why, as ClaimTasks answers.
     const json = isJsonRequest(ctx);
     let session: WorkerSession | undefined;
     let ordered: Promise<void> | undefined;
@@ -235,7 +236,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         await ensureJsonRenderable(ctx, namespace, unknown, engine.jobTypes, payloads);
       } catch (error) {
         if (session !== undefined) engine.dispatcher.drain(session);
-        await handBack(assignments, "not delivered: a dependency's output cannot be rendered as JSON");
+        await handBack(assignments, "not delivered: a payload cannot be rendered as JSON for this worker");
         out.end(error);
         return;
       }
@@ -251,7 +252,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       adopted,
       sink: {
         assign: (assignments) => {
-          const unknown = json ? parentsNotInRegistry(assignments, payloads) : [];
+          const unknown = json ? notInJsonRegistry(assignments, payloads) : [];
           if (unknown.length === 0) return send(() => deliver(assignments));
           const mine = (ordered ?? Promise.resolve()).then(() => checkThenDeliver(assignments, unknown));
           ordered = mine;

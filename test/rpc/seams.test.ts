@@ -254,3 +254,26 @@ t.test("a worker key revoked while its Claim stream holds tasks: the stream ends
   t.same([back.state, back.attempts[0]?.outcome], [TaskState.PENDING, 6 /* LOST */], "the revoked worker's attempt ended lost within its lease, to be retried");
   await w.close(); // the request side is still open: end it, as the SDK does, or the server's stop waits for it
 });
+
+t.test("a JSON Claim stream gets no input it cannot render when its job type was re-registered with a type the server cannot show", async (t) => {
+  await s.jobTypes.registerJobType({ name: "seam.retyped" });
+  const json = createClient(WorkerService, createConnectTransport({ baseUrl: s.url, httpVersion: "2", useBinaryFormat: false, jsonOptions: { registry: createRegistry(ValueSchema) } }));
+  const w = openClaimStream(json, { workerId: "json-retyped", jobTypes: ["seam.retyped"], credits: 1 });
+  t.teardown(() => w.abort());
+  await w.next("welcome");
+  // The stream was opened while the job type took JSON; now it takes a type known by name only.
+  await s.jobTypes.registerJobType({ name: "seam.retyped", inputType: "acme.v1.Opaque" });
+  const task = (await s.tasks.submit({ task: { jobType: "seam.retyped", input: { $typeName: "google.protobuf.Any", typeUrl: "type.googleapis.com/acme.v1.Opaque", value: new Uint8Array([8, 1]) } } })).task!;
+  const error = await w.next("assignments", 5_000).then(
+    () => new Error("the assignment was sent"),
+    (e: Error) => e,
+  );
+  t.match(error.message, /failed_precondition.*is a acme\.v1\.Opaque, which the server cannot render as JSON/);
+  const deadline = Date.now() + 5_000;
+  let back = await get(task.id);
+  while (back.state !== TaskState.PENDING && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    back = await get(task.id);
+  }
+  t.same([back.state, back.attempts[0]?.outcome], [TaskState.PENDING, 7 /* RELEASED */], "handed back, the attempt not counted");
+});
