@@ -277,3 +277,27 @@ t.test("a JSON Claim stream gets no input it cannot render when its job type was
   }
   t.same([back.state, back.attempts[0]?.outcome], [TaskState.PENDING, 7 /* RELEASED */], "handed back, the attempt not counted");
 });
+
+t.test("a keyed JSON Submit answered with an existing task whose output the server cannot render: FAILED_PRECONDITION, not INTERNAL", async (t) => {
+  await s.jobTypes.registerJobType({ name: "seam.keyed.opaque", outputType: "acme.v1.Receipt", dedupWindow: durationFromMs(3_600_000) });
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${s.url}/${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
+  const spec = { jobType: "seam.keyed.opaque", idempotencyKey: "order-17", input: { "@type": "type.googleapis.com/google.protobuf.Value", value: { order: 17 } } };
+  const first = await post("taskwire.v1.TaskService/Submit", { task: spec });
+  t.equal(first.status, 200);
+  const id = (first.json.task as { id: string }).id;
+  const [a] = (await s.workers.claimTasks({ workerId: "bin-worker", jobTypes: ["seam.keyed.opaque"], maxTasks: 1 })).assignments;
+  t.equal(a!.taskId, id);
+  await s.workers.completeTask({ completion: { taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: { $typeName: "google.protobuf.Any", typeUrl: "type.googleapis.com/acme.v1.Receipt", value: new Uint8Array([8, 1]) } } });
+  // The client retries its submit, as idempotency keys are for.
+  for (const path of ["taskwire.v1.TaskService/Submit", "taskwire.v1.TaskService/SubmitBatch"]) {
+    // The batch also carries a new task: all or nothing, so it is not created either.
+    const again = await post(path, path.endsWith("Batch") ? { tasks: [spec, { ...spec, idempotencyKey: "" }] } : { task: spec });
+    t.equal(again.status, 400, `${path}: a client-side fix is needed, not a server error`);
+    t.match(again.json, { code: "failed_precondition", message: /job type "seam\.keyed\.opaque" is a acme\.v1\.Receipt, which the server cannot render as JSON/ });
+  }
+  const { tasks } = await s.tasks.listTasks({ jobTypes: ["seam.keyed.opaque"] });
+  t.equal(tasks.length, 1, "no second task, and nothing of the refused batch");
+});
