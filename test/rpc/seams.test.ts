@@ -301,3 +301,27 @@ t.test("a keyed JSON Submit answered with an existing task whose output the serv
   const { tasks } = await s.tasks.listTasks({ jobTypes: ["seam.keyed.opaque"] });
   t.equal(tasks.length, 1, "no second task, and nothing of the refused batch");
 });
+
+t.test("schedules over JSON whose task input the server cannot render: FAILED_PRECONDITION, not INTERNAL", async (t) => {
+  await s.jobTypes.registerJobType({ name: "seam.sched.opaque", inputType: "acme.v1.Nightly" });
+  const input = { $typeName: "google.protobuf.Any" as const, typeUrl: "type.googleapis.com/acme.v1.Nightly", value: new Uint8Array([8, 1]) };
+  await s.schedules.createSchedule({ name: "seam-opaque", cron: "0 0 1 1 *", task: { jobType: "seam.sched.opaque", input } });
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${s.url}/${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
+  for (const [method, body] of [
+    ["GetSchedule", { name: "seam-opaque" }],
+    ["ListSchedules", {}],
+    ["PauseSchedule", { name: "seam-opaque" }],
+  ] as const) {
+    const answer = await post(`taskwire.v1.ScheduleService/${method}`, body);
+    t.match([answer.status, answer.json], [400, { code: "failed_precondition", message: /is a acme\.v1\.Nightly, which the server cannot render as JSON/ }], method);
+  }
+  t.equal((await s.schedules.getSchedule({ name: "seam-opaque" })).schedule!.paused, false, "a refused pause changed nothing");
+  await s.schedules.pauseSchedule({ name: "seam-opaque" });
+  const resumed = await post("taskwire.v1.ScheduleService/ResumeSchedule", { name: "seam-opaque" });
+  t.match([resumed.status, resumed.json], [400, { code: "failed_precondition" }], "ResumeSchedule");
+  t.equal((await s.schedules.getSchedule({ name: "seam-opaque" })).schedule!.paused, true, "a refused resume changed nothing");
+  t.equal((await post("taskwire.v1.ScheduleService/DeleteSchedule", { name: "seam-opaque" })).status, 200, "deleting needs no rendering");
+});
