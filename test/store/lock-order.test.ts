@@ -11,6 +11,7 @@
  */
 import t from "tap";
 import type { Assignment, NewTask } from "../../src/core/task.js";
+import { taskAdopt } from "../../src/store/sql/task-adopt.js";
 import { taskClaimAvailable } from "../../src/store/sql/task-claim-available.js";
 import { taskCompleteBatch } from "../../src/store/sql/task-complete-batch.js";
 import { taskFailBatch } from "../../src/store/sql/task-fail-batch.js";
@@ -98,4 +99,8 @@ t.test("progress", async (t) => {
 
 t.test("heartbeats", async (t) => {
   t.ok(await locksInIdOrder((x, y) => taskLeaseExtend(db, { namespace: "default", workerId: "w", leases: [lease(x), lease(y)] })), "given [B, A], it locks A first");
+});
+
+t.test("adoptions", async (t) => {
+  t.ok(await locksInIdOrder((x, y) => taskAdopt(db, { namespace: "default", workerId: "w", leases: [lease(x), lease(y)] })), "given [B, A], it locks A first");
 });
