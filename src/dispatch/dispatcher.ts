@@ -38,6 +38,8 @@ export interface WorkerSession {
   readonly inFlight: ReadonlyMap<string, Assignment>;
   /** The worker asked to stop: it gets no new tasks. */
   readonly draining: boolean;
+  /** The stream ended: the session holds nothing any more. */
+  readonly closed: boolean;
 }
 
 interface Session extends WorkerSession {
@@ -110,6 +112,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   });
   private readonly pollTimer: NodeJS.Timeout;
   private readonly limited: LimitedClaimer;
+  /** Claims and hand-backs in flight: stop() waits for them, so no task is left leased to no one. */
+  private readonly background = new Set<Promise<unknown>>();
+  private stopped = false;
 
   constructor(private readonly options: DispatcherOptions) {
     super();
@@ -218,12 +223,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /**
    * A final report arrived: the holder's lease leaves its in-flight set (so heartbeats stop
-   * extending it, and cannot call it lost once the report commits) and its credit is free.
+   * extending it, and cannot call it lost once the report commits) and its credit is free. Only a
+   * report of the holder's namespace counts: another namespace's is refused by the write.
    */
   private settle(report: LeaseRef): void {
     const session = this.holders.get(report.taskId);
     const held = session?.inFlight.get(report.taskId);
-    if (session !== undefined && held !== undefined && held.attempt === report.attempt && held.leaseToken === report.leaseToken) {
+    if (
+      session !== undefined &&
+      held !== undefined &&
+      session.namespace === report.namespace &&
+      held.attempt === report.attempt &&
+      held.leaseToken === report.leaseToken
+    ) {
       this.release(session, report.taskId, report.attempt);
     }
   }
@@ -290,7 +302,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     });
     for (const [session, { delivered, queued }] of bySession) {
       if (session.closed || session.draining) {
-        this.handBack(delivered, "not delivered: the worker was leaving");
+        this.track(this.handBack(delivered, "not delivered: the worker was leaving"));
         continue;
       }
       for (const a of delivered) this.hold(session, a);
@@ -342,11 +354,23 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     for (const session of this.sessions) this.wake(session);
   }
 
-  /** Stops timers; sessions are closed by their streams. */
-  stop(): void {
+  /**
+   * Stops timers and claiming, then waits for the claims and hand-backs in flight (a claim that
+   * returns for a session closed meanwhile hands its tasks back); sessions are closed by their
+   * streams. The database must stay open until this resolves.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.pollTimer);
     this.delayedWakes.clear();
     for (const session of this.sessions) clearTimeout(session.retryTimer);
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.background.add(work);
+    const done = () => this.background.delete(work);
+    work.then(done, done);
   }
 
   private wakeLater(ns: string, jt: string, delayMs: number): void {
@@ -383,7 +407,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Claims while the session has free credits and the queue may hold work; one claim at a time. */
   private pump(session: Session): void {
-    if (session.claiming || session.closed || session.draining) return;
+    if (session.claiming || session.closed || session.draining || this.stopped) return;
     const free = session.credits - session.inFlight.size - session.reserved;
     if (free <= 0 || !session.mayHaveWork) return;
     // A busy session claims once a quarter of its credits are free, not at every single one:
@@ -391,7 +415,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (session.inFlight.size > 0 && free < Math.ceil(session.credits / 4)) return;
     session.claiming = true;
     const wakeCount = session.wakeCount;
-    this.claim({ namespace: session.namespace, jobTypes: [...session.jobTypes], limit: free, workerId: session.workerId }, session)
+    const claim = this.claim({ namespace: session.namespace, jobTypes: [...session.jobTypes], limit: free, workerId: session.workerId }, session)
       .then(async ({ claimed, more }) => {
         session.claiming = false;
         if (session.closed || session.draining) {
@@ -415,8 +439,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         session.claiming = false;
         this.options.logger.warn({ err: error, workerId: session.workerId }, "claim failed; retrying in 1 s");
         clearTimeout(session.retryTimer);
-        session.retryTimer = setTimeout(() => this.wake(session), 1_000);
+        if (!this.stopped) session.retryTimer = setTimeout(() => this.wake(session), 1_000);
       });
+    this.track(claim);
   }
 
   /**

@@ -71,9 +71,10 @@ export class ReportBatcher {
 
   private async flush(): Promise<void> {
     const seen = new Set<string>();
-    const completions = this.firstOfEach(this.completions.splice(0, MAX_BATCH), seen);
-    const failures = this.firstOfEach(this.failures.splice(0, MAX_BATCH), seen);
-    const releases = this.firstOfEach(this.releases.splice(0, MAX_BATCH), seen);
+    const repeats: Pending<unknown, ReportAnswer>[] = [];
+    const completions = this.firstOfEach(this.completions.splice(0, MAX_BATCH), seen, repeats);
+    const failures = this.firstOfEach(this.failures.splice(0, MAX_BATCH), seen, repeats);
+    const releases = this.firstOfEach(this.releases.splice(0, MAX_BATCH), seen, repeats);
     if (completions.length + failures.length + releases.length === 0) {
       if (this.waiting()) this.schedule();
       return;
@@ -83,6 +84,8 @@ export class ReportBatcher {
       if (this.waiting()) this.schedule();
       await Promise.all([this.flushCompletions(completions), this.flushFailures(failures), this.flushReleases(releases)]);
     } finally {
+      // Refused only now: whoever explains the refusal then reads the state the first report left.
+      for (const p of repeats) p.resolve(undefined);
       this.inFlight--;
       if (this.waiting()) this.schedule();
     }
@@ -107,16 +110,21 @@ export class ReportBatcher {
 
   /**
    * Keeps the first report of each lease in this flush; a second one (a replay, or complete and
-   * fail of the same attempt) is rejected, as it would be after the first was written.
+   * fail of the same attempt) goes to `repeats`, to be rejected once the first is written, as it
+   * would be after that.
    */
-  private firstOfEach<R extends CompletionReport | FailureReport | ReleaseReport>(batch: Pending<R, ReportAnswer>[], seen: Set<string>): Pending<R, ReportAnswer>[] {
+  private firstOfEach<R extends CompletionReport | FailureReport | ReleaseReport>(
+    batch: Pending<R, ReportAnswer>[],
+    seen: Set<string>,
+    repeats: Pending<unknown, ReportAnswer>[],
+  ): Pending<R, ReportAnswer>[] {
     return batch.filter((p) => {
       const k = reportKey(p.report);
       if (!seen.has(k)) {
         seen.add(k);
         return true;
       }
-      p.resolve(undefined);
+      repeats.push(p);
       return false;
     });
   }

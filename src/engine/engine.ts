@@ -113,7 +113,8 @@ export function createEngine(database: Database, logger: Logger, options: Engine
     async stop() {
       // Inline attempts finish or go back to PENDING while the dispatcher and database still work.
       await inline?.stop(options.inline?.graceMs ?? 0);
-      dispatcher.stop();
+      // Claims in flight for streams that just closed hand their tasks back before the database closes.
+      await dispatcher.stop();
       events.stop();
       await Promise.all([sweeper.stop(), pruner.stop(), scheduler.stop(), progress.stop(), listener.close(), auth.stop()]);
     },

@@ -14,6 +14,11 @@ import { jobTypeUpsert } from "../store/sql/job-type-upsert.js";
 
 /** How long a cached job type is trusted (ms). */
 const CACHE_MS = 2_000;
+/**
+ * Entries kept at most. Names that do not exist are cached too (a client may send any name), so
+ * without a bound every unknown name a client tried would stay in memory.
+ */
+const MAX_CACHED = 10_000;
 
 function key(namespace: string, name: string): string {
   return `${namespace}\u0000${name}`;
@@ -68,6 +73,7 @@ export class JobTypeRegistry implements LimitHints {
   constructor(
     private readonly orm: MikroORM,
     private readonly db: Db,
+    private readonly maxCached = MAX_CACHED,
   ) {}
 
   /** The job type, or undefined when the namespace has none of that name. */
@@ -80,7 +86,7 @@ export class JobTypeRegistry implements LimitHints {
   private async load(namespace: string, name: string): Promise<JobTypeRecord | undefined> {
     const row = await this.orm.em.fork().findOne(JobType, { namespace, name });
     const record = row === null ? undefined : toRecord(row);
-    this.cache.set(key(namespace, name), { record, expires: Date.now() + CACHE_MS });
+    this.remember(key(namespace, name), record);
     return record;
   }
 
@@ -105,6 +111,20 @@ export class JobTypeRegistry implements LimitHints {
   /** Drops the cached entry (the job type was registered, perhaps on another replica). */
   forget(namespace: string, name: string): void {
     this.cache.delete(key(namespace, name));
+  }
+
+  /** Caches an entry; when full, expired entries go first, then the oldest. */
+  private remember(k: string, record: JobTypeRecord | undefined): void {
+    const now = Date.now();
+    this.cache.delete(k); // re-inserted last: Map order is insertion order, oldest first
+    if (this.cache.size >= this.maxCached) {
+      for (const [old, entry] of this.cache) if (entry.expires <= now) this.cache.delete(old);
+      for (const old of this.cache.keys()) {
+        if (this.cache.size < this.maxCached) break;
+        this.cache.delete(old);
+      }
+    }
+    this.cache.set(k, { record, expires: now + CACHE_MS });
   }
 
   /** The job type, or NOT_FOUND naming it. */

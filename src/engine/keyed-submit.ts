@@ -26,11 +26,22 @@ function slot(t: { namespace: string; jobType: string }, key: string): string {
   return `${t.namespace}\u0000${t.jobType}\u0000${key}`;
 }
 
+/**
+ * Checks the existing tasks a submit is about to answer with (deduplicated), before its transaction
+ * commits: throwing rolls the whole submit back (e.g. a JSON caller that could not be shown them).
+ */
+export type DuplicateCheck = (duplicates: readonly TaskRecord[]) => Promise<void>;
+
 /** Submits tasks some of which carry keys; returns one record per input, in order. */
-export async function submitKeyed(pool: pg.Pool, tasks: readonly NewTask[]): Promise<TaskRecord[]> {
+export async function submitKeyed(pool: pg.Pool, tasks: readonly NewTask[], checkDuplicates?: DuplicateCheck): Promise<TaskRecord[]> {
   for (let retry = 1; ; retry++) {
     try {
-      return await withTransaction(pool, (db) => submitKeyedOnce(db, tasks));
+      return await withTransaction(pool, async (db) => {
+        const records = await submitKeyedOnce(db, tasks);
+        const duplicates = records.filter((r) => r.deduplicated === true);
+        if (checkDuplicates !== undefined && duplicates.length > 0) await checkDuplicates(duplicates);
+        return records;
+      });
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (retry >= MAX_RETRIES || typeof code !== "string" || !RETRYABLE.has(code)) throw error;

@@ -10,7 +10,7 @@ import type pg from "pg";
 import { taskCancel } from "../store/sql/task-cancel.js";
 import { taskAttempts, taskGet } from "../store/sql/task-get.js";
 import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
-import { submitKeyed } from "./keyed-submit.js";
+import { submitKeyed, type DuplicateCheck } from "./keyed-submit.js";
 import { retryWithDependencies, submitWithDependencies } from "./dependencies.js";
 import { hasAnyDependencies } from "../core/dependencies.js";
 import { withLockRetries } from "../store/lock-retry.js";
@@ -41,11 +41,12 @@ export class Tasks {
    * Tasks an idle worker session of this replica can run at once are handed to it directly
    * (Dispatcher.planDirect): they come back RUNNING. With an idempotency key anywhere: one
    * transaction that deduplicates (keyed-submit.ts), without direct hand-off (a duplicate must
-   * never reach a worker); a duplicate comes back as the existing task, `deduplicated`. With
+   * never reach a worker); a duplicate comes back as the existing task, `deduplicated`, after
+   * `checkDuplicates` accepted it (throwing rolls the submit back). With
    * dependencies anywhere: one transaction that locks them (dependencies.ts), also without direct
    * hand-off; `field(i)` names task i in errors about them. Keys and dependencies do not mix.
    */
-  async submit(tasks: readonly NewTask[], field: (i: number) => string = (i) => `tasks[${i}]`): Promise<TaskRecord[]> {
+  async submit(tasks: readonly NewTask[], field: (i: number) => string = (i) => `tasks[${i}]`, checkDuplicates?: DuplicateCheck): Promise<TaskRecord[]> {
     if (hasAnyDependencies(tasks)) {
       const keyed = tasks.findIndex((task) => task.idempotencyKey != null);
       if (keyed >= 0) {
@@ -53,7 +54,7 @@ export class Tasks {
       }
       return submitWithDependencies(this.pool, this.db, tasks, field);
     }
-    if (tasks.some((task) => task.idempotencyKey != null)) return submitKeyed(this.pool, tasks);
+    if (tasks.some((task) => task.idempotencyKey != null)) return submitKeyed(this.pool, tasks, checkDuplicates);
     const plan = this.dispatcher.planDirect(tasks);
     if (plan === undefined) return (await taskInsertBatch(this.db, tasks)).tasks;
     let inserted;

@@ -97,7 +97,9 @@ export class InlineRunner {
     this.stopping = true;
     clearInterval(this.refreshTimer);
     for (const { session } of this.sessions.values()) this.deps.dispatcher.drain(session);
-    await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), new Promise((resolve) => setTimeout(resolve, graceMs))]);
+    let graceTimer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), new Promise((resolve) => (graceTimer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(graceTimer);
     for (const r of this.running.values()) r.controller.abort({ kind: "shutdown" } satisfies StopReason);
     await Promise.all([...this.running.values()].map((r) => r.done));
     clearInterval(this.tickTimer);
@@ -178,7 +180,8 @@ export class InlineRunner {
       const nonRetryable = message.startsWith(NON_RETRYABLE);
       await this.deps.dispatcher.fail({ ...lease, error: nonRetryable ? message.slice(NON_RETRYABLE.length) : message, nonRetryable, outcome: "failed" });
     } catch (reportError) {
-      // The lease stays with this replica's session; the sweeper takes it back if it expires.
+      // The report left the session's in-flight set when it was made (Dispatcher.settle), so its
+      // lease is no longer extended: the sweeper takes the attempt back when the lease ends.
       this.deps.logger.error({ err: reportError, taskId: a.taskId }, "could not report an inline attempt");
     }
   }

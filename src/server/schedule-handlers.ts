@@ -1,12 +1,13 @@
 /** ScheduleService: validate -> engine -> proto. */
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../core/errors.js";
 import type { ServerLimits } from "../core/limits.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
-import { parseCron } from "../core/schedule.js";
+import { parseCron, type ScheduleRecord } from "../core/schedule.js";
 import type { Engine } from "../engine/engine.js";
 import type { ScheduleService } from "../gen/taskwire/v1/schedule_pb.js";
 import { policyFromProto, scheduleToProto } from "./mapping.js";
+import { ensureJsonRenderable, isJsonRequest } from "./json-rendering.js";
 import type { PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
 import { newTask } from "./task-handlers.js";
@@ -14,6 +15,16 @@ import { pageSize, requireName } from "./validation.js";
 
 /** The ScheduleService implementation. */
 export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, limits: ServerLimits): Partial<ServiceImpl<typeof ScheduleService>> {
+  /**
+   * A JSON answer must be able to show each schedule's task input (created by a binary client, of
+   * a type the server knows by name only): FAILED_PRECONDITION saying how to fix it, not INTERNAL.
+   */
+  const renderable = (ctx: HandlerContext, schedules: readonly ScheduleRecord[]) =>
+    ensureJsonRenderable(ctx, namespaceOf(ctx), schedules.map((x) => ({ jobType: x.jobType, payloads: [x.input] })), engine.jobTypes, payloads);
+  /** Checked before a change, so a JSON caller never gets an error for a change that happened. */
+  const renderableBefore = async (ctx: HandlerContext, name: string) => {
+    if (isJsonRequest(ctx)) await renderable(ctx, [await engine.schedules.get(namespaceOf(ctx), name)]);
+  };
   return {
     async createSchedule(req, ctx) {
       const namespace = namespaceOf(ctx);
@@ -57,7 +68,9 @@ export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, l
     },
 
     async getSchedule(req, ctx) {
-      return { schedule: scheduleToProto(await engine.schedules.get(namespaceOf(ctx), requireName("name", req.name))) };
+      const schedule = await engine.schedules.get(namespaceOf(ctx), requireName("name", req.name));
+      await renderable(ctx, [schedule]);
+      return { schedule: scheduleToProto(schedule) };
     },
 
     async listSchedules(req, ctx) {
@@ -67,6 +80,7 @@ export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, l
       const after = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
       const rows = await engine.schedules.list(namespace, after, size + 1);
       const page = rows.slice(0, size);
+      await renderable(ctx, page);
       const last = page.at(-1);
       return {
         schedules: page.map(scheduleToProto),
@@ -75,11 +89,15 @@ export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, l
     },
 
     async pauseSchedule(req, ctx) {
-      return { schedule: scheduleToProto(await engine.schedules.pause(namespaceOf(ctx), requireName("name", req.name))) };
+      const name = requireName("name", req.name);
+      await renderableBefore(ctx, name);
+      return { schedule: scheduleToProto(await engine.schedules.pause(namespaceOf(ctx), name)) };
     },
 
     async resumeSchedule(req, ctx) {
-      return { schedule: scheduleToProto(await engine.schedules.resume(namespaceOf(ctx), requireName("name", req.name))) };
+      const name = requireName("name", req.name);
+      await renderableBefore(ctx, name);
+      return { schedule: scheduleToProto(await engine.schedules.resume(namespaceOf(ctx), name)) };
     },
 
     async deleteSchedule(req, ctx) {

@@ -128,9 +128,10 @@ export function createTaskHandlers(
       const task = await newTask(engine, payloads, namespace, req.task, "task");
       const waitMs = waitDuration("wait_timeout", req.waitTimeout, limits);
       submitLimiter.take(principalOf(ctx), 1);
-      // No JSON rendering check needed: a JSON request's input was already decoded with the registry.
+      // A new task needs no JSON rendering check (a JSON request's input was decoded with the
+      // registry); an existing one a key found may hold any output: checked before the commit.
       checkDependencies([task], () => "task");
-      const [created] = await engine.tasks.submit([task], () => "task");
+      const [created] = await engine.tasks.submit([task], () => "task", (duplicates) => renderable(ctx, duplicates));
       if (waitMs === null) return { task: taskToProto(created!) };
       // The task is committed: a timeout is an answer (wait_timed_out), never an error.
       const waited = await wait(ctx, namespace, created!.id, waitMs);
@@ -189,7 +190,7 @@ export function createTaskHandlers(
       for (const [i, spec] of req.tasks.entries()) tasks.push(await newTask(engine, payloads, namespace, spec, `tasks[${i}]`, i));
       checkDependencies(tasks, (i) => `tasks[${i}]`);
       submitLimiter.take(principalOf(ctx), tasks.length);
-      const created = await engine.tasks.submit(tasks, (i) => `tasks[${i}]`);
+      const created = await engine.tasks.submit(tasks, (i) => `tasks[${i}]`, (duplicates) => renderable(ctx, duplicates));
       return { tasks: created.map(taskToProto) };
     },
 

@@ -24,9 +24,14 @@ export function messageName(field: string, value: string): string {
 
 const MAX_BIGINT = 9_223_372_036_854_775_807n;
 
+/** True for a decimal number that can be a task id. */
+export function isTaskId(value: string): boolean {
+  return /^[1-9][0-9]{0,18}$/.test(value) && BigInt(value) <= MAX_BIGINT;
+}
+
 /** A task id: the decimal number Submit returned. */
 export function taskId(field: string, value: string): string {
-  if (!/^[1-9][0-9]{0,18}$/.test(value) || BigInt(value) > MAX_BIGINT) {
+  if (!isTaskId(value)) {
     throw invalidArgument(field, value === "" ? "is required: the id Submit returned" : `${JSON.stringify(value.slice(0, 40))} is not a task id; ids are the decimal numbers Submit returns`);
   }
   return value;

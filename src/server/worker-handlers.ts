@@ -6,9 +6,10 @@ import type { Logger } from "pino";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
 import { LIMITS, type ServerLimits } from "../core/limits.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
-import type { CompletionReport, FailureReport, JobTypeRecord, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
+import type { Assignment, CompletionReport, FailureReport, JobTypeRecord, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
 import type { RevokeReason, WorkerSession } from "../dispatch/dispatcher.js";
 import { taskAdopt } from "../store/sql/task-adopt.js";
+import { taskLeaseState } from "../store/sql/task-lease-state.js";
 import { CheckpointSchema } from "../gen/taskwire/v1/task_pb.js";
 import type { Engine } from "../engine/engine.js";
 import { Worker } from "../store/entities/index.js";
@@ -35,12 +36,12 @@ import {
   type WorkerHello,
   type WorkerService,
 } from "../gen/taskwire/v1/worker_pb.js";
-import { ensureJsonRenderable, isJsonRequest } from "./json-rendering.js";
+import { ensureJsonRenderable, isJsonRequest, type Rendered } from "./json-rendering.js";
 import { assignmentToProto } from "./mapping.js";
 import { MessageQueue } from "./message-queue.js";
-import { checkTypeUrl, type PayloadTypes } from "./payloads.js";
+import { checkTypeUrl, typeNameOf, type PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
-import { intInRange, leaseToken, pageSize, requireName, taskId, truncate } from "./validation.js";
+import { intInRange, isTaskId, leaseToken, pageSize, requireName, taskId, truncate } from "./validation.js";
 import { randomBytes } from "node:crypto";
 
 /** Checks the job types a worker asks for: named well, registered, not too many. */
@@ -139,6 +140,17 @@ function reportResult(kind: ReportKind, lease: { taskId: string; attempt: number
   return create(ReportResultSchema, { taskId: lease.taskId, attempt: lease.attempt, accepted, error, kind });
 }
 
+/** The payloads of assignments (inputs, dependencies' outputs) whose types the JSON registry does not know yet. */
+function notInJsonRegistry(assignments: readonly Assignment[], payloads: PayloadTypes): Rendered[] {
+  const unknown: Rendered[] = [];
+  const known = (typeUrl: string) => payloads.jsonRegistry.getMessage(typeNameOf(typeUrl)) !== undefined;
+  for (const a of assignments) {
+    if (!known(a.input.typeUrl)) unknown.push({ jobType: a.jobType, payloads: [a.input] });
+    for (const p of a.parents) if (p.output !== null && !known(p.output.typeUrl)) unknown.push({ jobType: p.jobType, payloads: [p.output] });
+  }
+  return unknown;
+}
+
 function response(message: ClaimResponse["message"]): ClaimResponse {
   return create(ClaimResponseSchema, { message });
 }
@@ -196,17 +208,63 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       if (adoptedIds.has(`${l.taskId}/${l.attempt}`)) continue;
       out.push(response({ case: "revoked", value: create(TaskRevokedSchema, { taskId: l.taskId, attempt: l.attempt, reason: ProtoRevokeReason.LEASE_LOST, message: `the lease of task ${l.taskId} attempt ${l.attempt} is no longer held` }) }));
     }
-    return engine.dispatcher.open({
+    // A JSON stream must be able to show what it is sent: the outputs of claimed tasks' dependencies
+    // (of other job types, known only once claimed), and inputs of a type its job type took only
+    // after the stream opened (re-registered). The check is asynchronous only when a type is not in
+    // the JSON registry yet; messages after it wait, so the stream keeps its order. A task that
+    // cannot be shown goes back to PENDING (its attempt does not count) and the stream ends with
+    // FAILED_PRECONDITION saying why, as ClaimTasks answers.
+    const json = isJsonRequest(ctx);
+    let session: WorkerSession | undefined;
+    let ordered: Promise<void> | undefined;
+    const send = (push: () => void) => {
+      if (ordered === undefined) push();
+      else void ordered.then(push);
+    };
+    const deliver = (assignments: readonly Assignment[]) =>
+      out.push(response({ case: "assignments", value: create(AssignmentBatchSchema, { assignments: assignments.map(assignmentToProto) }) }));
+    const handBack = (assignments: readonly Assignment[], reason: string) =>
+      Promise.all(
+        assignments.map((a) =>
+          engine.dispatcher
+            .releaseTask({ namespace, taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, reason })
+            .catch((error: unknown) => logger.warn({ err: error, taskId: a.taskId }, "could not hand back an undelivered task")),
+        ),
+      );
+    const checkThenDeliver = async (assignments: readonly Assignment[], unknown: Rendered[]) => {
+      try {
+        await ensureJsonRenderable(ctx, namespace, unknown, engine.jobTypes, payloads);
+      } catch (error) {
+        if (session !== undefined) engine.dispatcher.drain(session);
+        await handBack(assignments, "not delivered: a payload cannot be rendered as JSON for this worker");
+        out.end(error);
+        return;
+      }
+      // The stream ended during the check: the worker never saw these (a revoked one's release is refused).
+      if (session?.closed === true) await handBack(assignments, "not delivered: the worker was leaving");
+      else deliver(assignments);
+    };
+    session = engine.dispatcher.open({
       namespace,
       workerId,
       jobTypes,
       credits,
       adopted,
       sink: {
-        assign: (assignments) => out.push(response({ case: "assignments", value: create(AssignmentBatchSchema, { assignments: assignments.map(assignmentToProto) }) })),
-        revoke: (r) => out.push(response({ case: "revoked", value: create(TaskRevokedSchema, { taskId: r.taskId, attempt: r.attempt, reason: REVOKE_REASONS[r.reason], message: r.message }) })),
+        assign: (assignments) => {
+          const unknown = json ? notInJsonRegistry(assignments, payloads) : [];
+          if (unknown.length === 0) return send(() => deliver(assignments));
+          const mine = (ordered ?? Promise.resolve()).then(() => checkThenDeliver(assignments, unknown));
+          ordered = mine;
+          void mine.finally(() => {
+            if (ordered === mine) ordered = undefined;
+          });
+        },
+        revoke: (r) =>
+          send(() => out.push(response({ case: "revoked", value: create(TaskRevokedSchema, { taskId: r.taskId, attempt: r.attempt, reason: REVOKE_REASONS[r.reason], message: r.message }) }))),
       },
     });
+    return session;
   }
 
   /** Handles one message after hello; reports are answered with report_result. */
@@ -264,7 +322,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         try {
           switch (kind) {
             case ReportKind.COMPLETE: {
-              const report = completionReport(payloads, session.namespace, value, jobTypes.get(session.inFlight.get(value.taskId)?.jobType ?? ""));
+              const report = completionReport(payloads, session.namespace, value, jobTypes.get(value.taskId));
               lease = report;
               accepted = (await engine.dispatcher.complete(report)) !== undefined;
               break;
@@ -292,17 +350,30 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
     return results;
   }
 
-  /** The job types of the tasks the reports name (those this session holds), looked up once each. */
+  /**
+   * The job type of each task a completion names, to check its output against: from what the
+   * session holds, or, for a task it does not hold (claimed by ClaimTasks or on another stream),
+   * from the database. Each job type is looked up once; ids that are not task ids are left out
+   * (their reports are refused on their own).
+   */
   async function jobTypesOf(session: WorkerSession, reports: readonly FinalReport[]): Promise<Map<string, JobTypeRecord>> {
-    const names = new Set<string>();
+    const names = new Map<string, string>();
+    const unheld: string[] = [];
     for (const r of reports) {
-      const name = r.kind === ReportKind.COMPLETE ? session.inFlight.get(r.value.taskId)?.jobType : undefined;
-      if (name !== undefined) names.add(name);
+      if (r.kind !== ReportKind.COMPLETE) continue;
+      const name = session.inFlight.get(r.value.taskId)?.jobType;
+      if (name !== undefined) names.set(r.value.taskId, name);
+      else if (isTaskId(r.value.taskId)) unheld.push(r.value.taskId);
     }
+    if (unheld.length > 0) {
+      for (const [id, row] of await taskLeaseState(engine.database.db, session.namespace, [...new Set(unheld)])) names.set(id, row.job_type);
+    }
+    const records = new Map<string, JobTypeRecord | undefined>();
+    for (const name of new Set(names.values())) records.set(name, await engine.jobTypes.find(session.namespace, name));
     const found = new Map<string, JobTypeRecord>();
-    for (const name of names) {
-      const record = await engine.jobTypes.find(session.namespace, name);
-      if (record !== undefined) found.set(name, record);
+    for (const [id, name] of names) {
+      const record = records.get(name);
+      if (record !== undefined) found.set(id, record);
     }
     return found;
   }
@@ -398,12 +469,15 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const task = id === undefined ? undefined : await engine.tasks.get(namespace, id).catch(() => undefined);
       const jobType = task === undefined ? undefined : await engine.jobTypes.find(namespace, task.jobType);
       const report = completionReport(payloads, namespace, req.completion, jobType);
+      // Progress is only accepted while the task runs: write what is pending before the outcome.
+      await engine.progress.flushBefore(namespace, [report.taskId]);
       if ((await engine.dispatcher.complete(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },
 
     async failTask(req, ctx) {
       const report = failureReport(namespaceOf(ctx), req.failure);
+      await engine.progress.flushBefore(report.namespace, [report.taskId]);
       if ((await engine.dispatcher.fail(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },
@@ -436,6 +510,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
 
     async releaseTask(req, ctx) {
       const report = releaseReport(namespaceOf(ctx), req.release);
+      await engine.progress.flushBefore(report.namespace, [report.taskId]);
       if ((await engine.dispatcher.releaseTask(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },

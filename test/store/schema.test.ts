@@ -125,3 +125,25 @@ t.test("inserting tasks notifies taskwire_ready once per (namespace, job type)",
     at: Date.parse("2030-01-01T00:00:01Z"),
   }, "the payload names the namespace, the job type and the earliest run_at");
 });
+
+t.test("the event triggers keep their plan settings and order after every migration that replaced them", async (t) => {
+  const rows = await db.query<{ proname: string; proconfig: string[] | null }>(
+    "SELECT proname, proconfig FROM pg_proc WHERE proname IN ('taskwire_events_updated', 'taskwire_events_inserted', 'taskwire_settle_dependents') ORDER BY proname",
+  );
+  t.same(
+    rows.map((r) => [r.proname, r.proconfig]),
+    [
+      ["taskwire_events_inserted", null],
+      ["taskwire_events_updated", ["enable_nestloop=off"]],
+      ["taskwire_settle_dependents", null],
+    ],
+    "hash joins only in the update trigger (migration 0007, restated by 0010's CREATE OR REPLACE)",
+  );
+  // Triggers of one event fire in name order: a parent's events are written before its dependents' settle.
+  const triggers = await db.query<{ tgname: string }>(
+    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'task'::regclass AND NOT tgisinternal AND tgtype & 16 <> 0 ORDER BY tgname",
+  );
+  // (task_mark_limited_unblocked is a BEFORE row trigger and task_notify_limit_freed only NOTIFYs:
+  // neither depends on the others' order.)
+  t.same(triggers.map((r) => r.tgname), ["task_events_updated", "task_mark_limited_unblocked", "task_notify_limit_freed", "task_notify_pending", "task_settle_dependents"]);
+});

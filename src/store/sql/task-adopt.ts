@@ -1,6 +1,7 @@
 /** After a reconnect: a worker's new stream takes over the leases it still holds. */
 import type { Assignment, LeaseRef } from "../../core/task.js";
 import type { Db } from "../db.js";
+import { inLockOrder } from "../lock-order.js";
 import { assignmentFromRow, type ClaimRow } from "./task-claim-available.js";
 
 // Fenced like every report: only the current lease (state, attempt, token) is adopted, and the
@@ -18,10 +19,12 @@ RETURNING t.id::text AS id, t.job_type, t.input_type_url, t.input, t.attempt, t.
 /** Adopts the leases that are still current; returns them as assignments. */
 export async function taskAdopt(db: Db, params: { namespace: string; workerId: string; leases: readonly LeaseRef[] }): Promise<Assignment[]> {
   if (params.leases.length === 0) return [];
+  // Rows are locked in this order, as by heartbeats of the stream it replaces (src/store/lock-order.ts).
+  const leases = inLockOrder(params.leases);
   const rows = await db.query<ClaimRow>(SQL, [
-    params.leases.map((l) => l.taskId),
-    params.leases.map((l) => l.attempt),
-    params.leases.map((l) => l.leaseToken),
+    leases.map((l) => l.taskId),
+    leases.map((l) => l.attempt),
+    leases.map((l) => l.leaseToken),
     params.namespace,
     params.workerId,
   ]);

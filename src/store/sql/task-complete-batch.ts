@@ -1,6 +1,7 @@
 /** Records many successful outcomes in one statement: the completion hot path. */
 import type { CompletionReport } from "../../core/task.js";
 import type { Db } from "../db.js";
+import { inLockOrder } from "../lock-order.js";
 
 // Each row is fenced by (id, namespace, attempt, lease_token): a report from a stale attempt, a
 // cancelled task or a wrong token matches nothing and changes nothing. A task has a lease token
@@ -34,7 +35,9 @@ export function reportKey(r: { taskId: string; attempt: number; leaseToken: stri
 }
 
 /** Completes the reports whose lease is current; returns the reportKey of each accepted one. */
-export async function taskCompleteBatch(db: Db, reports: readonly CompletionReport[]): Promise<Set<string>> {
+export async function taskCompleteBatch(db: Db, given: readonly CompletionReport[]): Promise<Set<string>> {
+  // Rows are locked in this order (src/store/lock-order.ts).
+  const reports = inLockOrder(given);
   const rows = await db.query<{ id: string; attempt: number; lease_token: string }>(SQL, [
     reports.map((r) => r.taskId),
     reports.map((r) => r.namespace),

@@ -2,6 +2,7 @@
 import type { FailureReport } from "../../core/task.js";
 import type { TaskState } from "../../core/task-state.js";
 import type { Db } from "../db.js";
+import { inLockOrder } from "../lock-order.js";
 import { reportKey } from "./task-complete-batch.js";
 
 // Fenced like task-complete-batch. A retryable failure with attempts left goes back to PENDING at
@@ -33,8 +34,10 @@ SELECT id::text AS id, attempt, lease_token::text AS lease_token, state FROM fai
 /** Applies the reports whose lease is current; returns each accepted report's new task state by reportKey. */
 export async function taskFailBatch(
   db: Db,
-  reports: readonly (FailureReport & { jitter: number })[],
+  given: readonly (FailureReport & { jitter: number })[],
 ): Promise<Map<string, TaskState>> {
+  // Rows are locked in this order (src/store/lock-order.ts).
+  const reports = inLockOrder(given);
   const rows = await db.query<{ id: string; attempt: number; lease_token: string; state: TaskState }>(SQL, [
     reports.map((r) => r.taskId),
     reports.map((r) => r.namespace),

@@ -1,6 +1,7 @@
 /** Heartbeats: extends the leases a worker names, by their job types' lease length. */
 import type { LeaseRef } from "../../core/task.js";
 import type { Db } from "../db.js";
+import { inLockOrder } from "../lock-order.js";
 import { toDate } from "./task-columns.js";
 
 // Fenced by state, attempt and token, so an expired or stolen lease is not revived; found by
@@ -23,10 +24,12 @@ export async function taskLeaseExtend(
   db: Db,
   params: { namespace: string; workerId: string; leases: readonly LeaseRef[] },
 ): Promise<{ taskId: string; attempt: number; leaseToken: string; leaseExpiresAt: Date }[]> {
+  // Rows are locked in this order, the reports' order too (src/store/lock-order.ts).
+  const leases = inLockOrder(params.leases);
   const rows = await db.query<{ id: string; attempt: number; lease_token: string; lease_expires_at: Date | string }>(SQL, [
-    params.leases.map((l) => l.taskId),
-    params.leases.map((l) => l.attempt),
-    params.leases.map((l) => l.leaseToken),
+    leases.map((l) => l.taskId),
+    leases.map((l) => l.attempt),
+    leases.map((l) => l.leaseToken),
     params.namespace,
     params.workerId,
   ]);

@@ -1,6 +1,7 @@
 /** Writes coalesced progress of many attempts in one statement. */
 import type { ProgressReport } from "../../core/task.js";
 import type { Db } from "../db.js";
+import { inLockOrder } from "../lock-order.js";
 
 // Fenced like every report: progress of a stale attempt is dropped.
 const SQL = `
@@ -11,7 +12,9 @@ WHERE t.id = r.id AND t.namespace = r.namespace AND t.attempt = r.attempt
   AND t.lease_token = r.lease_token`;
 
 /** Records the latest progress of each attempt. */
-export async function taskProgressBatch(db: Db, reports: readonly ProgressReport[]): Promise<void> {
+export async function taskProgressBatch(db: Db, given: readonly ProgressReport[]): Promise<void> {
+  // Rows are locked in this order (src/store/lock-order.ts).
+  const reports = inLockOrder(given);
   await db.query(SQL, [
     reports.map((r) => r.taskId),
     reports.map((r) => r.namespace),

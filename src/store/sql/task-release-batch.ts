@@ -1,6 +1,7 @@
 /** A draining worker hands tasks back: PENDING again at once, and the attempt does not count. */
 import type { ReleaseReport } from "../../core/task.js";
 import type { Db } from "../db.js";
+import { inLockOrder } from "../lock-order.js";
 import { reportKey } from "./task-complete-batch.js";
 
 // The attempt keeps its number and history row (outcome 'released'); max_attempts grows by one so
@@ -25,7 +26,9 @@ WITH report AS (
 SELECT id::text AS id, attempt, lease_token::text AS lease_token FROM released`;
 
 /** Releases the reports whose lease is current; returns the reportKey of each accepted one. */
-export async function taskReleaseBatch(db: Db, reports: readonly ReleaseReport[]): Promise<Set<string>> {
+export async function taskReleaseBatch(db: Db, given: readonly ReleaseReport[]): Promise<Set<string>> {
+  // Rows are locked in this order (src/store/lock-order.ts).
+  const reports = inLockOrder(given);
   const rows = await db.query<{ id: string; attempt: number; lease_token: string }>(SQL, [
     reports.map((r) => r.taskId),
     reports.map((r) => r.namespace),
