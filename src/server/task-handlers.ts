@@ -127,10 +127,11 @@ export function createTaskHandlers(
       const namespace = namespaceOf(ctx);
       const task = await newTask(engine, payloads, namespace, req.task, "task");
       const waitMs = waitDuration("wait_timeout", req.waitTimeout, limits);
+      checkDependencies([task], () => "task");
+      // After every check, as in SubmitBatch: a refused call uses no token.
       submitLimiter.take(principalOf(ctx), 1);
       // A new task needs no JSON rendering check (a JSON request's input was decoded with the
       // registry); an existing one a key found may hold any output: checked before the commit.
-      checkDependencies([task], () => "task");
       const [created] = await engine.tasks.submit([task], () => "task", (duplicates) => renderable(ctx, duplicates));
       if (waitMs === null) return { task: taskToProto(created!) };
       // The task is committed: a timeout is an answer (wait_timed_out), never an error.
