@@ -29,13 +29,19 @@ async function catchUp(db: Db, hub: EventHub, watcher: Watcher): Promise<void> {
   else if (read.highWater > watcher.position) watcher.position = read.highWater;
 }
 
-/** Yields the watcher's items until `signal` aborts; unsubscribes at the end. */
+/**
+ * Yields the watcher's items until `signal` aborts; unsubscribes at the end, and at once when
+ * `signal` aborts: a consumer stuck writing to a client that stopped reading may never resume
+ * this generator (so its `finally` would not run), and the hub must not keep the watcher.
+ */
 export async function* followEvents(
   db: Db,
   hub: EventHub,
   watcher: Watcher,
   options: { keepaliveMs: number; signal: AbortSignal },
 ): AsyncGenerator<StatusItem> {
+  const onAbort = () => hub.unsubscribe(watcher);
+  options.signal.addEventListener("abort", onAbort, { once: true });
   try {
     while (!options.signal.aborted && !watcher.closed) {
       const next = watcher.queue.shift();
@@ -62,6 +68,7 @@ export async function* followEvents(
       }
     }
   } finally {
+    options.signal.removeEventListener("abort", onAbort);
     hub.unsubscribe(watcher);
   }
 }
