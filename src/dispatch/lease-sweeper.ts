@@ -7,6 +7,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { Db } from "../store/db.js";
 import { leaseSweepExpired, type SweptTask } from "../store/sql/lease-sweep-expired.js";
+import { MaintenanceLoop } from "../engine/maintenance-loop.js";
 
 /** Rows one statement sweeps; more are taken by the next statement of the same pass. */
 const BATCH = 500;
@@ -18,8 +19,7 @@ export interface SweeperEvents {
 
 /** The lease and timeout sweeper of one replica. */
 export class LeaseSweeper extends EventEmitter<SweeperEvents> {
-  private readonly timer: NodeJS.Timeout;
-  private running: Promise<void> | undefined;
+  private readonly loop: MaintenanceLoop;
 
   constructor(
     private readonly db: Db,
@@ -27,34 +27,25 @@ export class LeaseSweeper extends EventEmitter<SweeperEvents> {
     intervalMs: number,
   ) {
     super();
-    this.timer = setInterval(() => void this.sweep(), intervalMs);
-    this.timer.unref();
+    this.loop = new MaintenanceLoop({ intervalMs, logger, what: "lease sweep", batch: () => this.sweepBatch() });
   }
 
   /** One pass: sweeps batches until fewer than a full batch expire. */
   sweep(): Promise<void> {
-    this.running ??= (async () => {
-      try {
-        for (;;) {
-          const swept = await leaseSweepExpired(this.db, BATCH);
-          if (swept.length > 0) {
-            this.logger.info({ count: swept.length, timedOut: swept.filter((s) => s.timed_out).length }, "took back expired attempts");
-            this.emit("sweeper:swept", swept);
-          }
-          if (swept.length < BATCH) break;
-        }
-      } catch (error) {
-        this.logger.warn({ err: error }, "lease sweep failed; retrying at the next interval");
-      } finally {
-        this.running = undefined;
-      }
-    })();
-    return this.running;
+    return this.loop.run();
   }
 
   /** Stops sweeping (waits for a pass in progress). */
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  private async sweepBatch(): Promise<boolean> {
+    const swept = await leaseSweepExpired(this.db, BATCH);
+    if (swept.length > 0) {
+      this.logger.info({ count: swept.length, timedOut: swept.filter((s) => s.timed_out).length }, "took back expired attempts");
+      this.emit("sweeper:swept", swept);
+    }
+    return swept.length >= BATCH;
   }
 }

@@ -7,6 +7,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { Db } from "../store/db.js";
 import { taskPruneFinished } from "../store/sql/task-prune-finished.js";
+import { MaintenanceLoop } from "./maintenance-loop.js";
 
 /** Tasks one statement deletes. */
 const BATCH = 1_000;
@@ -19,9 +20,7 @@ export interface PrunerEvents {
 }
 
 export class RetentionPruner extends EventEmitter<PrunerEvents> {
-  private readonly timer: NodeJS.Timeout;
-  private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly loop: MaintenanceLoop;
 
   constructor(
     private readonly db: Db,
@@ -30,39 +29,25 @@ export class RetentionPruner extends EventEmitter<PrunerEvents> {
     private readonly batch = BATCH,
   ) {
     super();
-    this.timer = setInterval(() => void this.prune(), intervalMs);
-    this.timer.unref();
+    this.loop = new MaintenanceLoop({ intervalMs, logger, what: "retention pass", pauseMs: PAUSE_MS, batch: () => this.deleteBatch() });
   }
 
   /** One pass: deletes batches until fewer than a full batch have expired. */
   prune(): Promise<void> {
-    // .finally clears the flag after it was set, even when the pass has nothing to do.
-    this.running ??= this.pass().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
-  }
-
-  private async pass(): Promise<void> {
-    try {
-      while (!this.stopped) {
-        const deleted = await taskPruneFinished(this.db, this.batch);
-        if (deleted > 0) {
-          this.logger.info({ count: deleted }, "deleted finished tasks past their retention");
-          this.emit("pruner:deleted", deleted);
-        }
-        if (deleted < this.batch) break;
-        await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
-      }
-    } catch (error) {
-      this.logger.warn({ err: error }, "retention pass failed; retrying at the next interval");
-    }
+    return this.loop.run();
   }
 
   /** Stops pruning (waits for a batch in progress). */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  private async deleteBatch(): Promise<boolean> {
+    const deleted = await taskPruneFinished(this.db, this.batch);
+    if (deleted > 0) {
+      this.logger.info({ count: deleted }, "deleted finished tasks past their retention");
+      this.emit("pruner:deleted", deleted);
+    }
+    return deleted >= this.batch;
   }
 }

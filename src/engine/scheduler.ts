@@ -8,6 +8,7 @@ import { EventEmitter } from "node:events";
 import type pg from "pg";
 import type { Logger } from "pino";
 import { dueFires, parseCron, type ScheduleRecord } from "../core/schedule.js";
+import { MaintenanceLoop } from "./maintenance-loop.js";
 import { withTransaction } from "../store/orm.js";
 import { scheduleAdvance, type ScheduleAdvance } from "../store/sql/schedule-advance.js";
 import { scheduleClaimDue, type DueSchedule } from "../store/sql/schedule-claim-due.js";
@@ -49,9 +50,7 @@ export interface SchedulerOptions {
 
 /** The scheduler of one replica. */
 export class Scheduler extends EventEmitter<SchedulerEvents> {
-  private readonly timer: NodeJS.Timeout;
-  private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly loop: MaintenanceLoop;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -59,28 +58,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     private readonly options: SchedulerOptions,
   ) {
     super();
-    this.timer = setInterval(() => void this.tick(), options.intervalMs);
-    this.timer.unref();
+    this.loop = new MaintenanceLoop({ intervalMs: options.intervalMs, logger, what: "schedule pass", batch: () => this.fireBatch() });
   }
 
   /** One pass: handles due schedules until fewer than a full batch are due. */
   tick(): Promise<void> {
-    this.running ??= this.pass().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.loop.run();
   }
 
-  private async pass(): Promise<void> {
-    try {
-      while (!this.stopped) {
-        const { handled, report } = await withTransaction(this.pool, (db) => this.fire(db));
-        if (report.schedules.length > 0) this.emit("scheduler:fired", report);
-        if (handled < BATCH) break;
-      }
-    } catch (error) {
-      this.logger.warn({ err: error }, "schedule pass failed; retrying at the next interval");
-    }
+  private async fireBatch(): Promise<boolean> {
+    const { handled, report } = await withTransaction(this.pool, (db) => this.fire(db));
+    if (report.schedules.length > 0) this.emit("scheduler:fired", report);
+    return handled >= BATCH;
   }
 
   /** Locks due schedules, creates their tasks, advances them (one transaction, committed by the caller). */
@@ -132,10 +121,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /** Stops the loop (waits for a pass in progress). */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 }
 

@@ -1,5 +1,5 @@
 /** The task columns every task query returns, and their mapping to TaskRecord. */
-import type { TaskRecord } from "../../core/task.js";
+import type { NewTask, TaskRecord } from "../../core/task.js";
 import type { TaskState } from "../../core/task-state.js";
 
 /**
@@ -89,4 +89,29 @@ export function taskFromRow(row: TaskRow): TaskRecord {
     unmetDependencies: row.unmet_dependencies,
     concurrencyKey: row.concurrency_key,
   };
+}
+
+/**
+ * The columns every task insert takes from a NewTask, as the first ten unnest arrays ($1 to $10):
+ * namespace, job_type, input_type_url, input, priority, max_attempts, timeout_ms, run_at,
+ * backoff_base_ms, backoff_cap_ms.
+ */
+export function newTaskArrays(tasks: readonly NewTask[]): unknown[] {
+  return [
+    tasks.map((x) => x.namespace),
+    tasks.map((x) => x.jobType),
+    tasks.map((x) => x.input.typeUrl),
+    tasks.map((x) => Buffer.from(x.input.value.buffer, x.input.value.byteOffset, x.input.value.byteLength)),
+    tasks.map((x) => x.priority),
+    tasks.map((x) => x.maxAttempts),
+    tasks.map((x) => x.timeoutMs),
+    tasks.map((x) => x.runAt),
+    tasks.map((x) => x.backoffBaseMs),
+    tasks.map((x) => x.backoffCapMs),
+  ];
+}
+
+/** Orders rows of one insert by id, which the identity column assigned in input order. */
+export function byId<T extends { id: string }>(a: T, b: T): number {
+  return BigInt(a.id) < BigInt(b.id) ? -1 : 1;
 }

@@ -1,7 +1,7 @@
 /** Inserts many tasks in one statement (arrays through unnest): the Submit and SubmitBatch hot path. */
 import type { NewTask, TaskRecord } from "../../core/task.js";
 import type { Db } from "../db.js";
-import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
+import { byId, newTaskArrays, TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 
 // One statement whatever the batch size. The statement-level trigger task_notify_inserted (migration
 // 0001) sends one NOTIFY per (namespace, job type) of the PENDING rows when the transaction
@@ -73,20 +73,11 @@ export interface InsertedTasks {
  */
 export async function taskInsertBatch(db: Db, tasks: readonly NewTask[], workerIds: readonly (string | null)[] = []): Promise<InsertedTasks> {
   const rows = await db.query<TaskRow & { lease_token: string | null }>(SQL, [
-    tasks.map((x) => x.namespace),
-    tasks.map((x) => x.jobType),
-    tasks.map((x) => x.input.typeUrl),
-    tasks.map((x) => Buffer.from(x.input.value.buffer, x.input.value.byteOffset, x.input.value.byteLength)),
-    tasks.map((x) => x.priority),
-    tasks.map((x) => x.maxAttempts),
-    tasks.map((x) => x.timeoutMs),
-    tasks.map((x) => x.runAt),
-    tasks.map((x) => x.backoffBaseMs),
-    tasks.map((x) => x.backoffCapMs),
+    ...newTaskArrays(tasks),
     tasks.map((_, i) => workerIds[i] ?? null),
     tasks.map((x) => x.concurrencyKey ?? null),
     tasks.map((x) => x.limited === true),
   ]);
-  rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  rows.sort(byId);
   return { tasks: rows.map(taskFromRow), leaseTokens: rows.map((row) => row.lease_token) };
 }

@@ -2,7 +2,7 @@
 import type { GraphStart } from "../../core/dependencies.js";
 import type { NewTask, TaskRecord } from "../../core/task.js";
 import type { Db } from "../db.js";
-import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
+import { byId, newTaskArrays, TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 
 // As task-insert-batch.ts without direct hand-off (a task with dependencies is never handed off),
 // plus where each task starts (src/core/dependencies.ts planGraph). Only PENDING rows are announced
@@ -26,16 +26,7 @@ RETURNING ${TASK_COLUMNS}`;
 /** Inserts the tasks as planned; returns them in the order given. */
 export async function taskInsertGraph(db: Db, tasks: readonly NewTask[], starts: readonly GraphStart[]): Promise<TaskRecord[]> {
   const rows = await db.query<TaskRow>(SQL, [
-    tasks.map((x) => x.namespace),
-    tasks.map((x) => x.jobType),
-    tasks.map((x) => x.input.typeUrl),
-    tasks.map((x) => Buffer.from(x.input.value.buffer, x.input.value.byteOffset, x.input.value.byteLength)),
-    tasks.map((x) => x.priority),
-    tasks.map((x) => x.maxAttempts),
-    tasks.map((x) => x.timeoutMs),
-    tasks.map((x) => x.runAt),
-    tasks.map((x) => x.backoffBaseMs),
-    tasks.map((x) => x.backoffCapMs),
+    ...newTaskArrays(tasks),
     starts.map((s) => s.state),
     starts.map((s) => s.unmet),
     starts.map((s) => s.hasDependencies),
@@ -43,5 +34,5 @@ export async function taskInsertGraph(db: Db, tasks: readonly NewTask[], starts:
     tasks.map((x) => x.concurrencyKey ?? null),
     tasks.map((x) => x.limited === true),
   ]);
-  return rows.map(taskFromRow).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  return rows.map(taskFromRow).sort(byId);
 }

@@ -1,7 +1,7 @@
 /** Keyed Submit, step 2: inserts tasks, skipping those whose key another task holds. */
 import type { NewTask, TaskRecord } from "../../core/task.js";
 import type { Db } from "../db.js";
-import { TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
+import { byId, newTaskArrays, TASK_COLUMNS, taskFromRow, type TaskRow } from "./task-columns.js";
 
 // As task-insert-batch.ts (without direct hand-off), plus the key. ON CONFLICT on the partial unique index
 // task_idempotency_idx: a row whose key is held is skipped (DO NOTHING), and when the holder is a
@@ -23,19 +23,10 @@ RETURNING ${TASK_COLUMNS}`;
 /** Inserts the tasks whose key is free (and all without a key); returns those inserted, in id order. */
 export async function taskInsertKeyed(db: Db, tasks: readonly NewTask[]): Promise<TaskRecord[]> {
   const rows = await db.query<TaskRow>(SQL, [
-    tasks.map((x) => x.namespace),
-    tasks.map((x) => x.jobType),
-    tasks.map((x) => x.input.typeUrl),
-    tasks.map((x) => Buffer.from(x.input.value.buffer, x.input.value.byteOffset, x.input.value.byteLength)),
-    tasks.map((x) => x.priority),
-    tasks.map((x) => x.maxAttempts),
-    tasks.map((x) => x.timeoutMs),
-    tasks.map((x) => x.runAt),
-    tasks.map((x) => x.backoffBaseMs),
-    tasks.map((x) => x.backoffCapMs),
+    ...newTaskArrays(tasks),
     tasks.map((x) => x.idempotencyKey ?? null),
     tasks.map((x) => x.concurrencyKey ?? null),
     tasks.map((x) => x.limited === true),
   ]);
-  return rows.map(taskFromRow).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  return rows.map(taskFromRow).sort(byId);
 }
