@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import t from "tap";
+import { DEFAULT_SERVER_LIMITS, LIMIT_SPECS, type ServerLimits } from "../src/core/limits.js";
 import { anyJson, jsonAny } from "./helpers/payload.js";
 import { startTestServer } from "./helpers/server.js";
 import { createTestDatabaseUrl } from "./helpers/database.js";
@@ -34,6 +35,34 @@ t.test("package.json has the two set-up commands the README names", async (t) =>
   t.match(readme, /npm ci && npm start/);
   t.match(pkg.scripts.start, /server start/);
   t.equal(pkg.scripts.test, "tap");
+});
+
+/** A bound as the limits table writes it ("64 KiB", "1 s", "7 days", "10000"), in the spec's unit (bytes, ms or a count). */
+function boundValue(text: string): number {
+  const [, number, unit] = /^(\d+)(?: (KiB|MiB|s|h|days))?$/.exec(text.trim()) ?? [];
+  if (number === undefined) throw new Error(`not a bound: ${JSON.stringify(text)}`);
+  const scale = { KiB: 1024, MiB: 1024 * 1024, s: 1_000, h: 3_600_000, days: 86_400_000 }[unit as string] ?? 1;
+  return Number(number) * scale;
+}
+
+t.test("the limits table names every configurable limit with its default and bounds", async (t) => {
+  const section = readme.slice(readme.indexOf("Limits an operator sets"), readme.indexOf("Per-replica limits multiply"));
+  const rows = section.split("\n").filter((line) => line.startsWith("| `--"));
+  t.ok(rows.length > 0, "the table was found");
+  const documented = new Map<string, { value: number; min: number; max: number }>();
+  for (const row of rows) {
+    const [flagsCell, defaultsCell, boundsCell] = row.split(" | ").map((cell) => cell.replace(/^\| /, ""));
+    const flags = [...flagsCell!.matchAll(/`(--[a-z-]+)`/g)].map((m) => m[1]!);
+    const defaults = [...defaultsCell!.matchAll(/`(\d+)`/g)].map((m) => Number(m[1]));
+    t.equal(defaults.length, flags.length, `${flags.join(", ")}: one default per flag (${defaultsCell})`);
+    const [min, max] = boundsCell!.replace(/,.*$/, "").replace(/ each$/, "").split(" to ").map(boundValue);
+    flags.forEach((flag, i) => documented.set(flag, { value: defaults[i]!, min: min!, max: max! }));
+  }
+  const specs = Object.entries(LIMIT_SPECS) as [keyof ServerLimits, (typeof LIMIT_SPECS)[keyof ServerLimits]][];
+  t.same([...documented.keys()].sort(), specs.map(([, spec]) => spec.flag).sort(), "the same flags as LIMIT_SPECS, no more, no fewer");
+  for (const [name, spec] of specs) {
+    t.same(documented.get(spec.flag), { value: DEFAULT_SERVER_LIMITS[name], min: spec.min, max: spec.max }, `${spec.flag}: default and bounds as in src/core/limits.ts`);
+  }
 });
 
 t.test("the curl example registers, submits and reads a task", async (t) => {
