@@ -1,7 +1,8 @@
 /**
  * API keys over their life: created by RPC (operator and namespace admin), listed without secrets,
  * used (last use recorded, coalesced), expired, and revoked — on every replica: at once through the
- * notification, within the cache time without one, and ending the key's open streams. Audit: who
+ * notification, within the cache time without one, and ending the key's open streams. Development
+ * mode ends for good with the first key, whatever happens to it later. Audit: who
  * created and revoked keys and namespaces, and which key cancelled or retried a task.
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
@@ -11,7 +12,9 @@ import { Role } from "../../src/gen/taskwire/v1/admin_pb.js";
 import { TaskEventKind, TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { jsonAny } from "../helpers/payload.js";
 import { rejection } from "../helpers/rejection.js";
-import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
+import { revokeApiKey } from "../../src/auth/key-admin.js";
+import { CLI_ACTOR } from "../../src/core/api-key.js";
+import { clientsFor, createTestKey, startTestServer, type TestServer } from "../helpers/server.js";
 
 // Two replicas on one database; B trusts a cached key for a minute, so only the notification can
 // make it notice a revocation quickly.
@@ -166,4 +169,53 @@ t.test("cancel and retry record the key that did them on the task's events", asy
   await c.workers.completeTask({ completion: { taskId: claimed.taskId, attempt: claimed.attempt, leaseToken: claimed.leaseToken, output: jsonAny(2) } });
   const [row] = await db.query<{ actors: (string | null)[] }>("SELECT array_agg(actor ORDER BY seq) AS actors FROM task_event WHERE task_id = $1", [task!.id]);
   t.same(row!.actors, [null, key!.id, key!.id, null, null], "a worker's claim and report carry no actor (the setting is transaction-local)");
+});
+
+t.test("development mode never comes back: with every key revoked, requests without a key stay UNAUTHENTICATED on every replica", async (t) => {
+  // A database of its own, with no key yet: both replicas start in development mode.
+  const d1 = await startTestServer(t);
+  const d2 = await startTestServer(t, { databaseUrl: d1.databaseUrl });
+  await d2.server.engine.listener.ready;
+  const ddb = d1.server.engine.database.db;
+  const anonymous = [clientsFor(d1.url, undefined), clientsFor(d2.url, undefined)];
+  for (const c of anonymous) t.equal(await codeOf(() => c.tasks.listTasks({})), "OK", "development mode while no key exists");
+  const noticeOn = (s: TestServer, id?: string) =>
+    new Promise<void>((resolve) => {
+      const listener = (changed: string) => {
+        if (id !== undefined && changed !== id) return;
+        s.server.engine.auth.off("key:changed", listener);
+        resolve();
+      };
+      s.server.engine.auth.on("key:changed", listener);
+    });
+
+  const created = noticeOn(d2);
+  const { id } = await createTestKey(ddb, "default", ["admin"]);
+  await created;
+  for (const c of anonymous) t.equal(await codeOf(() => c.tasks.listTasks({})), "Unauthenticated", "a key exists: keys are required");
+
+  const backToDev: string[] = [];
+  d1.server.engine.auth.on("dev-mode", (on) => on && backToDev.push("replica 1"));
+  d2.server.engine.auth.on("dev-mode", (on) => on && backToDev.push("replica 2"));
+  const revoked = noticeOn(d2, id);
+  await revokeApiKey(ddb, { id, namespace: null, actor: CLI_ACTOR }); // what `taskwire keys revoke` does
+  await revoked;
+  // Lost notifications make a replica read the table again: it must still find the revoked key.
+  d1.server.engine.auth.onResync();
+  d2.server.engine.auth.onResync();
+  await new Promise((resolve) => setTimeout(resolve, 300)); // room for a re-read to (wrongly) reopen the server
+  for (const [i, c] of anonymous.entries()) {
+    const error = await rejection(() => c.tasks.listTasks({}));
+    t.equal(Code[error.code], "Unauthenticated", `replica ${i + 1}: still UNAUTHENTICATED after the revocation's notification`);
+    t.match(error.rawMessage, /requires an API key/);
+  }
+  t.same(backToDev, [], "no replica went back to development mode");
+
+  // A replica started now reads the table afresh: the revoked key counts.
+  const d3 = await startTestServer(t, { databaseUrl: d1.databaseUrl });
+  t.equal(d3.server.engine.auth.devMode, false, "a fresh replica does not start in development mode");
+  t.equal(await codeOf(() => clientsFor(d3.url, undefined).tasks.listTasks({})), "Unauthenticated");
+  // The way back in: an operator mints a new key on the database.
+  const fresh = await createTestKey(ddb, "default", ["producer"]);
+  t.equal(await codeOf(() => clientsFor(d3.url, fresh.token).tasks.listTasks({})), "OK", "a new key works");
 });
