@@ -176,12 +176,15 @@ t.test("the keys example, on a server of its own: namespace, key, an authenticat
   // The block as written, then (for this test) the token it made, on stderr.
   const { stdout, stderr } = await run("bash", ["-e", "-c", `${script}\nprintf 'TOKEN=%s\\n' "$TOKEN" >&2`], { cwd: repo, env: { ...process.env, TASKWIRE_DATABASE_URL: auth.databaseUrl } });
   // curl prints no newline after its JSON.
-  const parts = /^acme\n(\{.*?\})([0-9a-f]{16}  acme  .*)\n([0-9a-f]{16} revoked at .*)\n$/s.exec(stdout);
-  t.ok(parts, `namespace create, curl, keys list and keys revoke printed in order: ${stdout}`);
+  const parts = /^acme\n(\{.*?\})([0-9a-f]{16}  acme  .*)\n([0-9a-f]{16} revoked at .*)\n((?:.*\n){3})$/s.exec(stdout);
+  t.ok(parts, `namespace create, curl, keys list, keys revoke and audit list printed in order: ${stdout}`);
   t.same(JSON.parse(parts?.[1] ?? "null"), {}, "curl with the key lists acme's tasks: none (JSON leaves out empty fields)");
   t.match(parts?.[2], /^[0-9a-f]{16}  acme  producer,worker,watcher  active  created .* by cli  expires .*  last used /, "keys list shows the key, not its secret");
   t.notMatch(stdout.slice(stdout.indexOf("}")), /_[A-Za-z0-9_-]{43}/, "no token in the listing");
   t.match(stderr, /created API key [0-9a-f]{16} in namespace acme with roles producer,worker,watcher, expiring /);
+  const keyId = parts?.[3]?.slice(0, 16);
+  const audit = (parts?.[4] ?? "").trimEnd().split("\n").map((line) => line.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z  /, ""));
+  t.same(audit, [`acme  api_key_revoked  ${keyId}  by cli`, `acme  api_key_created  ${keyId}  by cli`, "acme  namespace_created  acme  by cli"], "audit list: the three operations, newest first, by the CLI");
   const [row] = await auth.server.engine.database.db.query<{ revoked: boolean }>("SELECT revoked_at IS NOT NULL AS revoked FROM api_key");
   t.equal(row?.revoked, true, "the key is revoked in the database");
   const token = /TOKEN=(tw_\S+)/.exec(stderr)?.[1];

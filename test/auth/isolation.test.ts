@@ -18,13 +18,13 @@ import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js
 const s = await startTestServer(t, { streamKeepaliveMs: 200 });
 const db = s.server.engine.database.db;
 
-const betaKey = await createTestKey(db, "beta", ["admin"]);
+const betaKey = await createTestKey(s.server.engine.database, "beta", ["admin"]);
 const beta = clientsFor(s.url, betaKey.token);
 const alphaKeys = {
-  admin: await createTestKey(db, "alpha", ["admin"]),
-  producer: await createTestKey(db, "alpha", ["producer"]),
-  worker: await createTestKey(db, "alpha", ["worker"]),
-  watcher: await createTestKey(db, "alpha", ["watcher"]),
+  admin: await createTestKey(s.server.engine.database, "alpha", ["admin"]),
+  producer: await createTestKey(s.server.engine.database, "alpha", ["producer"]),
+  worker: await createTestKey(s.server.engine.database, "alpha", ["worker"]),
+  watcher: await createTestKey(s.server.engine.database, "alpha", ["watcher"]),
 };
 const alphaAdmin = clientsFor(s.url, alphaKeys.admin.token);
 await alphaAdmin.jobTypes.registerJobType({ name: "alpha.job" });
@@ -56,6 +56,7 @@ async function betaState(): Promise<string> {
       (SELECT string_agg(row(w.*)::text, ',' ORDER BY w.id) FROM worker w WHERE w.namespace = 'beta'),
       (SELECT string_agg(row(s.*)::text, ',' ORDER BY s.name) FROM schedule s WHERE s.namespace = 'beta'),
       (SELECT string_agg(concat_ws('/', k.id, k.roles, k.revoked_at, k.expires_at), ',' ORDER BY k.id) FROM api_key k WHERE k.namespace = 'beta'),
+      (SELECT string_agg(row(x.*)::text, ',' ORDER BY x.id) FROM audit_event x WHERE x.namespace = 'beta'),
       (SELECT row(n.*)::text FROM namespace n WHERE n.name = 'beta')) AS state`);
   return row!.state;
 }
@@ -199,6 +200,8 @@ const cases: Case[] = [
   { procedure: "taskwire.v1.AdminService/CreateApiKey", name: "create a key in beta", call: (c) => c.admin.createApiKey({ namespace: "beta", roles: [Role.ADMIN] }), expect: "refused" },
   { procedure: "taskwire.v1.AdminService/ListApiKeys", name: "list beta's keys", call: (c) => c.admin.listApiKeys({ namespace: "beta", includeInactive: true }), expect: "refused" },
   { procedure: "taskwire.v1.AdminService/ListApiKeys", name: "list own keys", call: (c) => c.admin.listApiKeys({ includeInactive: true }), expect: noneOfBeta((r) => r.keys.filter((k: { namespace: string }) => k.namespace !== "alpha").map((k: { id: string }) => `beta:${k.id}`)) },
+  { procedure: "taskwire.v1.AdminService/ListAuditEvents", name: "read beta's audit log", call: (c) => c.admin.listAuditEvents({ namespace: "beta" }), expect: "refused" },
+  { procedure: "taskwire.v1.AdminService/ListAuditEvents", name: "read own audit log", call: (c) => c.admin.listAuditEvents({}), expect: noneOfBeta((r) => r.events.filter((e: { namespace: string }) => e.namespace !== "alpha").map((e: { target: string }) => `beta:${e.target}`)) },
   { procedure: "taskwire.v1.AdminService/RevokeApiKey", name: "revoke beta's key", call: (c) => c.admin.revokeApiKey({ id: betaKey.id }), expect: "refused" },
   { procedure: "taskwire.v1.AdminService/CreateNamespace", name: "create a namespace", call: (c) => c.admin.createNamespace({ name: "gamma" }), expect: "refused" },
   { procedure: "taskwire.v1.AdminService/ListNamespaces", name: "list namespaces", call: (c) => c.admin.listNamespaces({}), expect: "refused" },

@@ -19,7 +19,7 @@ const MAX_MESSAGE = 256 * 1024;
 // No schedule fires during the run: a fuzzed CreateSchedule may be accepted, and its tasks would change the row counts.
 const s = await startTestServer(t, { streamKeepaliveMs: 100, scheduleIntervalMs: 3_600_000, limits: { maxMessageBytes: MAX_MESSAGE, maxPayloadBytes: 128 * 1024 } });
 const db = s.server.engine.database.db;
-const { token } = await createTestKey(db, "default", ["admin"]);
+const { token } = await createTestKey(s.server.engine.database, "default", ["admin"]);
 const c = clientsFor(s.url, token);
 // Long leases: a claim a fuzz case makes must not expire (and write events) while the test runs.
 await c.jobTypes.registerJobType({ name: "fuzz.job", leaseDuration: { seconds: 3600n, nanos: 0 } });

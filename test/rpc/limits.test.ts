@@ -24,7 +24,7 @@ const s = await startTestServer(t, {
   },
 });
 const db = s.server.engine.database.db;
-const key = await createTestKey(db, "default", ["producer", "worker"]);
+const key = await createTestKey(s.server.engine.database, "default", ["producer", "worker"]);
 const c = clientsFor(s.url, key.token);
 await c.jobTypes.registerJobType({ name: "small", maxPayloadBytes: 1_000 });
 await c.jobTypes.registerJobType({ name: "big" });
@@ -73,7 +73,7 @@ t.test("submit rate per key: a token bucket", async (t) => {
   t.equal(Code[sixth.code], "ResourceExhausted");
   t.match(sixth.rawMessage, /submit rate limit of API key [0-9a-f]{16} reached \(--submit-rate 5 tasks\/s, --submit-burst 5\); retry in \d+ ms/);
   t.equal(await taskCount(), before + 5, "only the accepted five were written");
-  const other = await createTestKey(db, "default", ["producer"]);
+  const other = await createTestKey(s.server.engine.database, "default", ["producer"]);
   t.ok((await clientsFor(s.url, other.token).tasks.submit({ task: { jobType: "big", input: jsonAny(7) } })).task, "another key has its own bucket");
 });
 
