@@ -39,7 +39,7 @@ export async function startRpcServer(
     requestGate: createAuthGate(engine.auth, logger),
     interceptors: [createErrorInterceptor(logger), createStreamGuard(streams)],
     shutdownSignal: options.shutdownSignal,
-    // Connect refuses larger messages with RESOURCE_EXHAUSTED ("larger than configured readMaxBytes").
+    // Connect refuses larger messages with RESOURCE_EXHAUSTED; node-handler.ts names --max-message-bytes in the message.
     readMaxBytes: limits.maxMessageBytes,
     // Gzip only large responses: below this, compressing costs the server more CPU than it saves
     // on the wire (measured: 5% of the server's CPU in W1 went to gzip of ~1 KiB messages).

@@ -3,12 +3,17 @@
  * RESOURCE_EXHAUSTED or INVALID_ARGUMENT naming the limit, writes nothing, and the server goes on.
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient as createRpcClient } from "@connectrpc/connect";
+import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { TaskService } from "../../src/gen/taskwire/v1/task_pb.js";
+import { ClaimRequestSchema, WorkerService, type ClaimRequest } from "../../src/gen/taskwire/v1/worker_pb.js";
+import { MessageQueue } from "../../src/server/message-queue.js";
 import t from "tap";
 import { createClient } from "../../src/sdk/index.js";
 import { jsonAny } from "../helpers/payload.js";
 import { rejection } from "../helpers/rejection.js";
-import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
+import { bearer, clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
 
 const s = await startTestServer(t, {
   limits: {
@@ -33,11 +38,46 @@ const taskCount = async () => Number((await db.query<{ n: string }>("SELECT coun
 /** A JSON string payload of about `bytes` encoded bytes. */
 const payloadOf = (bytes: number) => jsonAny("x".repeat(bytes - 3));
 
-t.test("max message size: Connect refuses a larger request before decoding it", async (t) => {
+t.test("max message size: a larger request is refused before it is decoded, naming --max-message-bytes, in every protocol", async (t) => {
   const before = await taskCount();
-  const error = await rejection(() => c.tasks.submit({ task: { jobType: "big", input: payloadOf(200 * 1024) } }));
-  t.equal(Code[error.code], "ResourceExhausted");
-  t.match(error.rawMessage, /larger than configured readMaxBytes 131072/);
+  const huge = "x".repeat(200 * 1024);
+  const flag = /^the request message(, decompressed,)? (\(\d+ bytes\) )?is larger than this server accepts \(--max-message-bytes 131072 bytes\); send a smaller message, or fewer tasks per call$/;
+  const transports = {
+    "Connect JSON (HTTP/1.1)": createConnectTransport({ baseUrl: s.url, httpVersion: "1.1", useBinaryFormat: false, interceptors: [bearer(key.token)] }),
+    "Connect binary (HTTP/2)": createConnectTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [bearer(key.token)] }),
+    gRPC: createGrpcTransport({ baseUrl: s.url, interceptors: [bearer(key.token)] }),
+    "gRPC, gzip": createGrpcTransport({ baseUrl: s.url, interceptors: [bearer(key.token)], sendCompression: compressionGzip, compressMinBytes: 0 }),
+    "gRPC-Web (HTTP/1.1)": createGrpcWebTransport({ baseUrl: s.url, httpVersion: "1.1", interceptors: [bearer(key.token)] }),
+    "gRPC-Web (HTTP/2)": createGrpcWebTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [bearer(key.token)] }),
+  };
+  for (const [name, transport] of Object.entries(transports)) {
+    const tasks = createRpcClient(TaskService, transport);
+    const workers = createRpcClient(WorkerService, transport);
+    const calls: [string, () => Promise<unknown>][] = [
+      ["unary GetTask", () => tasks.getTask({ id: huge })],
+      ["server-streaming StreamStatus", async () => {
+        for await (const m of tasks.streamStatus({ jobTypes: [huge] })) void m;
+      }],
+    ];
+    // A bidirectional stream needs HTTP/2.
+    if (!name.includes("HTTP/1.1")) {
+      calls.push(["bidirectional Claim", async () => {
+        const requests = new MessageQueue<ClaimRequest>();
+        requests.push(create(ClaimRequestSchema, { message: { case: "hello", value: { workerId: huge, jobTypes: ["big"], credits: 1 } } }));
+        try {
+          for await (const m of workers.claim(requests)) void m;
+        } finally {
+          requests.end();
+        }
+      }]);
+    }
+    for (const [kind, call] of calls) {
+      const error = await rejection(call);
+      t.equal(Code[error.code], "ResourceExhausted", `${name}, ${kind}: RESOURCE_EXHAUSTED`);
+      t.match(error.rawMessage, flag, `${name}, ${kind}: the message names the flag and its value (${error.rawMessage})`);
+      if (name.includes("gzip")) t.match(error.rawMessage, /decompressed/, "the gzip body is judged by its decompressed size");
+    }
+  }
   t.equal(await taskCount(), before, "nothing written");
 });
 
