@@ -128,6 +128,32 @@ t.test("page sizes: the cap, and the default for 0", async (t) => {
   t.equal(full.tasks.length, Math.min(10, Number(full.totalCount)), "up to the cap");
 });
 
+t.test("StreamStatus: task_ids and the snapshot are bounded by --max-page-size too", async (t) => {
+  // Enough unfinished tasks for more than a page (each key has its own burst of 5).
+  const more = clientsFor(s.url, (await createTestKey(s.server.engine.database, "default", ["producer"])).token);
+  await more.tasks.submitBatch({ tasks: [1, 2, 3, 4, 5].map((i) => ({ jobType: "big", input: jsonAny(i) })) });
+  const [row] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM task WHERE state IN ('waiting', 'pending', 'running')");
+  t.ok(row!.n > 10, `${row!.n} unfinished tasks`);
+  const ids = Array.from({ length: 11 }, (_, i) => String(i + 1));
+  const error = await rejection(async () => {
+    for await (const m of c.tasks.streamStatus({ taskIds: ids })) void m;
+  });
+  t.equal(Code[error.code], "InvalidArgument");
+  t.match(error.rawMessage, /task_ids: has 11 ids; the limit is 10 \(the server's --max-page-size\)/);
+  // The stream ends by itself after --max-stream-ms (1 s): everything it sent is counted.
+  let snapshots = 0;
+  const ended = await rejection(async () => {
+    for await (const m of c.tasks.streamStatus({})) if (m.message.case === "snapshot") snapshots++;
+  });
+  t.equal(Code[ended.code], "Unavailable");
+  t.equal(snapshots, 10, "a snapshot of the oldest 10 unfinished tasks, a page");
+  let named = 0;
+  await rejection(async () => {
+    for await (const m of c.tasks.streamStatus({ taskIds: ids.slice(0, 10) })) if (m.message.case === "snapshot") named++;
+  });
+  t.ok(named > 0 && named <= 10, `10 named ids are allowed (${named} of them exist)`);
+});
+
 t.test("wait duration: longer waits are refused; the SDK waits in calls the server allows", async (t) => {
   const { task } = await c.tasks.submit({ task: { jobType: "small", input: jsonAny(1) } }).catch(async () => {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
