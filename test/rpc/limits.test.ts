@@ -3,9 +3,11 @@
  * RESOURCE_EXHAUSTED or INVALID_ARGUMENT naming the limit, writes nothing, and the server goes on.
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { ClientSessionOptions } from "node:http2";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient as createRpcClient } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.js";
 import { TaskService } from "../../src/gen/taskwire/v1/task_pb.js";
 import { ClaimRequestSchema, WorkerService, type ClaimRequest } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { MessageQueue } from "../../src/server/message-queue.js";
@@ -199,6 +201,32 @@ t.test("open streams per key, counted per replica", async (t) => {
   for (let i = 0; i < 100 && s.server.rpc.streams.openCount(key.id) > 1; i++) await new Promise((resolve) => setTimeout(resolve, 20));
   t.equal(s.server.rpc.streams.openCount(key.id), 1, "a closed stream frees its slot");
   streams[1]!.abort();
+});
+
+t.test("Health.Watch without a key: streams are counted per remote address, so one client cannot use up the others' allowance", async (t) => {
+  // http2.connect passes net.connect's options on (localAddress: the loopback address to call from); its type does not list them.
+  const from = (localAddress: string) => {
+    const nodeOptions: ClientSessionOptions & { localAddress: string } = { localAddress };
+    return createRpcClient(Health, createGrpcTransport({ baseUrl: s.url, nodeOptions }));
+  };
+  const abort = new AbortController();
+  t.teardown(() => abort.abort());
+  /** Opens a watch and waits for its first answer. */
+  const watch = async (client: ReturnType<typeof from>) => {
+    const first = await client.watch({ service: "" }, { signal: abort.signal })[Symbol.asyncIterator]().next();
+    return first.value?.status;
+  };
+  const greedy = from("127.0.0.1");
+  t.same(await Promise.all([watch(greedy), watch(greedy)]), [HealthCheckResponse_ServingStatus.SERVING, HealthCheckResponse_ServingStatus.SERVING]);
+  t.equal(s.server.rpc.streams.openCount("anonymous:127.0.0.1"), 2);
+  const third = await rejection(() => watch(greedy));
+  t.equal(Code[third.code], "ResourceExhausted", "the address's own allowance (--max-streams-per-key 2) is used up");
+  t.match(third.rawMessage, /^the address 127\.0\.0\.1 \(no key\) already has 2 open streams on this server, the limit \(--max-streams-per-key 2\)/);
+  t.equal(await watch(from("127.0.0.2")), HealthCheckResponse_ServingStatus.SERVING, "a probe from another address still gets its watch");
+  t.equal(s.server.rpc.streams.openCount("anonymous:127.0.0.2"), 1);
+  abort.abort();
+  for (let i = 0; i < 100 && s.server.rpc.streams.openCount("anonymous:127.0.0.1") > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.equal(s.server.rpc.streams.openCount("anonymous:127.0.0.1"), 0, "closed watches free their slots");
 });
 
 t.test("stream duration: a stream ends with UNAVAILABLE after --max-stream-ms, and resumes from its cursor", async (t) => {
