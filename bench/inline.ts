@@ -46,7 +46,7 @@ async function throughServer(threads: number, databaseUrl: string | null, dataDi
     pino({ level: "warn" }),
   );
   // Through authentication, as in production (and a data folder of earlier runs may hold keys already).
-  const { token } = await createApiKey(server.engine.database.db, { namespace: "default", roles: ["producer", "worker"], expiresInMs: null, description: "bench:inline", actor: "cli" });
+  const { token } = await createApiKey(server.engine.database.pool, { namespace: "default", roles: ["producer", "worker"], expiresInMs: null, description: "bench:inline", actor: "cli" });
   const client = createClient({ baseUrl: server.url, apiKey: token });
   try {
     const jobType = `inline.word-count`;

@@ -105,14 +105,12 @@ export async function startServerProcess(options: ServerOptions): Promise<Server
 
 /** Creates the run's API key on the server's database, as `taskwire keys create` would (the server then requires keys). */
 async function createBenchKey(databaseUrl: string): Promise<string> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
   try {
-    const db = { query: async <Row>(text: string, values?: readonly unknown[]) => (await client.query(text, values as unknown[])).rows as Row[] };
-    const { token } = await createApiKey(db, { namespace: "default", roles: ["producer", "worker"], expiresInMs: null, description: "bench", actor: "cli" });
+    const { token } = await createApiKey(pool, { namespace: "default", roles: ["producer", "worker"], expiresInMs: null, description: "bench", actor: "cli" });
     return token;
   } finally {
-    await client.end();
+    await pool.end();
   }
 }
 

@@ -79,7 +79,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     });
     cleanups.push(() => engine.stop());
     await engine.auth.start();
-    if (!loopback && !config.allowUnauthenticatedRemote && !engine.auth.usableKeyExists) {
+    if (!loopback && !config.allowUnauthenticatedRemote && !engine.auth.keyExists) {
       throw new Error(
         `refusing to listen on ${config.host}: no API key exists, so no request could be authenticated. ` +
           `Create one first, on the same database: \`taskwire keys create --namespace default --role admin ${config.databaseUrl === null ? `--data-dir ${config.dataDir}` : "--database-url <url>"}\` ` +

@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import t from "tap";
+import { DEFAULT_SERVER_LIMITS, LIMIT_SPECS, type ServerLimits } from "../src/core/limits.js";
 import { anyJson, jsonAny } from "./helpers/payload.js";
 import { startTestServer } from "./helpers/server.js";
 import { createTestDatabaseUrl } from "./helpers/database.js";
@@ -34,6 +35,34 @@ t.test("package.json has the two set-up commands the README names", async (t) =>
   t.match(readme, /npm ci && npm start/);
   t.match(pkg.scripts.start, /server start/);
   t.equal(pkg.scripts.test, "tap");
+});
+
+/** A bound as the limits table writes it ("64 KiB", "1 s", "7 days", "10000"), in the spec's unit (bytes, ms or a count). */
+function boundValue(text: string): number {
+  const [, number, unit] = /^(\d+)(?: (KiB|MiB|s|h|days))?$/.exec(text.trim()) ?? [];
+  if (number === undefined) throw new Error(`not a bound: ${JSON.stringify(text)}`);
+  const scale = { KiB: 1024, MiB: 1024 * 1024, s: 1_000, h: 3_600_000, days: 86_400_000 }[unit as string] ?? 1;
+  return Number(number) * scale;
+}
+
+t.test("the limits table names every configurable limit with its default and bounds", async (t) => {
+  const section = readme.slice(readme.indexOf("Limits an operator sets"), readme.indexOf("Per-replica limits multiply"));
+  const rows = section.split("\n").filter((line) => line.startsWith("| `--"));
+  t.ok(rows.length > 0, "the table was found");
+  const documented = new Map<string, { value: number; min: number; max: number }>();
+  for (const row of rows) {
+    const [flagsCell, defaultsCell, boundsCell] = row.split(" | ").map((cell) => cell.replace(/^\| /, ""));
+    const flags = [...flagsCell!.matchAll(/`(--[a-z-]+)`/g)].map((m) => m[1]!);
+    const defaults = [...defaultsCell!.matchAll(/`(\d+)`/g)].map((m) => Number(m[1]));
+    t.equal(defaults.length, flags.length, `${flags.join(", ")}: one default per flag (${defaultsCell})`);
+    const [min, max] = boundsCell!.replace(/,.*$/, "").replace(/ each$/, "").split(" to ").map(boundValue);
+    flags.forEach((flag, i) => documented.set(flag, { value: defaults[i]!, min: min!, max: max! }));
+  }
+  const specs = Object.entries(LIMIT_SPECS) as [keyof ServerLimits, (typeof LIMIT_SPECS)[keyof ServerLimits]][];
+  t.same([...documented.keys()].sort(), specs.map(([, spec]) => spec.flag).sort(), "the same flags as LIMIT_SPECS, no more, no fewer");
+  for (const [name, spec] of specs) {
+    t.same(documented.get(spec.flag), { value: DEFAULT_SERVER_LIMITS[name], min: spec.min, max: spec.max }, `${spec.flag}: default and bounds as in src/core/limits.ts`);
+  }
 });
 
 t.test("the curl example registers, submits and reads a task", async (t) => {
@@ -147,12 +176,15 @@ t.test("the keys example, on a server of its own: namespace, key, an authenticat
   // The block as written, then (for this test) the token it made, on stderr.
   const { stdout, stderr } = await run("bash", ["-e", "-c", `${script}\nprintf 'TOKEN=%s\\n' "$TOKEN" >&2`], { cwd: repo, env: { ...process.env, TASKWIRE_DATABASE_URL: auth.databaseUrl } });
   // curl prints no newline after its JSON.
-  const parts = /^acme\n(\{.*?\})([0-9a-f]{16}  acme  .*)\n([0-9a-f]{16} revoked at .*)\n$/s.exec(stdout);
-  t.ok(parts, `namespace create, curl, keys list and keys revoke printed in order: ${stdout}`);
+  const parts = /^acme\n(\{.*?\})([0-9a-f]{16}  acme  .*)\n([0-9a-f]{16} revoked at .*)\n((?:.*\n){3})$/s.exec(stdout);
+  t.ok(parts, `namespace create, curl, keys list, keys revoke and audit list printed in order: ${stdout}`);
   t.same(JSON.parse(parts?.[1] ?? "null"), {}, "curl with the key lists acme's tasks: none (JSON leaves out empty fields)");
   t.match(parts?.[2], /^[0-9a-f]{16}  acme  producer,worker,watcher  active  created .* by cli  expires .*  last used /, "keys list shows the key, not its secret");
   t.notMatch(stdout.slice(stdout.indexOf("}")), /_[A-Za-z0-9_-]{43}/, "no token in the listing");
   t.match(stderr, /created API key [0-9a-f]{16} in namespace acme with roles producer,worker,watcher, expiring /);
+  const keyId = parts?.[3]?.slice(0, 16);
+  const audit = (parts?.[4] ?? "").trimEnd().split("\n").map((line) => line.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z  /, ""));
+  t.same(audit, [`acme  api_key_revoked  ${keyId}  by cli`, `acme  api_key_created  ${keyId}  by cli`, "acme  namespace_created  acme  by cli"], "audit list: the three operations, newest first, by the CLI");
   const [row] = await auth.server.engine.database.db.query<{ revoked: boolean }>("SELECT revoked_at IS NOT NULL AS revoked FROM api_key");
   t.equal(row?.revoked, true, "the key is revoked in the database");
   const token = /TOKEN=(tw_\S+)/.exec(stderr)?.[1];

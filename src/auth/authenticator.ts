@@ -7,10 +7,13 @@
  * and at the latest `cacheMs` after the revocation commits (if notifications were lost), since a
  * cached entry is never trusted longer. Expiry is checked against the clock on every request.
  *
- * Development mode: with no usable key, a loopback bind and no --require-auth, a request without a
- * key runs in namespace "default" with every role. Whether a usable key exists is read at start,
- * on every key notification, after the notification connection reconnects, and every
- * `recheckMs`; a request carrying a valid key also ends development mode at once.
+ * Development mode: while no API key was ever created, on a loopback bind without --require-auth,
+ * a request without a key runs in namespace "default" with every role. Revoked and expired keys
+ * count (keys are never deleted), so revoking every key never opens the server to everyone again:
+ * an operator mints a new key with `taskwire keys create`, which works on the database directly.
+ * Whether a key exists is read at start, and while none does, on every key notification, after
+ * the notification connection reconnects and every `recheckMs`; a valid key on a request ends
+ * development mode at once. Once this process has seen a key it never goes back.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { EventEmitter } from "node:events";
@@ -21,7 +24,7 @@ import { TaskwireError } from "../core/errors.js";
 import type { Role } from "../core/roles.js";
 import type { Db } from "../store/db.js";
 import { apiKeyGet } from "../store/sql/api-key-get.js";
-import { apiKeyUsableExists } from "../store/sql/api-key-usable-exists.js";
+import { apiKeyAnyExists } from "../store/sql/api-key-any-exists.js";
 import { KeyUsage } from "./key-usage.js";
 import { DEV_PRINCIPAL, type Principal } from "./principal.js";
 
@@ -33,7 +36,7 @@ export interface AuthenticatorOptions {
   cacheMs: number;
   /** How often last use is written (ms). */
   usageFlushMs: number;
-  /** How often "does a usable key exist" is asked again without a notification (ms). */
+  /** How often "does a key exist" is asked again without a notification, while none does (ms). */
   recheckMs: number;
 }
 
@@ -65,11 +68,10 @@ interface CacheEntry {
 export class Authenticator extends EventEmitter<AuthenticatorEvents> {
   private readonly cache = new Map<string, CacheEntry>();
   private readonly usage: KeyUsage;
-  private usableKeysExist = true;
+  /** Whether a key was ever created; undefined until start() read it (no development mode in doubt). Never goes from true back. */
+  private keysExist: boolean | undefined;
   private readonly timer: NodeJS.Timeout;
   private checking: Promise<void> | undefined;
-  /** Bumped by every key notice, so a usable-key check that started before one does not win over it. */
-  private generation = 0;
   /** The development mode last logged (undefined before the first check). */
   private announcedDevMode: boolean | undefined;
 
@@ -80,24 +82,25 @@ export class Authenticator extends EventEmitter<AuthenticatorEvents> {
   ) {
     super();
     this.usage = new KeyUsage(db, logger, options.usageFlushMs);
-    this.timer = setInterval(() => void this.recheck().catch(() => undefined), options.recheckMs);
+    this.timer = setInterval(() => {
+      if (this.keysExist !== true) void this.recheck().catch(() => undefined);
+    }, options.recheckMs);
     this.timer.unref();
   }
 
-  /** Reads whether a usable key exists; rejects when the database cannot say (the server must not start in doubt). */
+  /** Reads whether a key exists; rejects when the database cannot say (the server must not start in doubt). */
   async start(): Promise<void> {
-    const usable = await apiKeyUsableExists(this.db);
-    this.setUsable(usable);
+    this.setKeysExist(await apiKeyAnyExists(this.db));
   }
 
-  /** True when, as last read, at least one key is usable. */
-  get usableKeyExists(): boolean {
-    return this.usableKeysExist;
+  /** True when, as last read, an API key was ever created (revoked and expired ones count). */
+  get keyExists(): boolean {
+    return this.keysExist !== false;
   }
 
   /** True while requests without a key are served (development mode). */
   get devMode(): boolean {
-    return this.options.devModeAllowed && !this.usableKeysExist;
+    return this.options.devModeAllowed && this.keysExist === false;
   }
 
   /** The principal of a request with this `Authorization` header (null: none). Throws UNAUTHENTICATED. */
@@ -124,7 +127,7 @@ export class Authenticator extends EventEmitter<AuthenticatorEvents> {
     const unusable = keyUnusableReason(key, Date.now());
     if (unusable !== undefined) throw new TaskwireError("UNAUTHENTICATED", unusable);
     this.usage.touch(key.id);
-    if (!this.usableKeysExist) this.setUsable(true);
+    if (this.keysExist !== true) this.setKeysExist(true);
     entry.principal ??= {
       keyId: key.id,
       actor: key.id,
@@ -150,22 +153,19 @@ export class Authenticator extends EventEmitter<AuthenticatorEvents> {
     return undefined;
   }
 
-  /** A key notification: forget the cached key, and look again whether development mode applies. */
+  /** A key notification: forget the cached key; a new key ends development mode at once. */
   onKeyNotice(notice: KeyNotice): void {
-    this.generation++;
     if (typeof notice.id === "string") this.cache.delete(notice.id);
-    // A new key ends development mode at once; whether one still exists after a revoke is read.
-    if (notice.op === "insert" && !this.usableKeysExist) this.setUsable(true);
-    void this.recheck().catch(() => undefined);
+    if (notice.op === "insert") this.setKeysExist(true);
+    else if (this.keysExist !== true) void this.recheck().catch(() => undefined);
     if (typeof notice.id === "string") this.emit("key:changed", notice.id);
   }
 
   /** After the notification connection was lost: notices may be missing, so nothing cached is trusted. */
   onResync(): void {
-    this.generation++;
     const ids = [...this.cache.keys()];
     this.cache.clear();
-    void this.recheck().catch(() => undefined);
+    if (this.keysExist !== true) void this.recheck().catch(() => undefined);
     for (const id of ids) this.emit("key:changed", id);
   }
 
@@ -209,13 +209,7 @@ export class Authenticator extends EventEmitter<AuthenticatorEvents> {
   private recheck(): Promise<void> {
     this.checking ??= (async () => {
       try {
-        for (;;) {
-          const generation = this.generation;
-          const usable = await apiKeyUsableExists(this.db);
-          if (generation !== this.generation) continue; // a notice came meanwhile: ask again
-          this.setUsable(usable);
-          return;
-        }
+        this.setKeysExist(await apiKeyAnyExists(this.db));
       } finally {
         this.checking = undefined;
       }
@@ -223,8 +217,10 @@ export class Authenticator extends EventEmitter<AuthenticatorEvents> {
     return this.checking;
   }
 
-  private setUsable(usable: boolean): void {
-    this.usableKeysExist = usable;
+  /** Records what was read or learnt; "none" never replaces "some" (a read that started before a key was created loses). */
+  private setKeysExist(exist: boolean): void {
+    if (this.keysExist === true) return;
+    this.keysExist = exist;
     const wasDev = this.announcedDevMode;
     if (!this.options.devModeAllowed || wasDev === this.devMode) return;
     this.announcedDevMode = this.devMode;

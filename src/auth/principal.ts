@@ -24,12 +24,30 @@ export const DEV_PRINCIPAL: Principal = {
   limitKey: DEV_ACTOR,
 };
 
-/** The caller of a public procedure (health checks): no namespace, no role. */
-export const ANONYMOUS_PRINCIPAL: Principal = {
-  keyId: null,
-  actor: "",
-  namespace: "",
-  roles: new Set<Role>(),
-  expiresAt: null,
-  limitKey: "anonymous",
-};
+/** Prefix of the limit key of requests without a key to public procedures; the remote address follows. */
+export const ANONYMOUS_LIMIT_PREFIX = "anonymous:";
+
+/**
+ * The caller of a public procedure (health checks): no namespace, no role. Its streams
+ * (Health.Watch) are counted per remote address, not in one allowance shared by every caller
+ * without a key, so one client opening watches cannot use up everyone's. Probes come from a few
+ * addresses (kubelets, load balancers); callers behind one proxy share its address, which is no
+ * worse than one allowance for all.
+ */
+export function anonymousPrincipal(remoteAddress: string): Principal {
+  return {
+    keyId: null,
+    actor: "",
+    namespace: "",
+    roles: new Set<Role>(),
+    expiresAt: null,
+    limitKey: `${ANONYMOUS_LIMIT_PREFIX}${remoteAddress}`,
+  };
+}
+
+/** Who a principal's streams are counted for, in a message: "API key <id>", "the address <a> (no key)" or "this caller". */
+export function streamOwner(principal: Principal): string {
+  if (principal.keyId !== null) return `API key ${principal.keyId}`;
+  if (principal.limitKey.startsWith(ANONYMOUS_LIMIT_PREFIX)) return `the address ${principal.limitKey.slice(ANONYMOUS_LIMIT_PREFIX.length)} (no key)`;
+  return "this caller";
+}

@@ -1,12 +1,13 @@
 /**
- * `taskwire namespace create|list` and `taskwire keys create|list|revoke`. They work on the
- * database directly (--database-url, or the embedded PostgreSQL of --data-dir, attached to when a
- * server runs it), so a fresh install can create its first key; whoever can reach the database is
- * an operator. Their actor in audit columns is "cli". Results go to stdout, logs to stderr.
+ * `taskwire namespace create|list`, `taskwire keys create|list|revoke` and `taskwire audit list`.
+ * They work on the database directly (--database-url, or the embedded PostgreSQL of --data-dir,
+ * attached to when a server runs it), so a fresh install can create its first key; whoever can
+ * reach the database is an operator. Their actor in audit columns and the audit log is "cli".
+ * Results go to stdout, logs to stderr.
  */
 import { Command, InvalidArgumentError, Option } from "commander";
 import { pino, type Logger } from "pino";
-import { createApiKey, createNamespace, listApiKeys, listNamespaces, requireNamespaceName, revokeApiKey } from "../auth/key-admin.js";
+import { createApiKey, createNamespace, listApiKeys, listAuditEvents, listNamespaces, requireNamespaceName, revokeApiKey } from "../auth/key-admin.js";
 import { CLI_ACTOR, type ApiKeyRecord } from "../core/api-key.js";
 import { parseDurationText } from "../core/duration-text.js";
 import { TaskwireError } from "../core/errors.js";
@@ -65,6 +66,12 @@ function rolesOption(value: string): Role[] {
   }
 }
 
+function countOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${JSON.stringify(value)} is not a positive whole number`);
+  return n;
+}
+
 function durationOption(value: string): number {
   try {
     return parseDurationText(value);
@@ -101,7 +108,7 @@ export function addAdminCommands(program: Command, databaseOption: () => Option,
     .action(
       action(async (name: string, options: DatabaseOptions) => {
         await withDatabase(options, async (database) => {
-          const created = await createNamespace(database.db, name, CLI_ACTOR);
+          const created = await createNamespace(database.pool, name, CLI_ACTOR);
           process.stdout.write(`${created.name}\n`);
         });
       }),
@@ -133,7 +140,7 @@ export function addAdminCommands(program: Command, databaseOption: () => Option,
   ).action(
     action(async (options: DatabaseOptions & { namespace: string; role: Role[]; expires?: number; description: string }) => {
       await withDatabase(options, async (database) => {
-        const { key, token } = await createApiKey(database.db, {
+        const { key, token } = await createApiKey(database.pool, {
           namespace: requireNamespaceName("--namespace", options.namespace),
           roles: options.role,
           expiresInMs: options.expires ?? null,
@@ -174,8 +181,33 @@ export function addAdminCommands(program: Command, databaseOption: () => Option,
   withDb(keys.command("revoke <id>").description("revoke an API key: it stops working on every server within seconds")).action(
     action(async (id: string, options: DatabaseOptions) => {
       await withDatabase(options, async (database) => {
-        const key = await revokeApiKey(database.db, { id, namespace: null, actor: CLI_ACTOR });
+        const key = await revokeApiKey(database.pool, { id, namespace: null, actor: CLI_ACTOR });
         process.stdout.write(`${key.id} revoked at ${key.revokedAt!.toISOString()}\n`);
+      });
+    }),
+  );
+
+  const audit = program.command("audit").description("read the admin audit log (on the database directly)");
+  withDb(
+    audit
+      .command("list")
+      .description("list audit entries, newest first: namespaces created, API keys created and revoked, and by whom")
+      .option("--namespace <name>", "only this namespace's entries (default: every namespace)")
+      .option("--limit <n>", "at most this many entries (default: all)", countOption),
+  ).action(
+    action(async (options: DatabaseOptions & { namespace?: string; limit?: number }) => {
+      await withDatabase(options, async (database) => {
+        const namespace = options.namespace === undefined ? null : requireNamespaceName("--namespace", options.namespace);
+        let left = options.limit ?? Infinity;
+        let beforeId: string | null = null;
+        while (left > 0) {
+          const want = Math.min(500, left);
+          const page = await listAuditEvents(database.db, { namespace, beforeId, limit: want });
+          for (const entry of page) process.stdout.write(`${entry.at.toISOString()}  ${entry.namespace}  ${entry.action}  ${entry.target}  by ${entry.actor}\n`);
+          if (page.length < want) break;
+          left -= page.length;
+          beforeId = page.at(-1)!.id;
+        }
       });
     }),
   );

@@ -59,6 +59,7 @@ export const PROCEDURE_ACCESS = {
   "taskwire.v1.AdminService/CreateApiKey": admin,
   "taskwire.v1.AdminService/ListApiKeys": admin,
   "taskwire.v1.AdminService/RevokeApiKey": admin,
+  "taskwire.v1.AdminService/ListAuditEvents": admin,
   "grpc.health.v1.Health/Check": open,
   "grpc.health.v1.Health/Watch": open,
 } as const satisfies Record<string, Access>;

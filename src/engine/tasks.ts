@@ -2,7 +2,7 @@
 import type { Logger } from "pino";
 import { TaskwireError } from "../core/errors.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
-import type { Assignment, LeaseRef, NewTask, TaskDetail, TaskRecord } from "../core/task.js";
+import type { Assignment, LeaseRef, NewTask, ProgressReport, TaskDetail, TaskRecord } from "../core/task.js";
 import { illegalTransitionMessage, statesAllowing } from "../core/task-state.js";
 import type { Db } from "../store/db.js";
 import { withTransaction } from "../store/orm.js";
@@ -20,6 +20,7 @@ import { taskCount, taskListPage, type TaskFilter } from "../store/sql/task-list
 import { taskQueuePosition } from "../store/sql/task-queue-position.js";
 import { taskRetry } from "../store/sql/task-retry.js";
 import { taskCheckpointSave } from "../store/sql/task-checkpoint-save.js";
+import { taskProgressSet } from "../store/sql/task-progress-set.js";
 import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
 import { workerList, type WorkerRecord } from "../store/sql/worker-list.js";
 import { REVOKE_CHANNEL, type RevokeNotice } from "../dispatch/ready-listener.js";
@@ -151,6 +152,11 @@ export class Tasks {
   /** Unary heartbeat: extends the leases still held and returns them. */
   heartbeat(namespace: string, workerId: string, leases: readonly LeaseRef[]) {
     return taskLeaseExtend(this.db, { namespace, workerId, leases });
+  }
+
+  /** Writes one attempt's progress now (unary ReportProgress); throws STALE_LEASE / NOT_FOUND when the lease is not current. */
+  async progress(report: ProgressReport): Promise<void> {
+    if (!(await taskProgressSet(this.db, report))) throw await this.explainRejection(report);
   }
 
   /** Saves a checkpoint; throws STALE_LEASE / NOT_FOUND when the lease is not current. */

@@ -1,41 +1,43 @@
 /**
- * AdminService: namespaces (operators only) and API keys. An admin manages its own namespace's keys;
- * naming another namespace needs an operator (an admin key of namespace "default"). A key of
- * another namespace looks exactly like a missing one (NOT_FOUND).
+ * AdminService: namespaces (operators only), API keys and the audit log. An admin manages its own
+ * namespace's keys and reads its audit entries; naming another namespace needs an operator (an
+ * admin key of namespace "default"). A key of another namespace looks exactly like a missing one
+ * (NOT_FOUND).
  */
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { createApiKey, createNamespace, listApiKeys, listNamespaces, requireKeyId, requireNamespaceName, revokeApiKey } from "../auth/key-admin.js";
+import { createApiKey, createNamespace, listApiKeys, listAuditEvents, listNamespaces, requireKeyId, requireNamespaceName, revokeApiKey } from "../auth/key-admin.js";
 import { MAX_KEY_LIFETIME_MS, MIN_KEY_LIFETIME_MS } from "../core/api-key.js";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
 import type { ServerLimits } from "../core/limits.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
 import { isOperator, OPERATOR_NAMESPACE, type Role } from "../core/roles.js";
 import type { AdminService } from "../gen/taskwire/v1/admin_pb.js";
-import type { Db } from "../store/db.js";
+import type { Database } from "../store/orm.js";
 import type { Authenticator } from "../auth/authenticator.js";
-import { apiKeyToProto, namespaceToProto, roleFromProto } from "./mapping.js";
+import { apiKeyToProto, auditEventToProto, namespaceToProto, roleFromProto } from "./mapping.js";
 import { principalOf } from "./request-context.js";
-import { durationMsInRange, pageSize } from "./validation.js";
+import { durationMsInRange, isTaskId, pageSize } from "./validation.js";
 
-/** The namespace a key request is about: the caller's, or another one for an operator. */
-function targetNamespace(ctx: HandlerContext, requested: string): string {
+/** The namespace a request is about: the caller's, or another one for an operator. `what` names the act for the refusal. */
+function targetNamespace(ctx: HandlerContext, requested: string, what = "managing the keys of another namespace"): string {
   const principal = principalOf(ctx);
   if (requested === "" || requested === principal.namespace) return principal.namespace;
   const name = requireNamespaceName("namespace", requested);
   if (!isOperator(principal)) {
     throw new TaskwireError(
       "PERMISSION_DENIED",
-      `managing the keys of another namespace needs an operator key (the admin role in namespace "${OPERATOR_NAMESPACE}"); leave namespace empty for your own`,
+      `${what} needs an operator key (the admin role in namespace "${OPERATOR_NAMESPACE}"); leave namespace empty for your own`,
     );
   }
   return name;
 }
 
 /** The AdminService implementation. */
-export function createAdminHandlers(db: Db, auth: Authenticator, limits: ServerLimits): ServiceImpl<typeof AdminService> {
+export function createAdminHandlers(database: Pick<Database, "db" | "pool">, auth: Authenticator, limits: ServerLimits): ServiceImpl<typeof AdminService> {
+  const { db, pool } = database;
   return {
     async createNamespace(req, ctx) {
-      const created = await createNamespace(db, req.name, principalOf(ctx).actor);
+      const created = await createNamespace(pool, req.name, principalOf(ctx).actor);
       return { namespace: namespaceToProto(created) };
     },
 
@@ -61,7 +63,7 @@ export function createAdminHandlers(db: Db, auth: Authenticator, limits: ServerL
         return role;
       });
       const expiresInMs = durationMsInRange("expires_in", req.expiresIn, MIN_KEY_LIFETIME_MS, MAX_KEY_LIFETIME_MS);
-      const { key, token } = await createApiKey(db, { namespace, roles, expiresInMs, description: req.description, actor: principalOf(ctx).actor });
+      const { key, token } = await createApiKey(pool, { namespace, roles, expiresInMs, description: req.description, actor: principalOf(ctx).actor });
       return { key: apiKeyToProto(key), token };
     },
 
@@ -82,10 +84,26 @@ export function createAdminHandlers(db: Db, auth: Authenticator, limits: ServerL
     async revokeApiKey(req, ctx) {
       const principal = principalOf(ctx);
       const id = requireKeyId("id", req.id);
-      const key = await revokeApiKey(db, { id, namespace: isOperator(principal) ? null : principal.namespace, actor: principal.actor });
+      const key = await revokeApiKey(pool, { id, namespace: isOperator(principal) ? null : principal.namespace, actor: principal.actor });
       // This replica acts at once; the others when the trigger's notification reaches them.
       auth.onKeyNotice({ id: key.id, op: "update" });
       return { key: apiKeyToProto(key) };
+    },
+
+    async listAuditEvents(req, ctx) {
+      // An operator's empty filter is every namespace; anyone else's is its own.
+      const namespace = req.namespace === "" && isOperator(principalOf(ctx)) ? null : targetNamespace(ctx, req.namespace, "reading the audit log of another namespace");
+      const size = pageSize("page_size", req.pageSize, limits);
+      const fingerprint = filterFingerprint({ audit: namespace });
+      const beforeId = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
+      if (beforeId !== null && !isTaskId(beforeId)) throw invalidArgument("page_token", "is not a token this server issued; pass next_page_token from the previous response");
+      const rows = await listAuditEvents(db, { namespace, beforeId, limit: size + 1 });
+      const page = rows.slice(0, size);
+      const last = page.at(-1);
+      return {
+        events: page.map(auditEventToProto),
+        nextPageToken: rows.length > size && last !== undefined ? encodePageToken(last.id, fingerprint) : "",
+      };
     },
   };
 }

@@ -6,10 +6,10 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
-import { ANONYMOUS_PRINCIPAL } from "../auth/principal.js";
+import { anonymousPrincipal } from "../auth/principal.js";
 import { deniedReason, isPublic } from "../core/roles.js";
 import { toConnectError } from "./error-mapping.js";
-import { principalKey } from "./request-context.js";
+import { principalKey, remoteAddressKey } from "./request-context.js";
 
 /** "package.Service/Method" of the call. */
 export function procedureOf(ctx: Pick<HandlerContext, "service" | "method">): string {
@@ -21,7 +21,7 @@ export function createAuthGate(auth: Authenticator, logger: Logger): (ctx: Handl
   return async (ctx) => {
     const procedure = procedureOf(ctx);
     if (isPublic(procedure)) {
-      ctx.values.set(principalKey, ANONYMOUS_PRINCIPAL);
+      ctx.values.set(principalKey, anonymousPrincipal(ctx.values.get(remoteAddressKey)));
       return;
     }
     try {

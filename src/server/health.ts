@@ -26,7 +26,8 @@ export function createDatabaseProbe(db: Db): () => Promise<boolean> {
 /** The grpc.health.v1.Health implementation: SERVING while the database answers. */
 export function createHealthHandlers(probe: () => Promise<boolean>): ServiceImpl<typeof Health> {
   const check = async (service: string) => {
-    if (!SERVICES.has(service)) throw new ConnectError(`unknown service ${JSON.stringify(service)}`, Code.NotFound);
+    // Quoted in part: a long name would not fit in gRPC's trailers (the client saw a transport error instead).
+    if (!SERVICES.has(service)) throw new ConnectError(`unknown service ${JSON.stringify(service.slice(0, 100))}${service.length > 100 ? ` (${service.length} characters)` : ""}`, Code.NotFound);
     return { status: (await probe()) ? Status.SERVING : Status.NOT_SERVING };
   };
   return {

@@ -35,7 +35,8 @@ import { toAny } from "./payloads.js";
 import type { ApiKeyRecord } from "../core/api-key.js";
 import { ROLES, type Role as DomainRole } from "../core/roles.js";
 import type { NamespaceRecord } from "../store/sql/namespace-insert.js";
-import { ApiKeySchema, NamespaceSchema, Role as ProtoRole, type ApiKey, type Namespace } from "../gen/taskwire/v1/admin_pb.js";
+import type { AuditAction as DomainAuditAction, AuditRecord } from "../core/audit.js";
+import { ApiKeySchema, AuditAction, AuditEventSchema, NamespaceSchema, Role as ProtoRole, type ApiKey, type AuditEvent, type Namespace } from "../gen/taskwire/v1/admin_pb.js";
 
 const STATE_TO_PROTO: Record<DomainState, TaskState> = {
   waiting: TaskState.WAITING,
@@ -250,4 +251,22 @@ export function apiKeyToProto(key: ApiKeyRecord): ApiKey {
 /** A namespace. */
 export function namespaceToProto(ns: NamespaceRecord): Namespace {
   return create(NamespaceSchema, { name: ns.name, createdAt: timestampFromDate(ns.createdAt), createdBy: ns.createdBy ?? "" });
+}
+
+const AUDIT_ACTION_TO_PROTO: Record<DomainAuditAction, AuditAction> = {
+  namespace_created: AuditAction.NAMESPACE_CREATED,
+  api_key_created: AuditAction.API_KEY_CREATED,
+  api_key_revoked: AuditAction.API_KEY_REVOKED,
+};
+
+/** An audit log entry. */
+export function auditEventToProto(entry: AuditRecord): AuditEvent {
+  return create(AuditEventSchema, {
+    id: entry.id,
+    at: timestampFromDate(entry.at),
+    action: AUDIT_ACTION_TO_PROTO[entry.action],
+    namespace: entry.namespace,
+    target: entry.target,
+    actor: entry.actor,
+  });
 }

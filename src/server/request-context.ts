@@ -6,6 +6,9 @@ import { TaskwireError } from "../core/errors.js";
 /** The authenticated caller; unset only if the gate did not run, which fails closed below. */
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "taskwire principal" });
 
+/** The remote address of the request's connection (set from the Node request by server.ts); "" when unknown. */
+export const remoteAddressKey = createContextKey<string>("", { description: "taskwire remote address" });
+
 /** The caller. */
 export function principalOf(ctx: HandlerContext): Principal {
   const principal = ctx.values.get(principalKey);

@@ -34,7 +34,7 @@ export function createRoutes(
     router.service(TaskService, createTaskHandlers(engine, payloads, options));
     router.service(WorkerService, createWorkerHandlers(engine, payloads, logger, options.limits));
     router.service(ScheduleService, createScheduleHandlers(engine, payloads, options.limits));
-    router.service(AdminService, createAdminHandlers(engine.database.db, engine.auth, options.limits));
+    router.service(AdminService, createAdminHandlers(engine.database, engine.auth, options.limits));
     router.service(Health, createHealthHandlers(probe));
   };
 }

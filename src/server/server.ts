@@ -1,4 +1,5 @@
 /** The RPC server: Connect handler (gRPC, gRPC-Web, Connect) plus /healthz, on one port. */
+import { createContextValues } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { ServerLimits } from "../core/limits.js";
 import type { Engine } from "../engine/engine.js";
@@ -8,6 +9,7 @@ import { createDatabaseProbe } from "./health.js";
 import { createNodeHandler } from "./node-handler.js";
 import { listenDualProtocol, listenTls, type DualProtocolServer, type TlsFiles } from "./http-server.js";
 import { PayloadTypes } from "./payloads.js";
+import { remoteAddressKey } from "./request-context.js";
 import { createRoutes } from "./routes.js";
 import { createStreamGuard, StreamRegistry } from "./stream-guard.js";
 import { SubmitLimiter } from "./submit-limiter.js";
@@ -37,9 +39,11 @@ export async function startRpcServer(
     routes: createRoutes(engine, payloads, probe, logger, { streamKeepaliveMs: options.streamKeepaliveMs, limits, submitLimiter }),
     // Authentication and role checks run before a request body is read.
     requestGate: createAuthGate(engine.auth, logger),
+    // Streams of callers without a key are counted per address (src/auth/principal.ts).
+    contextValues: (req) => createContextValues().set(remoteAddressKey, req.socket.remoteAddress ?? ""),
     interceptors: [createErrorInterceptor(logger), createStreamGuard(streams)],
     shutdownSignal: options.shutdownSignal,
-    // Connect refuses larger messages with RESOURCE_EXHAUSTED ("larger than configured readMaxBytes").
+    // Connect refuses larger messages with RESOURCE_EXHAUSTED; node-handler.ts names --max-message-bytes in the message.
     readMaxBytes: limits.maxMessageBytes,
     // Gzip only large responses: below this, compressing costs the server more CPU than it saves
     // on the wire (measured: 5% of the server's CPU in W1 went to gzip of ~1 KiB messages).

@@ -7,7 +7,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
-import type { Principal } from "../auth/principal.js";
+import { streamOwner, type Principal } from "../auth/principal.js";
 import { LIMIT_SPECS } from "../core/limits.js";
 import { principalKey } from "./request-context.js";
 
@@ -46,7 +46,7 @@ export class StreamRegistry {
     }
     if (streams.size >= this.limits.maxStreamsPerKey) {
       throw new ConnectError(
-        `${principal.keyId === null ? "this caller" : `API key ${principal.keyId}`} already has ${streams.size} open streams on this server, ` +
+        `${streamOwner(principal)} already has ${streams.size} open streams on this server, ` +
           `the limit (${LIMIT_SPECS.maxStreamsPerKey.flag} ${this.limits.maxStreamsPerKey}); close one first`,
         Code.ResourceExhausted,
       );

@@ -88,9 +88,9 @@ function checkDependencies(tasks: readonly NewTask[], field: (i: number) => stri
   }
 }
 
-/** Validates StreamStatus / WaitTask selections. */
-function eventSelection(req: { taskIds: string[]; jobTypes: string[]; states: TaskState[] }): EventFilter {
-  if (req.taskIds.length > LIMITS.maxPageSize) throw invalidArgument("task_ids", `has ${req.taskIds.length} ids; the limit is ${LIMITS.maxPageSize}`);
+/** Validates StreamStatus selections: at most a page (--max-page-size) of task ids. */
+function eventSelection(req: { taskIds: string[]; jobTypes: string[]; states: TaskState[] }, maxPageSize: number): EventFilter {
+  if (req.taskIds.length > maxPageSize) throw invalidArgument("task_ids", `has ${req.taskIds.length} ids; the limit is ${maxPageSize} (the server's --max-page-size)`);
   return {
     taskIds: req.taskIds.map((id, i) => taskId(`task_ids[${i}]`, id)),
     jobTypes: req.jobTypes.map((name, i) => requireName(`job_types[${i}]`, name)),
@@ -160,7 +160,7 @@ export function createTaskHandlers(
 
     async *streamStatus(req, ctx) {
       const namespace = namespaceOf(ctx);
-      const filter = eventSelection(req);
+      const filter = eventSelection(req, limits.maxPageSize);
       let position: bigint;
       if (req.since !== undefined) {
         const latest = await namespaceEventSeq(deps.db, namespace);
@@ -169,7 +169,8 @@ export function createTaskHandlers(
         }
         position = req.since;
       } else {
-        const snapshot = await taskSnapshot(deps.db, namespace, filter, LIMITS.maxPageSize);
+        // At most a page of tasks, as a list RPC would answer.
+        const snapshot = await taskSnapshot(deps.db, namespace, filter, limits.maxPageSize);
         await renderable(ctx, snapshot.tasks);
         position = snapshot.seq;
         for (const task of snapshot.tasks) yield { message: { case: "snapshot", value: taskToProto(task) }, cursor: snapshot.seq };

@@ -498,7 +498,11 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
 
     async reportProgress(req, ctx) {
       const report = progressReport(namespaceOf(ctx), req.progress);
-      engine.progress.report(report);
+      // Not coalesced like the stream's: written now, so a stale lease is answered FAILED_PRECONDITION
+      // and another namespace's task NOT_FOUND instead of being dropped unseen. The task's pending
+      // stream progress is written first, so that it cannot overwrite this later.
+      await engine.progress.flushBefore(report.namespace, [report.taskId]);
+      await engine.tasks.progress(report);
       return {};
     },
 

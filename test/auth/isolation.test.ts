@@ -7,7 +7,7 @@
 import { create, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
-import { PROCEDURE_ACCESS } from "../../src/core/roles.js";
+import { deniedReason, PROCEDURE_ACCESS, type Role as RoleName } from "../../src/core/roles.js";
 import { Role } from "../../src/gen/taskwire/v1/admin_pb.js";
 import { ClaimRequestSchema, type ClaimResponse } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { MessageQueue } from "../../src/server/message-queue.js";
@@ -18,13 +18,13 @@ import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js
 const s = await startTestServer(t, { streamKeepaliveMs: 200 });
 const db = s.server.engine.database.db;
 
-const betaKey = await createTestKey(db, "beta", ["admin"]);
+const betaKey = await createTestKey(s.server.engine.database, "beta", ["admin"]);
 const beta = clientsFor(s.url, betaKey.token);
 const alphaKeys = {
-  admin: await createTestKey(db, "alpha", ["admin"]),
-  producer: await createTestKey(db, "alpha", ["producer"]),
-  worker: await createTestKey(db, "alpha", ["worker"]),
-  watcher: await createTestKey(db, "alpha", ["watcher"]),
+  admin: await createTestKey(s.server.engine.database, "alpha", ["admin"]),
+  producer: await createTestKey(s.server.engine.database, "alpha", ["producer"]),
+  worker: await createTestKey(s.server.engine.database, "alpha", ["worker"]),
+  watcher: await createTestKey(s.server.engine.database, "alpha", ["watcher"]),
 };
 const alphaAdmin = clientsFor(s.url, alphaKeys.admin.token);
 await alphaAdmin.jobTypes.registerJobType({ name: "alpha.job" });
@@ -56,13 +56,18 @@ async function betaState(): Promise<string> {
       (SELECT string_agg(row(w.*)::text, ',' ORDER BY w.id) FROM worker w WHERE w.namespace = 'beta'),
       (SELECT string_agg(row(s.*)::text, ',' ORDER BY s.name) FROM schedule s WHERE s.namespace = 'beta'),
       (SELECT string_agg(concat_ws('/', k.id, k.roles, k.revoked_at, k.expires_at), ',' ORDER BY k.id) FROM api_key k WHERE k.namespace = 'beta'),
+      (SELECT string_agg(row(x.*)::text, ',' ORDER BY x.id) FROM audit_event x WHERE x.namespace = 'beta'),
       (SELECT row(n.*)::text FROM namespace n WHERE n.name = 'beta')) AS state`);
   return row!.state;
 }
 
 type Clients = ReturnType<typeof clientsFor>;
-/** What a case expects: a refusal (NOT_FOUND or PERMISSION_DENIED), or a result holding nothing of beta. */
-type Outcome = "refused" | ((result: unknown) => void);
+/**
+ * What a case expects: a refusal (NOT_FOUND or PERMISSION_DENIED); "not found", which is NOT_FOUND
+ * for a key whose roles allow the call (beta's object must look like no object) and PERMISSION_DENIED
+ * otherwise; or a result holding nothing of beta.
+ */
+type Outcome = "refused" | "not found" | ((result: unknown) => void);
 
 interface Case {
   procedure: keyof typeof PROCEDURE_ACCESS;
@@ -86,7 +91,10 @@ async function collectAll<T>(stream: AsyncIterable<T>, ms: number): Promise<{ se
     for (;;) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
-      const next = await Promise.race([iterator.next(), new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), remaining))]);
+      let timer: NodeJS.Timeout | undefined;
+      const next = await Promise.race([iterator.next(), new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), remaining)))]);
+      // A pending timer would keep this file's process alive for up to a minute after its tests end.
+      clearTimeout(timer);
       if (next === "timeout" || next.done === true) {
         void iterator.return?.();
         break;
@@ -114,10 +122,10 @@ const noneOfBeta = (ids: (r: any) => string[]) => (result: unknown) => {
 };
 
 const cases: Case[] = [
-  { procedure: "taskwire.v1.TaskService/Submit", name: "submit to beta's job type", call: (c) => c.tasks.submit({ task: { jobType: "beta.job", input: jsonAny(1) } }), expect: "refused" },
-  { procedure: "taskwire.v1.TaskService/SubmitBatch", name: "batch to beta's job type", call: (c) => c.tasks.submitBatch({ tasks: [{ jobType: "beta.job", input: jsonAny(1) }] }), expect: "refused" },
-  { procedure: "taskwire.v1.TaskService/GetTask", name: "get beta's pending task", call: (c) => c.tasks.getTask({ id: betaPendingId }), expect: "refused" },
-  { procedure: "taskwire.v1.TaskService/GetTask", name: "get beta's running task", call: (c) => c.tasks.getTask({ id: betaRunningId }), expect: "refused" },
+  { procedure: "taskwire.v1.TaskService/Submit", name: "submit to beta's job type", call: (c) => c.tasks.submit({ task: { jobType: "beta.job", input: jsonAny(1) } }), expect: "not found" },
+  { procedure: "taskwire.v1.TaskService/SubmitBatch", name: "batch to beta's job type", call: (c) => c.tasks.submitBatch({ tasks: [{ jobType: "beta.job", input: jsonAny(1) }] }), expect: "not found" },
+  { procedure: "taskwire.v1.TaskService/GetTask", name: "get beta's pending task", call: (c) => c.tasks.getTask({ id: betaPendingId }), expect: "not found" },
+  { procedure: "taskwire.v1.TaskService/GetTask", name: "get beta's running task", call: (c) => c.tasks.getTask({ id: betaRunningId }), expect: "not found" },
   { procedure: "taskwire.v1.TaskService/ListTasks", name: "list all", call: (c) => c.tasks.listTasks({}), expect: noneOfBeta((r) => r.tasks.map((x: { id: string }) => x.id)) },
   {
     procedure: "taskwire.v1.TaskService/ListTasks",
@@ -127,10 +135,10 @@ const cases: Case[] = [
       for (const page of r as { tasks: unknown[]; totalCount: bigint }[]) if (page.tasks.length > 0 || page.totalCount !== 0n) throw new Error("beta's tasks were counted or listed");
     },
   },
-  { procedure: "taskwire.v1.TaskService/Cancel", name: "cancel beta's pending task", call: (c) => c.tasks.cancel({ id: betaPendingId }), expect: "refused" },
-  { procedure: "taskwire.v1.TaskService/Cancel", name: "cancel beta's running task", call: (c) => c.tasks.cancel({ id: betaRunningId }), expect: "refused" },
-  { procedure: "taskwire.v1.TaskService/Retry", name: "retry beta's dead task", call: (c) => c.tasks.retry({ id: deadTask.id, additionalAttempts: 1 }), expect: "refused" },
-  { procedure: "taskwire.v1.TaskService/WaitTask", name: "wait for beta's task", call: (c) => c.tasks.waitTask({ id: betaPendingId, timeout: { seconds: 1n, nanos: 0 } }), expect: "refused" },
+  { procedure: "taskwire.v1.TaskService/Cancel", name: "cancel beta's pending task", call: (c) => c.tasks.cancel({ id: betaPendingId }), expect: "not found" },
+  { procedure: "taskwire.v1.TaskService/Cancel", name: "cancel beta's running task", call: (c) => c.tasks.cancel({ id: betaRunningId }), expect: "not found" },
+  { procedure: "taskwire.v1.TaskService/Retry", name: "retry beta's dead task", call: (c) => c.tasks.retry({ id: deadTask.id, additionalAttempts: 1 }), expect: "not found" },
+  { procedure: "taskwire.v1.TaskService/WaitTask", name: "wait for beta's task", call: (c) => c.tasks.waitTask({ id: betaPendingId, timeout: { seconds: 1n, nanos: 0 } }), expect: "not found" },
   {
     procedure: "taskwire.v1.TaskService/StreamStatus",
     name: "stream beta's tasks by id, and replay everything since 0",
@@ -145,15 +153,15 @@ const cases: Case[] = [
     },
     expect: noneOfBeta((r) => (r as { message: { case: string; value: { id?: string; taskId?: string } } }[]).filter((m) => m.message.case !== "keepalive").map((m) => m.message.value.id ?? m.message.value.taskId ?? "")),
   },
-  { procedure: "taskwire.v1.JobTypeService/GetJobType", name: "get beta's job type", call: (c) => c.jobTypes.getJobType({ name: "beta.job" }), expect: "refused" },
+  { procedure: "taskwire.v1.JobTypeService/GetJobType", name: "get beta's job type", call: (c) => c.jobTypes.getJobType({ name: "beta.job" }), expect: "not found" },
   { procedure: "taskwire.v1.JobTypeService/ListJobTypes", name: "list job types", call: (c) => c.jobTypes.listJobTypes({}), expect: noneOfBeta((r) => r.jobTypes.map((j: { name: string }) => j.name)) },
-  { procedure: "taskwire.v1.WorkerService/ClaimTasks", name: "claim beta's job type", call: (c) => c.workers.claimTasks({ workerId: "w", jobTypes: ["beta.job"], maxTasks: 10 }), expect: "refused" },
+  { procedure: "taskwire.v1.WorkerService/ClaimTasks", name: "claim beta's job type", call: (c) => c.workers.claimTasks({ workerId: "w", jobTypes: ["beta.job"], maxTasks: 10 }), expect: "not found" },
   { procedure: "taskwire.v1.WorkerService/Heartbeat", name: "heartbeat beta's lease as beta's worker", call: (c) => c.workers.heartbeat({ workerId: "beta-worker", leases: [betaLease] }), expect: (r) => { if ((r as { held: unknown[] }).held.length > 0) throw new Error("beta's lease was extended"); } },
-  { procedure: "taskwire.v1.WorkerService/ReportProgress", name: "progress on beta's lease (accepted unread, written nowhere)", call: async (c) => { await c.workers.reportProgress({ progress: { ...betaLease, fraction: 0.5, message: "hijacked" } }); await s.server.engine.progress.flush(); }, expect: () => undefined },
-  { procedure: "taskwire.v1.WorkerService/SaveCheckpoint", name: "checkpoint beta's lease", call: (c) => c.workers.saveCheckpoint({ checkpoint: { ...betaLease, checkpoint: { data: { case: "binary", value: new Uint8Array([1]) } } } }), expect: "refused" },
-  { procedure: "taskwire.v1.WorkerService/ReleaseTask", name: "release beta's lease", call: (c) => c.workers.releaseTask({ release: { ...betaLease, reason: "x" } }), expect: "refused" },
-  { procedure: "taskwire.v1.WorkerService/CompleteTask", name: "complete beta's lease", call: (c) => c.workers.completeTask({ completion: { ...betaLease, output: jsonAny("stolen") } }), expect: "refused" },
-  { procedure: "taskwire.v1.WorkerService/FailTask", name: "fail beta's lease", call: (c) => c.workers.failTask({ failure: { ...betaLease, error: "x", nonRetryable: true } }), expect: "refused" },
+  { procedure: "taskwire.v1.WorkerService/ReportProgress", name: "progress on beta's lease", call: (c) => c.workers.reportProgress({ progress: { ...betaLease, fraction: 0.5, message: "hijacked" } }), expect: "not found" },
+  { procedure: "taskwire.v1.WorkerService/SaveCheckpoint", name: "checkpoint beta's lease", call: (c) => c.workers.saveCheckpoint({ checkpoint: { ...betaLease, checkpoint: { data: { case: "binary", value: new Uint8Array([1]) } } } }), expect: "not found" },
+  { procedure: "taskwire.v1.WorkerService/ReleaseTask", name: "release beta's lease", call: (c) => c.workers.releaseTask({ release: { ...betaLease, reason: "x" } }), expect: "not found" },
+  { procedure: "taskwire.v1.WorkerService/CompleteTask", name: "complete beta's lease", call: (c) => c.workers.completeTask({ completion: { ...betaLease, output: jsonAny("stolen") } }), expect: "not found" },
+  { procedure: "taskwire.v1.WorkerService/FailTask", name: "fail beta's lease", call: (c) => c.workers.failTask({ failure: { ...betaLease, error: "x", nonRetryable: true } }), expect: "not found" },
   { procedure: "taskwire.v1.WorkerService/ListWorkers", name: "list workers", call: (c) => c.workers.listWorkers({ includeDisconnected: true }), expect: noneOfBeta((r) => r.workers.filter((w: { jobTypes: string[] }) => w.jobTypes.includes("beta.job")).map((w: { workerId: string }) => w.workerId)) },
   {
     procedure: "taskwire.v1.WorkerService/Claim",
@@ -163,7 +171,7 @@ const cases: Case[] = [
       if (result instanceof ConnectError) throw result;
       return result;
     },
-    expect: "refused",
+    expect: "not found",
   },
   {
     procedure: "taskwire.v1.WorkerService/Claim",
@@ -190,16 +198,18 @@ const cases: Case[] = [
       if (result?.case !== "reportResult" || result.value.accepted) throw new Error("the report on beta's lease was accepted");
     },
   },
-  { procedure: "taskwire.v1.ScheduleService/CreateSchedule", name: "schedule beta's job type", call: (c) => c.schedules.createSchedule({ name: "stolen", cron: "* * * * *", task: { jobType: "beta.job", input: jsonAny(1) } }), expect: "refused" },
-  { procedure: "taskwire.v1.ScheduleService/GetSchedule", name: "get beta's schedule", call: (c) => c.schedules.getSchedule({ name: "beta-yearly" }), expect: "refused" },
+  { procedure: "taskwire.v1.ScheduleService/CreateSchedule", name: "schedule beta's job type", call: (c) => c.schedules.createSchedule({ name: "stolen", cron: "* * * * *", task: { jobType: "beta.job", input: jsonAny(1) } }), expect: "not found" },
+  { procedure: "taskwire.v1.ScheduleService/GetSchedule", name: "get beta's schedule", call: (c) => c.schedules.getSchedule({ name: "beta-yearly" }), expect: "not found" },
   { procedure: "taskwire.v1.ScheduleService/ListSchedules", name: "list schedules", call: (c) => c.schedules.listSchedules({}), expect: noneOfBeta((r) => r.schedules.map((x: { name: string }) => x.name)) },
-  { procedure: "taskwire.v1.ScheduleService/PauseSchedule", name: "pause beta's schedule", call: (c) => c.schedules.pauseSchedule({ name: "beta-yearly" }), expect: "refused" },
-  { procedure: "taskwire.v1.ScheduleService/ResumeSchedule", name: "resume beta's schedule", call: (c) => c.schedules.resumeSchedule({ name: "beta-yearly" }), expect: "refused" },
-  { procedure: "taskwire.v1.ScheduleService/DeleteSchedule", name: "delete beta's schedule", call: (c) => c.schedules.deleteSchedule({ name: "beta-yearly" }), expect: "refused" },
+  { procedure: "taskwire.v1.ScheduleService/PauseSchedule", name: "pause beta's schedule", call: (c) => c.schedules.pauseSchedule({ name: "beta-yearly" }), expect: "not found" },
+  { procedure: "taskwire.v1.ScheduleService/ResumeSchedule", name: "resume beta's schedule", call: (c) => c.schedules.resumeSchedule({ name: "beta-yearly" }), expect: "not found" },
+  { procedure: "taskwire.v1.ScheduleService/DeleteSchedule", name: "delete beta's schedule", call: (c) => c.schedules.deleteSchedule({ name: "beta-yearly" }), expect: "not found" },
   { procedure: "taskwire.v1.AdminService/CreateApiKey", name: "create a key in beta", call: (c) => c.admin.createApiKey({ namespace: "beta", roles: [Role.ADMIN] }), expect: "refused" },
   { procedure: "taskwire.v1.AdminService/ListApiKeys", name: "list beta's keys", call: (c) => c.admin.listApiKeys({ namespace: "beta", includeInactive: true }), expect: "refused" },
   { procedure: "taskwire.v1.AdminService/ListApiKeys", name: "list own keys", call: (c) => c.admin.listApiKeys({ includeInactive: true }), expect: noneOfBeta((r) => r.keys.filter((k: { namespace: string }) => k.namespace !== "alpha").map((k: { id: string }) => `beta:${k.id}`)) },
-  { procedure: "taskwire.v1.AdminService/RevokeApiKey", name: "revoke beta's key", call: (c) => c.admin.revokeApiKey({ id: betaKey.id }), expect: "refused" },
+  { procedure: "taskwire.v1.AdminService/ListAuditEvents", name: "read beta's audit log", call: (c) => c.admin.listAuditEvents({ namespace: "beta" }), expect: "refused" },
+  { procedure: "taskwire.v1.AdminService/ListAuditEvents", name: "read own audit log", call: (c) => c.admin.listAuditEvents({}), expect: noneOfBeta((r) => r.events.filter((e: { namespace: string }) => e.namespace !== "alpha").map((e: { target: string }) => `beta:${e.target}`)) },
+  { procedure: "taskwire.v1.AdminService/RevokeApiKey", name: "revoke beta's key", call: (c) => c.admin.revokeApiKey({ id: betaKey.id }), expect: "not found" },
   { procedure: "taskwire.v1.AdminService/CreateNamespace", name: "create a namespace", call: (c) => c.admin.createNamespace({ name: "gamma" }), expect: "refused" },
   { procedure: "taskwire.v1.AdminService/ListNamespaces", name: "list namespaces", call: (c) => c.admin.listNamespaces({}), expect: "refused" },
   { procedure: "taskwire.v1.JobTypeService/RegisterJobType", name: "register a job type", call: (c) => c.jobTypes.registerJobType({ name: "alpha.other" }), expect: () => undefined },
@@ -229,7 +239,11 @@ for (const [role, key] of Object.entries(alphaKeys)) {
       } catch (caught) {
         error = ConnectError.from(caught);
       }
-      if (kase.expect === "refused" || error !== undefined) {
+      if (kase.expect === "not found") {
+        const expected = deniedReason(kase.procedure, { namespace: "alpha", roles: new Set([role as RoleName]) }) === undefined ? Code.NotFound : Code.PermissionDenied;
+        t.equal(error === undefined ? "OK" : Code[error.code], Code[expected], `${kase.name}: ${error?.rawMessage ?? "succeeded"}`);
+      }
+      if (kase.expect === "refused" || kase.expect === "not found" || error !== undefined) {
         t.ok(error !== undefined && (error.code === Code.NotFound || error.code === Code.PermissionDenied), `${kase.name}: ${error === undefined ? "succeeded" : `${Code[error.code]} ${error.rawMessage}`}`);
         if (error !== undefined) t.notMatch(error.rawMessage, /"beta"/, `${kase.name}: the message does not name namespace beta`);
       } else {

@@ -1,24 +1,28 @@
 /**
  * API keys over their life: created by RPC (operator and namespace admin), listed without secrets,
  * used (last use recorded, coalesced), expired, and revoked — on every replica: at once through the
- * notification, within the cache time without one, and ending the key's open streams. Audit: who
- * created and revoked keys and namespaces, and which key cancelled or retried a task.
+ * notification, within the cache time without one, and ending the key's open streams. Development
+ * mode ends for good with the first key, whatever happens to it later. Audit: who created and
+ * revoked keys and namespaces (on the rows and in the audit log), and which key cancelled or
+ * retried a task.
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
-import { Role } from "../../src/gen/taskwire/v1/admin_pb.js";
+import { AuditAction, Role } from "../../src/gen/taskwire/v1/admin_pb.js";
 import { TaskEventKind, TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { jsonAny } from "../helpers/payload.js";
 import { rejection } from "../helpers/rejection.js";
-import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
+import { revokeApiKey } from "../../src/auth/key-admin.js";
+import { CLI_ACTOR } from "../../src/core/api-key.js";
+import { clientsFor, createTestKey, startTestServer, type TestServer } from "../helpers/server.js";
 
 // Two replicas on one database; B trusts a cached key for a minute, so only the notification can
 // make it notice a revocation quickly.
 const a = await startTestServer(t, { keyCacheMs: 60_000 });
 const b = await startTestServer(t, { databaseUrl: a.databaseUrl, keyCacheMs: 60_000 });
 const db = a.server.engine.database.db;
-const operator = await createTestKey(db, "default", ["admin"]);
+const operator = await createTestKey(a.server.engine.database, "default", ["admin"]);
 const opA = clientsFor(a.url, operator.token);
 
 /** Polls `check` every 50 ms for up to `ms`; resolves with its last answer. */
@@ -112,7 +116,7 @@ t.test("without the notification, a revocation takes effect within the cache tim
   const c = await startTestServer(t, { databaseUrl: a.databaseUrl, keyCacheMs: 1_000 });
   await c.server.engine.listener.ready;
   const noticed = new Promise<string>((resolve) => c.server.engine.auth.on("key:changed", resolve));
-  const { id, token } = await createTestKey(db, "default", ["watcher"]);
+  const { id, token } = await createTestKey(a.server.engine.database, "default", ["watcher"]);
   t.equal(await noticed, id, "the new key's notification has reached C");
   const client = clientsFor(c.url, token);
   t.equal(await codeOf(() => client.tasks.listTasks({})), "OK");
@@ -127,7 +131,7 @@ t.test("without the notification, a revocation takes effect within the cache tim
 });
 
 t.test("last use is recorded in memory and written coalesced, not per request", async (t) => {
-  const { id, token } = await createTestKey(db, "default", ["watcher"]);
+  const { id, token } = await createTestKey(a.server.engine.database, "default", ["watcher"]);
   const client = clientsFor(a.url, token);
   for (let i = 0; i < 20; i++) await client.tasks.listTasks({});
   const read = async () => {
@@ -166,4 +170,106 @@ t.test("cancel and retry record the key that did them on the task's events", asy
   await c.workers.completeTask({ completion: { taskId: claimed.taskId, attempt: claimed.attempt, leaseToken: claimed.leaseToken, output: jsonAny(2) } });
   const [row] = await db.query<{ actors: (string | null)[] }>("SELECT array_agg(actor ORDER BY seq) AS actors FROM task_event WHERE task_id = $1", [task!.id]);
   t.same(row!.actors, [null, key!.id, key!.id, null, null], "a worker's claim and report carry no actor (the setting is transaction-local)");
+});
+
+t.test("the audit log: one entry per namespace or key operation, naming who did it; an admin reads only its own namespace's", async (t) => {
+  const entriesOf = (events: { action: AuditAction; namespace: string; target: string; actor: string }[]) => events.map((e) => [AuditAction[e.action], e.namespace, e.target, e.actor]);
+  await opA.admin.createNamespace({ name: "ledger" });
+  const admin = await opA.admin.createApiKey({ namespace: "ledger", roles: [Role.ADMIN] });
+  const ledgerAdmin = clientsFor(a.url, admin.token);
+  const worker = await ledgerAdmin.admin.createApiKey({ roles: [Role.WORKER] });
+  // Five revokes at once (and on both replicas): one revocation, so one entry.
+  const revokes = await Promise.allSettled([a, b, a, b, a].map((s) => clientsFor(s.url, admin.token).admin.revokeApiKey({ id: worker.key!.id })));
+  t.same(revokes.map((r) => r.status), ["fulfilled", "fulfilled", "fulfilled", "fulfilled", "fulfilled"], "every revoke answers with the revoked key");
+  // Refused operations record nothing.
+  await rejection(() => opA.admin.createNamespace({ name: "ledger" }));
+  await rejection(() => ledgerAdmin.admin.revokeApiKey({ id: operator.id }));
+  await rejection(() => ledgerAdmin.admin.createApiKey({ roles: [] }));
+
+  const expected = [
+    ["API_KEY_REVOKED", "ledger", worker.key!.id, admin.key!.id],
+    ["API_KEY_CREATED", "ledger", worker.key!.id, admin.key!.id],
+    ["API_KEY_CREATED", "ledger", admin.key!.id, operator.id],
+    ["NAMESPACE_CREATED", "ledger", "ledger", operator.id],
+  ];
+  const own = (await ledgerAdmin.admin.listAuditEvents({})).events;
+  t.same(entriesOf(own), expected, "ledger's admin sees its namespace's entries, newest first, each naming its actor");
+  t.ok(own.every((e) => e.at !== undefined && /^[1-9][0-9]*$/.test(e.id)), "with their time and id");
+  t.same(entriesOf((await ledgerAdmin.admin.listAuditEvents({ namespace: "ledger" })).events), expected, "naming its own namespace is the same");
+  const [row] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_event WHERE namespace = 'ledger'");
+  t.equal(row!.n, 4, "exactly one row per operation that happened");
+
+  const paged: string[][] = [];
+  for (let token = "", first = true; first || token !== ""; first = false) {
+    const page = await ledgerAdmin.admin.listAuditEvents({ pageSize: 1, pageToken: token });
+    paged.push(...(entriesOf(page.events) as string[][]));
+    token = page.nextPageToken;
+  }
+  t.same(paged, expected, "pages of one entry give the same log");
+  t.equal(Code[(await rejection(() => ledgerAdmin.admin.listAuditEvents({ pageSize: 100_000 }))).code], "InvalidArgument", "page sizes are bounded");
+
+  t.equal(Code[(await rejection(() => ledgerAdmin.admin.listAuditEvents({ namespace: "default" }))).code], "PermissionDenied", "another namespace's log needs an operator");
+  const other = clientsFor(a.url, (await opA.admin.createApiKey({ namespace: "acme", roles: [Role.ADMIN] })).token);
+  t.equal(Code[(await rejection(() => other.admin.listAuditEvents({ namespace: "ledger" }))).code], "PermissionDenied", "acme's admin cannot read ledger's log");
+  t.notOk((await other.admin.listAuditEvents({ pageSize: 1_000 })).events.some((e) => e.namespace !== "acme"), "and sees only acme's entries");
+  t.same(entriesOf((await opA.admin.listAuditEvents({ namespace: "ledger" })).events), expected, "the operator reads ledger's log");
+  const all = (await opA.admin.listAuditEvents({ pageSize: 1_000 })).events;
+  t.same([...new Set(all.map((e) => e.namespace))].sort(), ["acme", "default", "ledger"], "and, with no namespace named, every namespace's");
+  const watcher = clientsFor(a.url, (await opA.admin.createApiKey({ roles: [Role.PRODUCER, Role.WATCHER, Role.WORKER] })).token);
+  t.equal(Code[(await rejection(() => watcher.admin.listAuditEvents({}))).code], "PermissionDenied", "only admins read the log");
+
+  // The taskwire command (key-admin on the database) is audited the same way, as "cli".
+  await revokeApiKey(a.server.engine.database.pool, { id: admin.key!.id, namespace: null, actor: CLI_ACTOR });
+  t.same(entriesOf((await opA.admin.listAuditEvents({ namespace: "ledger", pageSize: 1 })).events), [["API_KEY_REVOKED", "ledger", admin.key!.id, "cli"]]);
+});
+
+t.test("development mode never comes back: with every key revoked, requests without a key stay UNAUTHENTICATED on every replica", async (t) => {
+  // A database of its own, with no key yet: both replicas start in development mode.
+  const d1 = await startTestServer(t);
+  const d2 = await startTestServer(t, { databaseUrl: d1.databaseUrl });
+  await d2.server.engine.listener.ready;
+  const anonymous = [clientsFor(d1.url, undefined), clientsFor(d2.url, undefined)];
+  for (const c of anonymous) t.equal(await codeOf(() => c.tasks.listTasks({})), "OK", "development mode while no key exists");
+  await anonymous[0]!.admin.createNamespace({ name: "dev-made" });
+  const [audited] = (await anonymous[1]!.admin.listAuditEvents({})).events;
+  t.match(audited, { action: AuditAction.NAMESPACE_CREATED, target: "dev-made", actor: "dev" }, "development mode's operations are audited as dev");
+  const noticeOn = (s: TestServer, id?: string) =>
+    new Promise<void>((resolve) => {
+      const listener = (changed: string) => {
+        if (id !== undefined && changed !== id) return;
+        s.server.engine.auth.off("key:changed", listener);
+        resolve();
+      };
+      s.server.engine.auth.on("key:changed", listener);
+    });
+
+  const created = noticeOn(d2);
+  const { id } = await createTestKey(d1.server.engine.database, "default", ["admin"]);
+  await created;
+  for (const c of anonymous) t.equal(await codeOf(() => c.tasks.listTasks({})), "Unauthenticated", "a key exists: keys are required");
+
+  const backToDev: string[] = [];
+  d1.server.engine.auth.on("dev-mode", (on) => on && backToDev.push("replica 1"));
+  d2.server.engine.auth.on("dev-mode", (on) => on && backToDev.push("replica 2"));
+  const revoked = noticeOn(d2, id);
+  await revokeApiKey(d1.server.engine.database.pool, { id, namespace: null, actor: CLI_ACTOR }); // what `taskwire keys revoke` does
+  await revoked;
+  // Lost notifications make a replica read the table again: it must still find the revoked key.
+  d1.server.engine.auth.onResync();
+  d2.server.engine.auth.onResync();
+  await new Promise((resolve) => setTimeout(resolve, 300)); // room for a re-read to (wrongly) reopen the server
+  for (const [i, c] of anonymous.entries()) {
+    const error = await rejection(() => c.tasks.listTasks({}));
+    t.equal(Code[error.code], "Unauthenticated", `replica ${i + 1}: still UNAUTHENTICATED after the revocation's notification`);
+    t.match(error.rawMessage, /requires an API key/);
+  }
+  t.same(backToDev, [], "no replica went back to development mode");
+
+  // A replica started now reads the table afresh: the revoked key counts.
+  const d3 = await startTestServer(t, { databaseUrl: d1.databaseUrl });
+  t.equal(d3.server.engine.auth.devMode, false, "a fresh replica does not start in development mode");
+  t.equal(await codeOf(() => clientsFor(d3.url, undefined).tasks.listTasks({})), "Unauthenticated");
+  // The way back in: an operator mints a new key on the database.
+  const fresh = await createTestKey(d1.server.engine.database, "default", ["producer"]);
+  t.equal(await codeOf(() => clientsFor(d3.url, fresh.token).tasks.listTasks({})), "OK", "a new key works");
 });

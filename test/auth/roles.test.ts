@@ -52,6 +52,7 @@ const MATRIX: Record<string, string[] | "op"> = {
   "taskwire.v1.AdminService/CreateApiKey": [],
   "taskwire.v1.AdminService/ListApiKeys": [],
   "taskwire.v1.AdminService/RevokeApiKey": [],
+  "taskwire.v1.AdminService/ListAuditEvents": [],
 };
 
 const methods = SERVICES.filter((service) => service !== Health).flatMap((service) => service.methods.map((method: DescMethod) => ({ service, method, procedure: `${service.typeName}/${method.name}` })));
@@ -83,12 +84,12 @@ async function call(token: string | undefined, service: (typeof SERVICES)[number
 }
 
 const keys = {
-  producer: await createTestKey(db, "acme", ["producer"]),
-  worker: await createTestKey(db, "acme", ["worker"]),
-  watcher: await createTestKey(db, "acme", ["watcher"]),
-  admin: await createTestKey(db, "acme", ["admin"]),
-  "producer,watcher": await createTestKey(db, "acme", ["producer", "watcher"]),
-  operator: await createTestKey(db, "default", ["admin"]),
+  producer: await createTestKey(s.server.engine.database, "acme", ["producer"]),
+  worker: await createTestKey(s.server.engine.database, "acme", ["worker"]),
+  watcher: await createTestKey(s.server.engine.database, "acme", ["watcher"]),
+  admin: await createTestKey(s.server.engine.database, "acme", ["admin"]),
+  "producer,watcher": await createTestKey(s.server.engine.database, "acme", ["producer", "watcher"]),
+  operator: await createTestKey(s.server.engine.database, "default", ["admin"]),
 };
 
 t.test("the matrix names every procedure", async (t) => {

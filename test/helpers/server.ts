@@ -11,9 +11,10 @@ import { startServer, type RunningServer } from "../../src/main.js";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../src/core/limits.js";
 import { AdminService } from "../../src/gen/taskwire/v1/admin_pb.js";
 import type { Interceptor } from "@connectrpc/connect";
-import { createApiKey } from "../../src/auth/key-admin.js";
+import { createApiKey, createNamespace } from "../../src/auth/key-admin.js";
+import { TaskwireError } from "../../src/core/errors.js";
 import type { Role } from "../../src/core/roles.js";
-import type { Db } from "../../src/store/db.js";
+import type { Database } from "../../src/store/orm.js";
 import { createTestDatabaseUrl } from "./database.js";
 import { testLogger } from "./logger.js";
 
@@ -125,8 +126,10 @@ export function clientsFor(url: string, token: string | undefined, protocol: "gr
 }
 
 /** Creates a namespace (if missing) and a key in it directly on the database, as the CLI does; returns the token. */
-export async function createTestKey(db: Db, namespace: string, roles: Role[], options: { expiresInMs?: number } = {}): Promise<{ id: string; token: string }> {
-  await db.query("INSERT INTO namespace (name, created_by) VALUES ($1, 'cli') ON CONFLICT DO NOTHING", [namespace]);
-  const { key, token } = await createApiKey(db, { namespace, roles, expiresInMs: options.expiresInMs ?? null, description: "test", actor: "cli" });
+export async function createTestKey(database: Pick<Database, "pool">, namespace: string, roles: Role[], options: { expiresInMs?: number } = {}): Promise<{ id: string; token: string }> {
+  await createNamespace(database.pool, namespace, "cli").catch((error: unknown) => {
+    if (!(error instanceof TaskwireError && error.code === "ALREADY_EXISTS")) throw error;
+  });
+  const { key, token } = await createApiKey(database.pool, { namespace, roles, expiresInMs: options.expiresInMs ?? null, description: "test", actor: "cli" });
   return { id: key.id, token };
 }

@@ -1,10 +1,12 @@
 /**
  * A database outage for real: this file's own PostgreSQL is stopped while a producer submits, a
  * worker runs tasks and a watcher follows every event, all through a real server process. During
- * the outage RPCs answer UNAVAILABLE saying the database is unavailable, the watcher's stream ends
- * with a resumable UNAVAILABLE, /healthz says 503 and the server keeps running. Once PostgreSQL is
- * back, everything recovers without a restart: submits are accepted again, the watcher resumes
- * from its cursor without a gap, and every acknowledged task exists and succeeds.
+ * the outage every RPC answers UNAVAILABLE saying the database is unavailable (also once the key
+ * cache has expired and authentication itself needs the database, and on AdminService), the
+ * worker's and the watcher's streams end with a resumable UNAVAILABLE, /healthz says 503 and the
+ * server keeps running. Once PostgreSQL is back, everything recovers without a restart: submits
+ * are accepted again, the worker reconnects and finishes the work, the watcher resumes from its
+ * cursor without a gap, and every acknowledged task exists and succeeds.
  */
 import { execFile, spawn } from "node:child_process";
 import path from "node:path";
@@ -21,10 +23,13 @@ const bin = path.join(repo, "bin/taskwire.js");
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const pg = await startPrivatePostgres(t);
-const { stdout } = await promisify(execFile)(process.execPath, [bin, "keys", "create", "--namespace", "default", "--role", "producer,worker,watcher", "--database-url", pg.url], { cwd: repo });
+// Admin too, for the AdminService call during the outage.
+const { stdout } = await promisify(execFile)(process.execPath, [bin, "keys", "create", "--namespace", "default", "--role", "producer,worker,watcher,admin", "--database-url", pg.url], { cwd: repo });
 const token = stdout.trim();
 
-const server = spawn(process.execPath, [bin, "server", "start", "--database-url", pg.url, "--port", "0", "--inline-threads", "0"], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+// A verified key is trusted for 1 s: the outage lasts longer, so authentication itself needs the database.
+const KEY_CACHE_MS = 1_000;
+const server = spawn(process.execPath, [bin, "server", "start", "--database-url", pg.url, "--port", "0", "--inline-threads", "0", "--key-cache-ms", String(KEY_CACHE_MS)], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
 let output = "";
 let exitCode: number | null | undefined;
 server.once("exit", (code) => (exitCode = code));
@@ -46,14 +51,25 @@ t.teardown(() => client.close());
 // A short lease: the worker heartbeats every second, so its stream notices the outage at once.
 await client.registerJobType({ name: job.name, leaseDurationMs: 3_000 });
 
-const quiet = { info() {}, warn() {}, error() {} };
+/** How the worker's Claim streams ended, and its failed reconnects (the SDK logs those), with when. */
+const claimEnds: { at: number; error: ConnectError | undefined }[] = [];
+const reconnectFailures: { at: number; error: ConnectError }[] = [];
+const connects: number[] = [];
+const logged = (fields: unknown, message?: string) => {
+  const error = (fields as { err?: unknown } | undefined)?.err;
+  if (error !== undefined && /claim stream failed; reconnecting/.test(message ?? "")) reconnectFailures.push({ at: Date.now(), error: ConnectError.from(error) });
+};
+const quiet = { info() {}, warn: logged, error: logged };
 const worker = createWorker({ baseUrl: url, apiKey: token, jobs: [job], concurrency: 4, logger: quiet, reconnect: { initialDelayMs: 100, maxDelayMs: 1_000 } });
+worker.on("disconnected", ({ error }) => claimEnds.push({ at: Date.now(), error: error === undefined ? undefined : ConnectError.from(error) }));
+worker.on("connected", () => connects.push(Date.now()));
 await worker.start();
 t.teardown(() => worker.stop({ graceMs: 0 }));
 
-// The producer: one Submit every 20 ms; what was acknowledged, and every error.
+// The producer: one Submit every 20 ms; what was acknowledged, and every error with when it came.
 const acknowledged: string[] = [];
 const submitErrors: ConnectError[] = [];
+const submitErrorTimes: number[] = [];
 let producing = true;
 const producer = (async () => {
   for (let i = 0; producing; i++) {
@@ -61,6 +77,7 @@ const producer = (async () => {
       acknowledged.push((await client.submit(job, { i })).id);
     } catch (error) {
       submitErrors.push(ConnectError.from(error));
+      submitErrorTimes.push(Date.now());
     }
     await sleep(20);
   }
@@ -88,6 +105,13 @@ const watcher = (async () => {
   }
 })();
 
+const UNAVAILABLE = /^the database is unavailable; the request was not carried out, retry later$/;
+/** Each error that is not UNAVAILABLE with the database message, described (empty: all are). */
+const notUnavailable = (errors: readonly (ConnectError | undefined)[]) =>
+  errors.filter((e) => e === undefined || e.code !== Code.Unavailable || !UNAVAILABLE.test(e.rawMessage)).map((e) => (e === undefined ? "ended without an error" : `${Code[e.code]}: ${e.rawMessage}`));
+let stoppedAt = 0;
+let restartedAt = 0;
+
 const healthz = () => fetch(`${url}/healthz`).then((r) => r.status, () => 0);
 const codeOf = (call: () => Promise<unknown>) => call().then(() => "OK", (error: unknown) => `${Code[ConnectError.from(error).code]}: ${ConnectError.from(error).rawMessage}`);
 
@@ -102,15 +126,18 @@ t.test("during the outage: UNAVAILABLE with a clear message, resumable stream en
   const ackedBefore = acknowledged.length;
   const errorsBefore = submitErrors.length;
   const endsBefore = streamEnds.length;
+  const claimEndsBefore = claimEnds.length;
   await pg.stop("fast");
+  stoppedAt = Date.now();
   for (let i = 0; i < 100 && submitErrors.length < errorsBefore + 20; i++) await sleep(50);
   const during = submitErrors.slice(errorsBefore);
   t.ok(during.length >= 20, `${during.length} submits refused`);
-  t.same([...new Set(during.map((e) => Code[e.code]))], ["Unavailable"], "every refusal is UNAVAILABLE");
-  t.match(during[0]!.rawMessage, /the database is unavailable; the request was not carried out, retry later/);
+  t.same(notUnavailable(during), [], "every refusal so far is UNAVAILABLE, saying the database is unavailable");
   t.ok(acknowledged.length <= ackedBefore + 1, "nothing is acknowledged while the database is down (one may have been in flight)");
   t.match(await codeOf(() => raw.tasks.getTask({ id: acknowledged[0]! })), /^Unavailable: the database is unavailable/);
   t.match(await codeOf(() => raw.tasks.listTasks({})), /^Unavailable: /);
+  t.match(await codeOf(() => raw.admin.listApiKeys({})), /^Unavailable: the database is unavailable/, "AdminService too: a read");
+  t.match(await codeOf(() => raw.admin.createNamespace({ name: "during-outage" })), /^Unavailable: the database is unavailable/, "and a write (in a transaction)");
   for (let i = 0; i < 100 && streamEnds.length === endsBefore; i++) await sleep(50);
   const end = streamEnds[endsBefore];
   t.equal(end === undefined ? undefined : Code[end.code], "Unavailable", "the watcher's stream ended with UNAVAILABLE");
@@ -118,13 +145,26 @@ t.test("during the outage: UNAVAILABLE with a clear message, resumable stream en
   let health = await healthz();
   for (let i = 0; i < 40 && health !== 503; i++) health = await sleep(100).then(healthz); // the probe caches its answer for a second
   t.equal(health, 503, "/healthz says the database is unavailable");
-  await sleep(1_500); // the worker's heartbeats and reconnects fail meanwhile
+  // The worker heartbeats every second: its stream ends with the outage, and it keeps trying to reconnect.
+  for (let i = 0; i < 100 && claimEnds.length === claimEndsBefore; i++) await sleep(50);
+  const claimEnd = claimEnds[claimEndsBefore];
+  t.same(notUnavailable([claimEnd?.error]), [], "the worker's Claim stream ended UNAVAILABLE (resumable: the SDK reconnects)");
+  // Past the key cache: each request now has to read its key, and the database is still down.
+  while (Date.now() < stoppedAt + KEY_CACHE_MS + 1_500) await sleep(100);
+  const failedReconnects = reconnectFailures.filter((f) => f.at > stoppedAt);
+  // The first is the stream that ended; the others are reconnects the server refused.
+  t.ok(failedReconnects.length >= 2, `the worker tried to reconnect (${failedReconnects.length - 1} times)`);
+  t.same(notUnavailable(failedReconnects.map((f) => f.error)), [], "and each attempt was answered UNAVAILABLE, so it goes on trying");
+  const afterCache = submitErrorTimes.filter((at) => at > stoppedAt + KEY_CACHE_MS + 500).length;
+  t.ok(afterCache >= 10, `${afterCache} submits were refused after the key cache expired`);
+  t.same(notUnavailable(submitErrors.slice(errorsBefore)), [], "every submit refused during the outage, before and after the cache expired, is UNAVAILABLE");
   t.equal(exitCode, undefined, "the server process is still running");
   t.notMatch(output, /"level":60|internal error/, "no fatal log, no INTERNAL");
 });
 
 t.test("after: everything recovers without a restart, and no acknowledged task is lost", async (t) => {
   await pg.start();
+  restartedAt = Date.now();
   const errorsAtRestart = submitErrors.length;
   const ackedAtRestart = acknowledged.length;
   for (let i = 0; i < 400 && acknowledged.length < ackedAtRestart + 20; i++) await sleep(50);
@@ -151,6 +191,9 @@ t.test("after: everything recovers without a restart, and no acknowledged task i
     if (pending.size > 0) await sleep(100);
   }
   t.equal(pending.size, 0, `all ${acknowledged.length} acknowledged tasks SUCCEEDED (missing: ${[...pending].slice(0, 5).join(", ")})`);
+  t.ok(connects.some((at) => at > restartedAt), "the worker reconnected by itself after the database came back");
+  t.same(notUnavailable(submitErrors), [], `all ${submitErrors.length} submit errors of the run (during the outage and while the pool reconnected) were UNAVAILABLE`);
+  t.same(notUnavailable(reconnectFailures.map((f) => f.error)), [], "so were all of the worker's failed (re)connects");
   const total = (await raw.tasks.listTasks({})).totalCount;
   t.equal(Number(total), acknowledged.length, "no task beyond the acknowledged ones, none lost");
   // The watcher resumed after its stream ended, from its cursor, without a gap.
@@ -162,6 +205,7 @@ t.test("after: everything recovers without a restart, and no acknowledged task i
   t.same(gaps, [], `the watcher saw ${seqs.length} events in order without a gap across ${streamEnds.length} reconnects`);
   t.ok(streamEnds.length >= 1);
   t.equal(exitCode, undefined, "the same server process throughout");
+  t.notMatch(output, /"level":60|internal error/, "no fatal log, no INTERNAL, from start to end");
   server.kill("SIGTERM");
   await new Promise((resolve) => server.once("exit", resolve));
   t.equal(exitCode, 0, "and it shuts down cleanly");

@@ -252,6 +252,38 @@ t.test("progress sent right before the outcome is written before it, not dropped
   await worker.close();
 });
 
+t.test("unary ReportProgress and SaveCheckpoint answer at once: written for the current lease, FAILED_PRECONDITION for a stale one, NOT_FOUND for no such task; Heartbeat leaves both out", async (t) => {
+  await s.jobTypes.registerJobType({ name: "unary.progress", defaultMaxAttempts: 2, defaultRetry: { backoffBase: durationFromMs(0), backoffCap: durationFromMs(0) } });
+  const task = (await s.tasks.submit({ task: { jobType: "unary.progress", input: jsonAny(1) } })).task!;
+  const [first] = (await s.workers.claimTasks({ workerId: "w-unary", jobTypes: ["unary.progress"], maxTasks: 1 })).assignments;
+  const lease = (a: Assignment) => ({ taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken });
+  const checkpoint = create(CheckpointSchema, { data: { case: "binary", value: new Uint8Array([7]) } });
+  await s.workers.reportProgress({ progress: { ...lease(first!), fraction: 0.25, message: "a quarter" } });
+  const shown = await get(task.id);
+  t.same([shown.progress, shown.progressMessage], [0.25, "a quarter"], "written before the answer (no flush needed)");
+  await s.workers.saveCheckpoint({ checkpoint: { ...lease(first!), checkpoint } });
+
+  await s.workers.failTask({ failure: { ...lease(first!), error: "again", nonRetryable: false } });
+  const [second] = (await s.workers.claimTasks({ workerId: "w-unary", jobTypes: ["unary.progress"], maxTasks: 1 })).assignments;
+  t.equal(second?.attempt, 2);
+  const stale = await rejection(() => s.workers.reportProgress({ progress: { ...lease(first!), fraction: 0.9, message: "late" } }));
+  t.equal(Code[stale.code], "FailedPrecondition", "progress of attempt 1 while attempt 2 runs");
+  t.match(stale.rawMessage, /attempt 2 is the current one/);
+  const staleCheckpoint = await rejection(() => s.workers.saveCheckpoint({ checkpoint: { ...lease(first!), checkpoint } }));
+  t.equal(Code[staleCheckpoint.code], "FailedPrecondition");
+  const wrongToken = await rejection(() => s.workers.reportProgress({ progress: { ...lease(second!), leaseToken: first!.leaseToken, fraction: 0.9, message: "x" } }));
+  t.equal(Code[wrongToken.code], "FailedPrecondition", "a token that is not the attempt's");
+  const unknown = { taskId: "999999999", attempt: 1, leaseToken: first!.leaseToken };
+  t.equal(Code[(await rejection(() => s.workers.reportProgress({ progress: { ...unknown, fraction: 0.1, message: "" } }))).code], "NotFound");
+  t.equal(Code[(await rejection(() => s.workers.saveCheckpoint({ checkpoint: { ...unknown, checkpoint } }))).code], "NotFound");
+  const after = await get(task.id);
+  t.same([after.progress, after.progressMessage], [0, ""], "nothing of the refused reports was written (a new attempt starts at 0)");
+
+  const beat = await s.workers.heartbeat({ workerId: "w-unary", leases: [lease(first!), lease(second!), unknown] });
+  t.same(beat.held.map((l) => [l.taskId, l.attempt]), [[task.id, 2]], "Heartbeat: only the lease still held, the others left out without an error");
+  await s.workers.completeTask({ completion: { ...lease(second!), output: jsonAny("done") } });
+});
+
 t.test("ListWorkers shows connected workers with job types, credits, tasks in flight and last heartbeat", async (t) => {
   await s.jobTypes.registerJobType({ name: "listed" });
   const other = await leased("leased.listed");

@@ -3,12 +3,19 @@
  * RESOURCE_EXHAUSTED or INVALID_ARGUMENT naming the limit, writes nothing, and the server goes on.
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { ClientSessionOptions } from "node:http2";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient as createRpcClient } from "@connectrpc/connect";
+import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.js";
+import { TaskService } from "../../src/gen/taskwire/v1/task_pb.js";
+import { ClaimRequestSchema, WorkerService, type ClaimRequest } from "../../src/gen/taskwire/v1/worker_pb.js";
+import { MessageQueue } from "../../src/server/message-queue.js";
 import t from "tap";
 import { createClient } from "../../src/sdk/index.js";
 import { jsonAny } from "../helpers/payload.js";
 import { rejection } from "../helpers/rejection.js";
-import { clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
+import { bearer, clientsFor, createTestKey, startTestServer } from "../helpers/server.js";
 
 const s = await startTestServer(t, {
   limits: {
@@ -24,7 +31,7 @@ const s = await startTestServer(t, {
   },
 });
 const db = s.server.engine.database.db;
-const key = await createTestKey(db, "default", ["producer", "worker"]);
+const key = await createTestKey(s.server.engine.database, "default", ["producer", "worker"]);
 const c = clientsFor(s.url, key.token);
 await c.jobTypes.registerJobType({ name: "small", maxPayloadBytes: 1_000 });
 await c.jobTypes.registerJobType({ name: "big" });
@@ -33,11 +40,46 @@ const taskCount = async () => Number((await db.query<{ n: string }>("SELECT coun
 /** A JSON string payload of about `bytes` encoded bytes. */
 const payloadOf = (bytes: number) => jsonAny("x".repeat(bytes - 3));
 
-t.test("max message size: Connect refuses a larger request before decoding it", async (t) => {
+t.test("max message size: a larger request is refused before it is decoded, naming --max-message-bytes, in every protocol", async (t) => {
   const before = await taskCount();
-  const error = await rejection(() => c.tasks.submit({ task: { jobType: "big", input: payloadOf(200 * 1024) } }));
-  t.equal(Code[error.code], "ResourceExhausted");
-  t.match(error.rawMessage, /larger than configured readMaxBytes 131072/);
+  const huge = "x".repeat(200 * 1024);
+  const flag = /^the request message(, decompressed,)? (\(\d+ bytes\) )?is larger than this server accepts \(--max-message-bytes 131072 bytes\); send a smaller message, or fewer tasks per call$/;
+  const transports = {
+    "Connect JSON (HTTP/1.1)": createConnectTransport({ baseUrl: s.url, httpVersion: "1.1", useBinaryFormat: false, interceptors: [bearer(key.token)] }),
+    "Connect binary (HTTP/2)": createConnectTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [bearer(key.token)] }),
+    gRPC: createGrpcTransport({ baseUrl: s.url, interceptors: [bearer(key.token)] }),
+    "gRPC, gzip": createGrpcTransport({ baseUrl: s.url, interceptors: [bearer(key.token)], sendCompression: compressionGzip, compressMinBytes: 0 }),
+    "gRPC-Web (HTTP/1.1)": createGrpcWebTransport({ baseUrl: s.url, httpVersion: "1.1", interceptors: [bearer(key.token)] }),
+    "gRPC-Web (HTTP/2)": createGrpcWebTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [bearer(key.token)] }),
+  };
+  for (const [name, transport] of Object.entries(transports)) {
+    const tasks = createRpcClient(TaskService, transport);
+    const workers = createRpcClient(WorkerService, transport);
+    const calls: [string, () => Promise<unknown>][] = [
+      ["unary GetTask", () => tasks.getTask({ id: huge })],
+      ["server-streaming StreamStatus", async () => {
+        for await (const m of tasks.streamStatus({ jobTypes: [huge] })) void m;
+      }],
+    ];
+    // A bidirectional stream needs HTTP/2.
+    if (!name.includes("HTTP/1.1")) {
+      calls.push(["bidirectional Claim", async () => {
+        const requests = new MessageQueue<ClaimRequest>();
+        requests.push(create(ClaimRequestSchema, { message: { case: "hello", value: { workerId: huge, jobTypes: ["big"], credits: 1 } } }));
+        try {
+          for await (const m of workers.claim(requests)) void m;
+        } finally {
+          requests.end();
+        }
+      }]);
+    }
+    for (const [kind, call] of calls) {
+      const error = await rejection(call);
+      t.equal(Code[error.code], "ResourceExhausted", `${name}, ${kind}: RESOURCE_EXHAUSTED`);
+      t.match(error.rawMessage, flag, `${name}, ${kind}: the message names the flag and its value (${error.rawMessage})`);
+      if (name.includes("gzip")) t.match(error.rawMessage, /decompressed/, "the gzip body is judged by its decompressed size");
+    }
+  }
   t.equal(await taskCount(), before, "nothing written");
 });
 
@@ -73,7 +115,7 @@ t.test("submit rate per key: a token bucket", async (t) => {
   t.equal(Code[sixth.code], "ResourceExhausted");
   t.match(sixth.rawMessage, /submit rate limit of API key [0-9a-f]{16} reached \(--submit-rate 5 tasks\/s, --submit-burst 5\); retry in \d+ ms/);
   t.equal(await taskCount(), before + 5, "only the accepted five were written");
-  const other = await createTestKey(db, "default", ["producer"]);
+  const other = await createTestKey(s.server.engine.database, "default", ["producer"]);
   t.ok((await clientsFor(s.url, other.token).tasks.submit({ task: { jobType: "big", input: jsonAny(7) } })).task, "another key has its own bucket");
 });
 
@@ -86,6 +128,32 @@ t.test("page sizes: the cap, and the default for 0", async (t) => {
   t.ok(page.nextPageToken !== "");
   const full = await c.tasks.listTasks({ pageSize: 10 });
   t.equal(full.tasks.length, Math.min(10, Number(full.totalCount)), "up to the cap");
+});
+
+t.test("StreamStatus: task_ids and the snapshot are bounded by --max-page-size too", async (t) => {
+  // Enough unfinished tasks for more than a page (each key has its own burst of 5).
+  const more = clientsFor(s.url, (await createTestKey(s.server.engine.database, "default", ["producer"])).token);
+  await more.tasks.submitBatch({ tasks: [1, 2, 3, 4, 5].map((i) => ({ jobType: "big", input: jsonAny(i) })) });
+  const [row] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM task WHERE state IN ('waiting', 'pending', 'running')");
+  t.ok(row!.n > 10, `${row!.n} unfinished tasks`);
+  const ids = Array.from({ length: 11 }, (_, i) => String(i + 1));
+  const error = await rejection(async () => {
+    for await (const m of c.tasks.streamStatus({ taskIds: ids })) void m;
+  });
+  t.equal(Code[error.code], "InvalidArgument");
+  t.match(error.rawMessage, /task_ids: has 11 ids; the limit is 10 \(the server's --max-page-size\)/);
+  // The stream ends by itself after --max-stream-ms (1 s): everything it sent is counted.
+  let snapshots = 0;
+  const ended = await rejection(async () => {
+    for await (const m of c.tasks.streamStatus({})) if (m.message.case === "snapshot") snapshots++;
+  });
+  t.equal(Code[ended.code], "Unavailable");
+  t.equal(snapshots, 10, "a snapshot of the oldest 10 unfinished tasks, a page");
+  let named = 0;
+  await rejection(async () => {
+    for await (const m of c.tasks.streamStatus({ taskIds: ids.slice(0, 10) })) if (m.message.case === "snapshot") named++;
+  });
+  t.ok(named > 0 && named <= 10, `10 named ids are allowed (${named} of them exist)`);
 });
 
 t.test("wait duration: longer waits are refused; the SDK waits in calls the server allows", async (t) => {
@@ -133,6 +201,32 @@ t.test("open streams per key, counted per replica", async (t) => {
   for (let i = 0; i < 100 && s.server.rpc.streams.openCount(key.id) > 1; i++) await new Promise((resolve) => setTimeout(resolve, 20));
   t.equal(s.server.rpc.streams.openCount(key.id), 1, "a closed stream frees its slot");
   streams[1]!.abort();
+});
+
+t.test("Health.Watch without a key: streams are counted per remote address, so one client cannot use up the others' allowance", async (t) => {
+  // http2.connect passes net.connect's options on (localAddress: the loopback address to call from); its type does not list them.
+  const from = (localAddress: string) => {
+    const nodeOptions: ClientSessionOptions & { localAddress: string } = { localAddress };
+    return createRpcClient(Health, createGrpcTransport({ baseUrl: s.url, nodeOptions }));
+  };
+  const abort = new AbortController();
+  t.teardown(() => abort.abort());
+  /** Opens a watch and waits for its first answer. */
+  const watch = async (client: ReturnType<typeof from>) => {
+    const first = await client.watch({ service: "" }, { signal: abort.signal })[Symbol.asyncIterator]().next();
+    return first.value?.status;
+  };
+  const greedy = from("127.0.0.1");
+  t.same(await Promise.all([watch(greedy), watch(greedy)]), [HealthCheckResponse_ServingStatus.SERVING, HealthCheckResponse_ServingStatus.SERVING]);
+  t.equal(s.server.rpc.streams.openCount("anonymous:127.0.0.1"), 2);
+  const third = await rejection(() => watch(greedy));
+  t.equal(Code[third.code], "ResourceExhausted", "the address's own allowance (--max-streams-per-key 2) is used up");
+  t.match(third.rawMessage, /^the address 127\.0\.0\.1 \(no key\) already has 2 open streams on this server, the limit \(--max-streams-per-key 2\)/);
+  t.equal(await watch(from("127.0.0.2")), HealthCheckResponse_ServingStatus.SERVING, "a probe from another address still gets its watch");
+  t.equal(s.server.rpc.streams.openCount("anonymous:127.0.0.2"), 1);
+  abort.abort();
+  for (let i = 0; i < 100 && s.server.rpc.streams.openCount("anonymous:127.0.0.1") > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.equal(s.server.rpc.streams.openCount("anonymous:127.0.0.1"), 0, "closed watches free their slots");
 });
 
 t.test("stream duration: a stream ends with UNAVAILABLE after --max-stream-ms, and resumes from its cursor", async (t) => {

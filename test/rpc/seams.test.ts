@@ -133,9 +133,8 @@ t.test("a completion sent on a stream that does not hold the task has its output
 t.test("a report from another namespace naming a stream's lease leaves that stream's lease and credit alone", async (t) => {
   // Its own server: keys end development mode.
   const k = await startTestServer(t);
-  const kdb = k.server.engine.database.db;
-  const alpha = clientsFor(k.url, (await createTestKey(kdb, "alpha", ["admin"])).token);
-  const beta = clientsFor(k.url, (await createTestKey(kdb, "beta", ["admin"])).token);
+  const alpha = clientsFor(k.url, (await createTestKey(k.server.engine.database, "alpha", ["admin"])).token);
+  const beta = clientsFor(k.url, (await createTestKey(k.server.engine.database, "beta", ["admin"])).token);
   await alpha.jobTypes.registerJobType({ name: "seam.fenced", leaseDuration: durationFromMs(1_000) });
   const [first, second] = (await alpha.tasks.submitBatch({ tasks: [{ jobType: "seam.fenced", input: jsonAny(1) }, { jobType: "seam.fenced", input: jsonAny(2) }] })).tasks;
   const w = openClaimStream(alpha.workers, { workerId: "w-alpha", jobTypes: ["seam.fenced"], credits: 1 });
@@ -224,9 +223,8 @@ t.test("looking up job types that do not exist does not grow the job type cache 
 
 t.test("a worker key revoked while its Claim stream holds tasks: the stream ends UNAUTHENTICATED and its session claims nothing more", async (t) => {
   const k = await startTestServer(t);
-  const kdb = k.server.engine.database.db;
-  const admin = clientsFor(k.url, (await createTestKey(kdb, "gamma", ["admin"])).token);
-  const workerKey = await createTestKey(kdb, "gamma", ["worker"]);
+  const admin = clientsFor(k.url, (await createTestKey(k.server.engine.database, "gamma", ["admin"])).token);
+  const workerKey = await createTestKey(k.server.engine.database, "gamma", ["worker"]);
   const worker = clientsFor(k.url, workerKey.token);
   await admin.jobTypes.registerJobType({ name: "seam.revoked", leaseDuration: durationFromMs(2_000), defaultMaxAttempts: 5 });
   const w = openClaimStream(worker.workers, { workerId: "w-revoked", jobTypes: ["seam.revoked"], credits: 2 });

@@ -27,7 +27,7 @@ await promisify(execFile)("openssl", [
 const ca = await readFile(certFile);
 
 const s = await startTestServer(t, { tls: { certFile, keyFile } });
-const { token } = await createTestKey(s.server.engine.database.db, "default", ["producer", "worker"]);
+const { token } = await createTestKey(s.server.engine.database, "default", ["producer", "worker"]);
 
 t.test("the server says https and negotiates h2 and http/1.1 by ALPN", async (t) => {
   t.match(s.url, /^https:\/\/127\.0\.0\.1:\d+$/);

@@ -1,5 +1,6 @@
 /** Every entity, for MikroORM's configuration. */
 import { ApiKey } from "./api-key.js";
+import { AuditEvent } from "./audit-event.js";
 import { JobType } from "./job-type.js";
 import { JobTypeLimiter } from "./job-type-limiter.js";
 import { JobTypeStartBucket } from "./job-type-start-bucket.js";
@@ -11,5 +12,5 @@ import { TaskDependency } from "./task-dependency.js";
 import { TaskEvent } from "./task-event.js";
 import { Worker } from "./worker.js";
 
-export { ApiKey, JobType, JobTypeLimiter, JobTypeStartBucket, Namespace, Schedule, Task, TaskAttempt, TaskDependency, TaskEvent, Worker };
-export const ENTITIES = [Namespace, ApiKey, JobType, Task, TaskAttempt, TaskDependency, TaskEvent, Worker, Schedule, JobTypeLimiter, JobTypeStartBucket];
+export { ApiKey, AuditEvent, JobType, JobTypeLimiter, JobTypeStartBucket, Namespace, Schedule, Task, TaskAttempt, TaskDependency, TaskEvent, Worker };
+export const ENTITIES = [Namespace, ApiKey, AuditEvent, JobType, Task, TaskAttempt, TaskDependency, TaskEvent, Worker, Schedule, JobTypeLimiter, JobTypeStartBucket];

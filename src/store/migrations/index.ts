@@ -8,6 +8,7 @@ import { Migration0006TaskAutovacuum } from "./migration-0006-task-autovacuum.js
 import { Migration0007HotPath } from "./migration-0007-hot-path.js";
 import { Migration0008DirectHandOff } from "./migration-0008-direct-hand-off.js";
 import { Migration0010Auth } from "./migration-0010-auth.js";
+import { Migration0011AuditEvents } from "./migration-0011-audit-events.js";
 import { Migration0020DedupSchedules } from "./migration-0020-dedup-schedules.js";
 import { Migration0030Dependencies } from "./migration-0030-dependencies.js";
 import { Migration0040Limits } from "./migration-0040-limits.js";
@@ -23,6 +24,7 @@ export const MIGRATIONS = [
   { name: "0007_hot_path", class: Migration0007HotPath },
   { name: "0008_direct_hand_off", class: Migration0008DirectHandOff },
   { name: "0010_auth", class: Migration0010Auth },
+  { name: "0011_audit_events", class: Migration0011AuditEvents },
   { name: "0020_dedup_schedules", class: Migration0020DedupSchedules },
   { name: "0030_dependencies", class: Migration0030Dependencies },
   { name: "0040_limits", class: Migration0040Limits },

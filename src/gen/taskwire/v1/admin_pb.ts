@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskwire/v1/admin.proto.
  */
 export const file_taskwire_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chd0YXNrd2lyZS92MS9hZG1pbi5wcm90bxILdGFza3dpcmUudjEiXQoJTmFtZXNwYWNlEgwKBG5hbWUYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY3JlYXRlZF9ieRgDIAEoCSLIAgoGQXBpS2V5EgoKAmlkGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIgCgVyb2xlcxgDIAMoDjIRLnRhc2t3aXJlLnYxLlJvbGUSEwoLZGVzY3JpcHRpb24YBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY3JlYXRlZF9ieRgGIAEoCRIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXZva2VkX2J5GAkgASgJEjAKDGxhc3RfdXNlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJgoWQ3JlYXRlTmFtZXNwYWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIkQKF0NyZWF0ZU5hbWVzcGFjZVJlc3BvbnNlEikKCW5hbWVzcGFjZRgBIAEoCzIWLnRhc2t3aXJlLnYxLk5hbWVzcGFjZSI+ChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiXQoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIqCgpuYW1lc3BhY2VzGAEgAygLMhYudGFza3dpcmUudjEuTmFtZXNwYWNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKOAQoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSIAoFcm9sZXMYAiADKA4yES50YXNrd2lyZS52MS5Sb2xlEi0KCmV4cGlyZXNfaW4YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoLZGVzY3JpcHRpb24YBCABKAkiRwoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMudGFza3dpcmUudjEuQXBpS2V5Eg0KBXRva2VuGAIgASgJImgKEkxpc3RBcGlLZXlzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSGAoQaW5jbHVkZV9pbmFjdGl2ZRgCIAEoCBIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJRChNMaXN0QXBpS2V5c1Jlc3BvbnNlEiEKBGtleXMYASADKAsyEy50YXNrd2lyZS52MS5BcGlLZXkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiEKE1Jldm9rZUFwaUtleVJlcXVlc3QSCgoCaWQYASABKAkiOAoUUmV2b2tlQXBpS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMudGFza3dpcmUudjEuQXBpS2V5KmIKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEhEKDVJPTEVfUFJPRFVDRVIQARIPCgtST0xFX1dPUktFUhACEhAKDFJPTEVfV0FUQ0hFUhADEg4KClJPTEVfQURNSU4QBDLDAwoMQWRtaW5TZXJ2aWNlElwKD0NyZWF0ZU5hbWVzcGFjZRIjLnRhc2t3aXJlLnYxLkNyZWF0ZU5hbWVzcGFjZVJlcXVlc3QaJC50YXNrd2lyZS52MS5DcmVhdGVOYW1lc3BhY2VSZXNwb25zZRJZCg5MaXN0TmFtZXNwYWNlcxIiLnRhc2t3aXJlLnYxLkxpc3ROYW1lc3BhY2VzUmVxdWVzdBojLnRhc2t3aXJlLnYxLkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USUwoMQ3JlYXRlQXBpS2V5EiAudGFza3dpcmUudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBohLnRhc2t3aXJlLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlElAKC0xpc3RBcGlLZXlzEh8udGFza3dpcmUudjEuTGlzdEFwaUtleXNSZXF1ZXN0GiAudGFza3dpcmUudjEuTGlzdEFwaUtleXNSZXNwb25zZRJTCgxSZXZva2VBcGlLZXkSIC50YXNrd2lyZS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiEudGFza3dpcmUudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chd0YXNrd2lyZS92MS9hZG1pbi5wcm90bxILdGFza3dpcmUudjEiXQoJTmFtZXNwYWNlEgwKBG5hbWUYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY3JlYXRlZF9ieRgDIAEoCSLIAgoGQXBpS2V5EgoKAmlkGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIgCgVyb2xlcxgDIAMoDjIRLnRhc2t3aXJlLnYxLlJvbGUSEwoLZGVzY3JpcHRpb24YBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY3JlYXRlZF9ieRgGIAEoCRIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXZva2VkX2J5GAkgASgJEjAKDGxhc3RfdXNlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAinAEKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBmFjdGlvbhgDIAEoDjIYLnRhc2t3aXJlLnYxLkF1ZGl0QWN0aW9uEhEKCW5hbWVzcGFjZRgEIAEoCRIOCgZ0YXJnZXQYBSABKAkSDQoFYWN0b3IYBiABKAkiJgoWQ3JlYXRlTmFtZXNwYWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIkQKF0NyZWF0ZU5hbWVzcGFjZVJlc3BvbnNlEikKCW5hbWVzcGFjZRgBIAEoCzIWLnRhc2t3aXJlLnYxLk5hbWVzcGFjZSI+ChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiXQoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIqCgpuYW1lc3BhY2VzGAEgAygLMhYudGFza3dpcmUudjEuTmFtZXNwYWNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKOAQoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSIAoFcm9sZXMYAiADKA4yES50YXNrd2lyZS52MS5Sb2xlEi0KCmV4cGlyZXNfaW4YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoLZGVzY3JpcHRpb24YBCABKAkiRwoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMudGFza3dpcmUudjEuQXBpS2V5Eg0KBXRva2VuGAIgASgJImgKEkxpc3RBcGlLZXlzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSGAoQaW5jbHVkZV9pbmFjdGl2ZRgCIAEoCBIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJRChNMaXN0QXBpS2V5c1Jlc3BvbnNlEiEKBGtleXMYASADKAsyEy50YXNrd2lyZS52MS5BcGlLZXkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiEKE1Jldm9rZUFwaUtleVJlcXVlc3QSCgoCaWQYASABKAkiOAoUUmV2b2tlQXBpS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMudGFza3dpcmUudjEuQXBpS2V5IlIKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlsKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEicKBmV2ZW50cxgBIAMoCzIXLnRhc2t3aXJlLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKmIKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEhEKDVJPTEVfUFJPRFVDRVIQARIPCgtST0xFX1dPUktFUhACEhAKDFJPTEVfV0FUQ0hFUhADEg4KClJPTEVfQURNSU4QBCqTAQoLQXVkaXRBY3Rpb24SHAoYQVVESVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASIgoeQVVESVRfQUNUSU9OX05BTUVTUEFDRV9DUkVBVEVEEAESIAocQVVESVRfQUNUSU9OX0FQSV9LRVlfQ1JFQVRFRBACEiAKHEFVRElUX0FDVElPTl9BUElfS0VZX1JFVk9LRUQQAzKhBAoMQWRtaW5TZXJ2aWNlElwKD0NyZWF0ZU5hbWVzcGFjZRIjLnRhc2t3aXJlLnYxLkNyZWF0ZU5hbWVzcGFjZVJlcXVlc3QaJC50YXNrd2lyZS52MS5DcmVhdGVOYW1lc3BhY2VSZXNwb25zZRJZCg5MaXN0TmFtZXNwYWNlcxIiLnRhc2t3aXJlLnYxLkxpc3ROYW1lc3BhY2VzUmVxdWVzdBojLnRhc2t3aXJlLnYxLkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USUwoMQ3JlYXRlQXBpS2V5EiAudGFza3dpcmUudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBohLnRhc2t3aXJlLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlElAKC0xpc3RBcGlLZXlzEh8udGFza3dpcmUudjEuTGlzdEFwaUtleXNSZXF1ZXN0GiAudGFza3dpcmUudjEuTGlzdEFwaUtleXNSZXNwb25zZRJTCgxSZXZva2VBcGlLZXkSIC50YXNrd2lyZS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiEudGFza3dpcmUudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2USXAoPTGlzdEF1ZGl0RXZlbnRzEiMudGFza3dpcmUudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBokLnRhc2t3aXJlLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A tenant. Every job type, task, worker and event belongs to exactly one.
@@ -123,6 +123,59 @@ export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
   messageDesc(file_taskwire_v1_admin, 1);
 
 /**
+ * One entry of the admin audit log, written in the same transaction as the change it records
+ * (by an RPC or by the taskwire command on the database). Entries are never changed or deleted.
+ *
+ * @generated from message taskwire.v1.AuditEvent
+ */
+export type AuditEvent = Message<"taskwire.v1.AuditEvent"> & {
+  /**
+   * Increases in the order entries were written.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 2;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * @generated from field: taskwire.v1.AuditAction action = 3;
+   */
+  action: AuditAction;
+
+  /**
+   * The namespace acted in: the namespace created, or the key's.
+   *
+   * @generated from field: string namespace = 4;
+   */
+  namespace: string;
+
+  /**
+   * What was acted on: the namespace's name, or the key's id.
+   *
+   * @generated from field: string target = 5;
+   */
+  target: string;
+
+  /**
+   * Who did it: an API key id, "cli" or "dev" (see Namespace.created_by).
+   *
+   * @generated from field: string actor = 6;
+   */
+  actor: string;
+};
+
+/**
+ * Describes the message taskwire.v1.AuditEvent.
+ * Use `create(AuditEventSchema)` to create a new message.
+ */
+export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_admin, 2);
+
+/**
  * @generated from message taskwire.v1.CreateNamespaceRequest
  */
 export type CreateNamespaceRequest = Message<"taskwire.v1.CreateNamespaceRequest"> & {
@@ -139,7 +192,7 @@ export type CreateNamespaceRequest = Message<"taskwire.v1.CreateNamespaceRequest
  * Use `create(CreateNamespaceRequestSchema)` to create a new message.
  */
 export const CreateNamespaceRequestSchema: GenMessage<CreateNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 2);
+  messageDesc(file_taskwire_v1_admin, 3);
 
 /**
  * @generated from message taskwire.v1.CreateNamespaceResponse
@@ -156,7 +209,7 @@ export type CreateNamespaceResponse = Message<"taskwire.v1.CreateNamespaceRespon
  * Use `create(CreateNamespaceResponseSchema)` to create a new message.
  */
 export const CreateNamespaceResponseSchema: GenMessage<CreateNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 3);
+  messageDesc(file_taskwire_v1_admin, 4);
 
 /**
  * @generated from message taskwire.v1.ListNamespacesRequest
@@ -180,7 +233,7 @@ export type ListNamespacesRequest = Message<"taskwire.v1.ListNamespacesRequest">
  * Use `create(ListNamespacesRequestSchema)` to create a new message.
  */
 export const ListNamespacesRequestSchema: GenMessage<ListNamespacesRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 4);
+  messageDesc(file_taskwire_v1_admin, 5);
 
 /**
  * @generated from message taskwire.v1.ListNamespacesResponse
@@ -202,7 +255,7 @@ export type ListNamespacesResponse = Message<"taskwire.v1.ListNamespacesResponse
  * Use `create(ListNamespacesResponseSchema)` to create a new message.
  */
 export const ListNamespacesResponseSchema: GenMessage<ListNamespacesResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 5);
+  messageDesc(file_taskwire_v1_admin, 6);
 
 /**
  * @generated from message taskwire.v1.CreateApiKeyRequest
@@ -242,7 +295,7 @@ export type CreateApiKeyRequest = Message<"taskwire.v1.CreateApiKeyRequest"> & {
  * Use `create(CreateApiKeyRequestSchema)` to create a new message.
  */
 export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 6);
+  messageDesc(file_taskwire_v1_admin, 7);
 
 /**
  * @generated from message taskwire.v1.CreateApiKeyResponse
@@ -267,7 +320,7 @@ export type CreateApiKeyResponse = Message<"taskwire.v1.CreateApiKeyResponse"> &
  * Use `create(CreateApiKeyResponseSchema)` to create a new message.
  */
 export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 7);
+  messageDesc(file_taskwire_v1_admin, 8);
 
 /**
  * @generated from message taskwire.v1.ListApiKeysRequest
@@ -305,7 +358,7 @@ export type ListApiKeysRequest = Message<"taskwire.v1.ListApiKeysRequest"> & {
  * Use `create(ListApiKeysRequestSchema)` to create a new message.
  */
 export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 8);
+  messageDesc(file_taskwire_v1_admin, 9);
 
 /**
  * @generated from message taskwire.v1.ListApiKeysResponse
@@ -327,7 +380,7 @@ export type ListApiKeysResponse = Message<"taskwire.v1.ListApiKeysResponse"> & {
  * Use `create(ListApiKeysResponseSchema)` to create a new message.
  */
 export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 9);
+  messageDesc(file_taskwire_v1_admin, 10);
 
 /**
  * @generated from message taskwire.v1.RevokeApiKeyRequest
@@ -346,7 +399,7 @@ export type RevokeApiKeyRequest = Message<"taskwire.v1.RevokeApiKeyRequest"> & {
  * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
  */
 export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 10);
+  messageDesc(file_taskwire_v1_admin, 11);
 
 /**
  * @generated from message taskwire.v1.RevokeApiKeyResponse
@@ -363,7 +416,61 @@ export type RevokeApiKeyResponse = Message<"taskwire.v1.RevokeApiKeyResponse"> &
  * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
  */
 export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_admin, 11);
+  messageDesc(file_taskwire_v1_admin, 12);
+
+/**
+ * @generated from message taskwire.v1.ListAuditEventsRequest
+ */
+export type ListAuditEventsRequest = Message<"taskwire.v1.ListAuditEventsRequest"> & {
+  /**
+   * Empty: the caller's namespace, or every namespace for an operator. Another namespace needs an
+   * operator key.
+   *
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * 1 to the server's page-size limit; 0 means the default.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message taskwire.v1.ListAuditEventsRequest.
+ * Use `create(ListAuditEventsRequestSchema)` to create a new message.
+ */
+export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_admin, 13);
+
+/**
+ * @generated from message taskwire.v1.ListAuditEventsResponse
+ */
+export type ListAuditEventsResponse = Message<"taskwire.v1.ListAuditEventsResponse"> & {
+  /**
+   * @generated from field: repeated taskwire.v1.AuditEvent events = 1;
+   */
+  events: AuditEvent[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message taskwire.v1.ListAuditEventsResponse.
+ * Use `create(ListAuditEventsResponseSchema)` to create a new message.
+ */
+export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_admin, 14);
 
 /**
  * What an API key may do. Each RPC names the roles that allow it (see the README's role table).
@@ -411,6 +518,45 @@ export enum Role {
  */
 export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
   enumDesc(file_taskwire_v1_admin, 0);
+
+/**
+ * What an audited admin operation did.
+ *
+ * @generated from enum taskwire.v1.AuditAction
+ */
+export enum AuditAction {
+  /**
+   * @generated from enum value: AUDIT_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A namespace was created; the target is its name.
+   *
+   * @generated from enum value: AUDIT_ACTION_NAMESPACE_CREATED = 1;
+   */
+  NAMESPACE_CREATED = 1,
+
+  /**
+   * An API key was created; the target is its id.
+   *
+   * @generated from enum value: AUDIT_ACTION_API_KEY_CREATED = 2;
+   */
+  API_KEY_CREATED = 2,
+
+  /**
+   * An API key was revoked; the target is its id. Revoking a key already revoked records nothing.
+   *
+   * @generated from enum value: AUDIT_ACTION_API_KEY_REVOKED = 3;
+   */
+  API_KEY_REVOKED = 3,
+}
+
+/**
+ * Describes the enum taskwire.v1.AuditAction.
+ */
+export const AuditActionSchema: GenEnum<AuditAction> = /*@__PURE__*/
+  enumDesc(file_taskwire_v1_admin, 1);
 
 /**
  * Namespaces and API keys.
@@ -467,6 +613,16 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof RevokeApiKeyRequestSchema;
     output: typeof RevokeApiKeyResponseSchema;
+  },
+  /**
+   * Lists the admin audit log (namespaces created, keys created and revoked), newest first.
+   *
+   * @generated from rpc taskwire.v1.AdminService.ListAuditEvents
+   */
+  listAuditEvents: {
+    methodKind: "unary";
+    input: typeof ListAuditEventsRequestSchema;
+    output: typeof ListAuditEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskwire_v1_admin, 0);

@@ -545,7 +545,7 @@ export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
  */
 export type StreamStatusRequest = Message<"taskwire.v1.StreamStatusRequest"> & {
   /**
-   * Only these tasks (up to 1000).
+   * Only these tasks (up to the server's page-size limit, --max-page-size: 1000 by default).
    *
    * @generated from field: repeated string task_ids = 1;
    */
@@ -568,7 +568,7 @@ export type StreamStatusRequest = Message<"taskwire.v1.StreamStatusRequest"> & {
   /**
    * Resume: every event with a greater sequence number is replayed, then live ones follow; no
    * snapshot is sent. Unset: a snapshot of the selected unfinished tasks (and of named ones in any
-   * state), then live events.
+   * state), oldest first and at most the server's page-size limit of them, then live events.
    *
    * @generated from field: optional int64 since = 4;
    */

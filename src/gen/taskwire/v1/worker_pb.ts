@@ -866,7 +866,8 @@ export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*
  */
 export type HeartbeatResponse = Message<"taskwire.v1.HeartbeatResponse"> & {
   /**
-   * The leases that were extended; any other named lease is no longer held.
+   * The leases that were extended; any other named lease is no longer held (and is not reported
+   * as an error).
    *
    * @generated from field: repeated taskwire.v1.Lease held = 1;
    */
@@ -1190,7 +1191,9 @@ export const WorkerService: GenService<{
     output: typeof ClaimTasksResponseSchema;
   },
   /**
-   * Extends the named leases; answers which are still held.
+   * Extends the named leases; answers which are still held. A batch: a lease that is not held (it
+   * ended, another attempt holds the task, or the task is unknown or in another namespace) is
+   * simply left out of `held`, never an error, so one lost lease does not fail the others.
    *
    * @generated from rpc taskwire.v1.WorkerService.Heartbeat
    */
@@ -1200,7 +1203,8 @@ export const WorkerService: GenService<{
     output: typeof HeartbeatResponseSchema;
   },
   /**
-   * Records progress of an attempt (coalesced: the latest value wins).
+   * Records progress of an attempt, written before the answer. FAILED_PRECONDITION when the lease
+   * is no longer current; NOT_FOUND when the task does not exist in the caller's namespace.
    *
    * @generated from rpc taskwire.v1.WorkerService.ReportProgress
    */
@@ -1210,7 +1214,8 @@ export const WorkerService: GenService<{
     output: typeof ReportProgressResponseSchema;
   },
   /**
-   * Saves a checkpoint durably on the task; the next attempt receives it.
+   * Saves a checkpoint durably on the task; the next attempt receives it. FAILED_PRECONDITION when
+   * the lease is no longer current; NOT_FOUND when the task does not exist in the caller's namespace.
    *
    * @generated from rpc taskwire.v1.WorkerService.SaveCheckpoint
    */
