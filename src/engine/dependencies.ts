@@ -23,6 +23,7 @@ import { taskExists } from "../store/sql/task-exists.js";
 import { taskGetMany } from "../store/sql/task-get-many.js";
 import { taskInsertGraph } from "../store/sql/task-insert-graph.js";
 import { taskRetry } from "../store/sql/task-retry.js";
+import { releaseExpiredKeyOf } from "./keyed-submit.js";
 
 /**
  * Attempts that skip dependencies another transaction holds (a report being written, another
@@ -98,7 +99,8 @@ export async function submitWithDependencies(pool: pg.Pool, db: Db, tasks: reado
 /**
  * Retry of a DEAD or CANCELLED task that has dependencies: PENDING when they all SUCCEEDED,
  * WAITING while some are unfinished, ILLEGAL_TRANSITION (naming it) while one is DEAD, CANCELLED
- * or gone. Undefined when the task is not (or no longer) DEAD or CANCELLED.
+ * or gone. Undefined when the task is not (or no longer) DEAD or CANCELLED. The task takes its
+ * idempotency key back as in Tasks.retry (a key conflict is thrown for the caller to explain).
  */
 export function retryWithDependencies(
   pool: pg.Pool,
@@ -112,6 +114,7 @@ export function retryWithDependencies(
     const plan = planRetry(task.id, task.dependsOn, states);
     if (!plan.ok) throw new TaskwireError("ILLEGAL_TRANSITION", plan.reason);
     await setActor(tx, actor);
+    await releaseExpiredKeyOf(tx, task);
     return taskRetry(tx, { namespace: task.namespace, id: task.id, additionalAttempts, unmetDependencies: plan.unmet });
   });
 }

@@ -157,3 +157,46 @@ t.test("validation of keys and dedup windows: codes and messages", async (t) => 
   const [jt] = await rows("SELECT count(*)::text AS n FROM job_type WHERE name = 'idem.bad'");
   t.equal(jt!.n, "0", "no rejected job type was written");
 });
+
+t.test("Retry takes the task's key back, and is refused while a newer task holds it", async (t) => {
+  const submit = (n: number) => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(n), idempotencyKey: "retry-1" } });
+  const unfinished = async () => (await rows("SELECT id::text AS id FROM task WHERE idempotency_key = 'retry-1' AND finished_at IS NULL ORDER BY id")).map((r) => r.id);
+  const first = (await submit(1)).task!;
+  await a.tasks.cancel({ id: first.id });
+  const second = (await submit(2)).task!;
+  t.not(second.id, first.id, "the first finished (no dedup window), so the key went to a new task");
+
+  const refused = await rejection(() => b.tasks.retry({ id: first.id }));
+  t.equal(refused.code, Code.FailedPrecondition);
+  t.match(refused.message, new RegExp(`task ${first.id}: cannot retry: its idempotency key "retry-1" is held by task ${second.id} \\(PENDING\\)`), "the message names the holder");
+  t.equal((await a.tasks.getTask({ id: first.id })).task!.state, TaskState.CANCELLED, "the refused task is unchanged");
+  t.same(await unfinished(), [second.id], "one unfinished task with the key");
+  t.equal((await submit(3)).task!.id, second.id, "and the key still leads to it");
+
+  await a.tasks.cancel({ id: second.id });
+  const retried = (await b.tasks.retry({ id: first.id })).task!;
+  t.equal(retried.state, TaskState.PENDING, "once the holder finished, the retry goes through");
+  const again = (await submit(4)).task!;
+  t.equal(again.id, first.id, "and the retried task holds its key again");
+  t.equal(again.deduplicated, true);
+  t.same(await unfinished(), [first.id]);
+});
+
+t.test("Retry racing a Submit of the same key, on two replicas: never two unfinished tasks with it", async (t) => {
+  for (let round = 0; round < 10; round++) {
+    const key = `retry-race-${round}`;
+    const first = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny(round), idempotencyKey: key } })).task!;
+    await a.tasks.cancel({ id: first.id });
+    const [retry, submit] = await Promise.allSettled([b.tasks.retry({ id: first.id }), a.tasks.submit({ task: { jobType: "idem", input: jsonAny(round), idempotencyKey: key } })]);
+    if (submit.status === "rejected") throw submit.reason;
+    const holders = await rows("SELECT id::text AS id FROM task WHERE idempotency_key = $1 AND finished_at IS NULL", [key]);
+    t.equal(holders.length, 1, `round ${round}: one unfinished task with the key`);
+    if (retry.status === "fulfilled") {
+      t.equal(submit.value.task!.id, first.id, `round ${round}: the retry won; the submit got the retried task`);
+      t.equal(submit.value.task!.deduplicated, true);
+    } else {
+      t.equal(submit.value.task!.deduplicated, false, `round ${round}: the submit won with a new task`);
+      t.match(String(retry.reason), new RegExp(`held by task ${submit.value.task!.id}`), `round ${round}: the retry was refused naming it`);
+    }
+  }
+});

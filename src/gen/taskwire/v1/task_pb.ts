@@ -1168,7 +1168,11 @@ export const TaskService: GenService<{
    * A task with dependencies goes back to PENDING when all of them have SUCCEEDED, to WAITING when
    * some are still unfinished (e.g. retried themselves), and is FAILED_PRECONDITION, naming the
    * dependency, while one of them is DEAD or CANCELLED: retry that one first. Retrying a task does
-   * not revive its dependents that ended DEAD because of it; retry each of them.
+   * not revive its dependents that ended DEAD because of it; retry each of them. A task with an
+   * idempotency key holds the key again once retried (a Submit with the key returns it); if
+   * another task took the key after this one finished and still holds it (it is unfinished, or
+   * within the job type's dedup_window), Retry is FAILED_PRECONDITION naming that task, and
+   * nothing changes: two unfinished tasks never share a key.
    *
    * @generated from rpc taskwire.v1.TaskService.Retry
    */
