@@ -59,6 +59,25 @@ t.test("50 concurrent duplicate submits, across two replicas: one task", async (
   }
 });
 
+t.test("a finished holder past its dedup window, 50 concurrent submits of its key across two replicas: one new task", async (t) => {
+  for (let round = 0; round < 3; round++) {
+    const key = `expired-race-${round}`;
+    const old = (await a.tasks.submit({ task: { jobType: "idem.window", input: jsonAny("old"), idempotencyKey: key } })).task!;
+    await finish(a, "idem.window", old.id);
+    // Finished an hour ago: far past the 1.5 s window, so every submit below may release it.
+    await rows("UPDATE task SET finished_at = now() - interval '1 hour' WHERE id = $1", [old.id]);
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => [a, b][i % 2]!.tasks.submit({ task: { jobType: "idem.window", input: jsonAny({ i }), idempotencyKey: key } })),
+    );
+    const ids = new Set(answers.map((x) => x.task!.id));
+    t.equal(ids.size, 1, `round ${round}: every answer names the same task`);
+    t.not([...ids][0], old.id, `round ${round}: a new one, not the expired holder`);
+    t.equal(answers.filter((x) => !x.task!.deduplicated).length, 1, `round ${round}: exactly one answer created it; 49 are marked deduplicated`);
+    const [count] = await rows("SELECT count(*)::text AS n, count(*) FILTER (WHERE NOT key_released)::text AS holding FROM task WHERE job_type = 'idem.window' AND idempotency_key = $1", [key]);
+    t.same(count, { n: "2", holding: "1" }, `round ${round}: two rows with the key (the old one released), one holding it`);
+  }
+});
+
 t.test("the key is free again once the task finishes (no dedup window)", async (t) => {
   const first = (await a.tasks.submit({ task: { jobType: "idem.other", input: jsonAny(1), idempotencyKey: "again" } })).task!;
   await finish(a, "idem.other", first.id);
