@@ -141,6 +141,45 @@ t.test("a schedule fires ordinary tasks that show their schedule and fire time; 
   t.equal((await s.tasks.getTask({ id: task.id })).task?.schedule, "tick", "a deleted schedule's tasks stay, with its name");
 });
 
+t.test("first fire times come from the database's clock: a replica whose clock is behind neither stores a missed one nor loses the fire", async (t) => {
+  const task = { jobType: "cron.job", input: jsonAny("skewed") };
+  /** Runs `call` while this process's clock (the replica's) reads ten minutes behind the database's. */
+  const skewed = async <T>(call: () => Promise<T>): Promise<T> => {
+    const RealDate = Date;
+    const skewMs = -10 * 60_000;
+    class SkewedDate extends RealDate {
+      constructor(...args: unknown[]) {
+        if (args.length === 0) super(RealDate.now() + skewMs);
+        else super(...(args as [string]));
+      }
+      static override now(): number {
+        return RealDate.now() + skewMs;
+      }
+    }
+    globalThis.Date = SkewedDate as DateConstructor;
+    try {
+      return await call();
+    } finally {
+      globalThis.Date = RealDate;
+    }
+  };
+  /** The first whole second after a time: a per-second schedule's next fire time. */
+  const secondAfter = (ms: number) => Math.floor(ms / 1_000) * 1_000 + 1_000;
+
+  // Created paused, so no scheduler pass moves it before it is read.
+  const created = (await skewed(() => s.schedules.createSchedule({ name: "skewed", cron: "* * * * * *", task, paused: true }))).schedule!;
+  const createdAt = timestampDate(created.createdAt!).getTime();
+  t.equal(timestampDate(created.nextFireTime!).getTime(), secondAfter(createdAt), "create: the first fire time after the database's now (the row's created_at)");
+
+  const resumed = (await skewed(() => s.schedules.resumeSchedule({ name: "skewed" }))).schedule!;
+  const resumedAt = timestampDate(resumed.updatedAt!).getTime();
+  const next = timestampDate(resumed.nextFireTime!).getTime();
+  t.equal(next, secondAfter(resumedAt), "resume: the first fire time after the database's now (the row's updated_at)");
+  await until(async () => (await fireTimes(db, "skewed")).length > 0);
+  t.equal((await fireTimes(db, "skewed"))[0], next, "that fire made its task: it was on time, not missed");
+  await s.schedules.deleteSchedule({ name: "skewed" });
+});
+
 t.test("a job type re-registered with another input type: the fire creates nothing and says why", async (t) => {
   await s.jobTypes.registerJobType({ name: "cron.changing" });
   await s.schedules.createSchedule({ name: "changing", cron: "* * * * * *", task: { jobType: "cron.changing", input: jsonAny(1) } });
