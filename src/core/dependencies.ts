@@ -6,6 +6,32 @@
  */
 import { isFinished, type TaskAction, type TaskState } from "./task-state.js";
 
+/**
+ * How close to its deletion by retention a finished task may no longer be named as a dependency
+ * (by Submit, or by the Retry of a task that depends on it). The pruner decides by the snapshot of
+ * its statement, in which a dependent committed meanwhile is not visible yet, so it could delete
+ * the parent a new dependent has just named. With this margin it cannot: to delete such a parent
+ * it would have to start more than a minute after the dependent's transaction checked it, and that
+ * transaction has long committed by then (it takes milliseconds).
+ */
+export const RETENTION_MARGIN_MS = 60_000;
+
+/** Why a task about to be deleted by retention (at `deletedAfter`) cannot be named as a dependency. */
+export function expiringDependencyMessage(id: string, deletedAfter: Date): string {
+  return (
+    `task ${JSON.stringify(id)} cannot be depended on: its job type's retention deletes it after ${deletedAfter.toISOString()}, ` +
+    "less than a minute from now (or already), and its dependents would lose its output; name a task with more than a minute of retention left, or submit that work again"
+  );
+}
+
+/**
+ * The last_error of a claimed task whose dependency is gone (deleted by retention, which Submit's
+ * margin makes all but impossible): it ends DEAD rather than run with fewer parents than it named.
+ */
+export function dependencyDeletedReason(parentId: string): string {
+  return `dependency ${parentId} no longer exists (deleted by retention before this task ran), so its output cannot be handed to it`;
+}
+
 /** The dependency lists of one task of a submit (both may be empty). */
 export interface DependencyLists {
   /** Existing tasks, by id. */
@@ -94,9 +120,10 @@ export type RetryPlan =
 /**
  * Retry of a task with dependencies: back to PENDING when they all SUCCEEDED, to WAITING while some
  * are unfinished, refused while one is DEAD or CANCELLED (or was deleted by retention): that one
- * must be retried first. `states` holds the current state of each dependency that still exists.
+ * must be retried first. Also refused when retention is about to delete one (`expiring`, see
+ * RETENTION_MARGIN_MS). `states` holds the current state of each dependency that still exists.
  */
-export function planRetry(taskId: string, dependsOn: readonly string[], states: ReadonlyMap<string, TaskState>): RetryPlan {
+export function planRetry(taskId: string, dependsOn: readonly string[], states: ReadonlyMap<string, TaskState>, expiring: ReadonlySet<string> = new Set()): RetryPlan {
   let unmet = 0;
   for (const id of [...dependsOn].sort(compareIds)) {
     const state = states.get(id);
@@ -105,6 +132,9 @@ export function planRetry(taskId: string, dependsOn: readonly string[], states: 
     }
     if (state === "dead" || state === "cancelled") {
       return { ok: false, reason: `task ${taskId} depends on task ${id}, which is ${state.toUpperCase()}; retry that task first` };
+    }
+    if (expiring.has(id)) {
+      return { ok: false, reason: `task ${taskId} depends on task ${id}, which retention deletes within a minute (or already may); it cannot run again` };
     }
     if (state !== "succeeded") unmet += 1;
   }

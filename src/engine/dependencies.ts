@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
-import { dependencyFailedReason, existingParents, graphEdges, planGraph, planRetry } from "../core/dependencies.js";
+import { dependencyFailedReason, existingParents, expiringDependencyMessage, graphEdges, planGraph, planRetry, RETENTION_MARGIN_MS } from "../core/dependencies.js";
 import type { NewTask, TaskRecord } from "../core/task.js";
 import type { TaskState } from "../core/task-state.js";
 import type { Db } from "../store/db.js";
@@ -18,7 +18,7 @@ import { withTransaction } from "../store/orm.js";
 import { taskDependencyFail } from "../store/sql/task-dependency-fail.js";
 import { taskDependencyFlag } from "../store/sql/task-dependency-flag.js";
 import { taskDependencyInsert } from "../store/sql/task-dependency-insert.js";
-import { taskDependencyLock } from "../store/sql/task-dependency-lock.js";
+import { taskDependencyLock, type LockedDependency } from "../store/sql/task-dependency-lock.js";
 import { taskExists } from "../store/sql/task-exists.js";
 import { taskGetMany } from "../store/sql/task-get-many.js";
 import { taskInsertGraph } from "../store/sql/task-insert-graph.js";
@@ -47,18 +47,18 @@ async function withLockedDependencies<T>(
   namespace: string,
   ids: readonly string[],
   flag: boolean,
-  work: (db: Db, states: ReadonlyMap<string, TaskState>) => Promise<T>,
+  work: (db: Db, states: ReadonlyMap<string, TaskState>, locked: ReadonlyMap<string, LockedDependency>) => Promise<T>,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     const skipLocked = attempt < SKIP_LOCKED_ATTEMPTS;
     if (flag && ids.length > 0) await withLockRetries(() => taskDependencyFlag(db, namespace, ids, skipLocked));
     const result = await withLockRetries(() =>
       withTransaction(pool, async (tx) => {
-        const locked = ids.length === 0 ? [] : await taskDependencyLock(tx, namespace, ids, skipLocked);
+        const locked = ids.length === 0 ? [] : await taskDependencyLock(tx, namespace, ids, skipLocked, RETENTION_MARGIN_MS);
         if (skipLocked && locked.length < ids.length && (await taskExists(tx, namespace, ids)).size > locked.length) return BUSY;
         // Left unflagged by the skip-locked flag above: flag it next time.
         if (flag && locked.some((row) => !row.has_dependents)) return BUSY;
-        return work(tx, new Map(locked.map((row) => [row.id, row.state])));
+        return work(tx, new Map(locked.map((row) => [row.id, row.state])), new Map(locked.map((row) => [row.id, row])));
       }),
     );
     if (result !== BUSY) return result as T;
@@ -76,11 +76,17 @@ async function withLockedDependencies<T>(
 export async function submitWithDependencies(pool: pg.Pool, db: Db, tasks: readonly NewTask[], field: (i: number) => string): Promise<TaskRecord[]> {
   const namespace = tasks[0]!.namespace;
   const parents = existingParents(tasks);
-  return withLockedDependencies(pool, db, namespace, parents, true, async (tx, states) => {
+  return withLockedDependencies(pool, db, namespace, parents, true, async (tx, states, locked) => {
     const missing = parents.find((id) => !states.has(id));
     if (missing !== undefined) {
       const i = tasks.findIndex((t) => t.dependsOn?.includes(missing));
       throw invalidArgument(`${field(i)}.depends_on`, `task ${JSON.stringify(missing)} does not exist in this namespace; name tasks that Submit returned`);
+    }
+    // Under the lock, by the database's clock: the pruner cannot be deleting it as this commits.
+    const expiring = parents.find((id) => locked.get(id)!.expiring);
+    if (expiring !== undefined) {
+      const i = tasks.findIndex((t) => t.dependsOn?.includes(expiring));
+      throw invalidArgument(`${field(i)}.depends_on`, expiringDependencyMessage(expiring, new Date(locked.get(expiring)!.deleted_after!)));
     }
     const starts = planGraph(tasks, states);
     const inserted = await taskInsertGraph(tx, tasks, starts);
@@ -110,8 +116,9 @@ export function retryWithDependencies(
   actor: string,
 ): Promise<TaskRecord | undefined> {
   // Its dependencies were flagged when it was submitted.
-  return withLockedDependencies(pool, db, task.namespace, task.dependsOn, false, async (tx, states) => {
-    const plan = planRetry(task.id, task.dependsOn, states);
+  return withLockedDependencies(pool, db, task.namespace, task.dependsOn, false, async (tx, states, locked) => {
+    const expiring = new Set([...locked.values()].filter((row) => row.expiring).map((row) => row.id));
+    const plan = planRetry(task.id, task.dependsOn, states, expiring);
     if (!plan.ok) throw new TaskwireError("ILLEGAL_TRANSITION", plan.reason);
     await setActor(tx, actor);
     await releaseExpiredKeyOf(tx, task);

@@ -51,4 +51,6 @@ t.test("planRetry: PENDING when all succeeded, WAITING while some are unfinished
   t.same(planRetry("9", ["2", "4", "3"], states), { ok: false, reason: "task 9 depends on task 3, which is DEAD; retry that task first" }, "the lowest failed id");
   t.same(planRetry("9", ["4"], states), { ok: false, reason: "task 9 depends on task 4, which is CANCELLED; retry that task first" });
   t.same(planRetry("9", ["1", "8"], states), { ok: false, reason: "task 9 depends on task 8, which no longer exists (deleted by retention); it cannot run again" });
+  t.same(planRetry("9", ["1", "2"], states, new Set(["1"])), { ok: false, reason: "task 9 depends on task 1, which retention deletes within a minute (or already may); it cannot run again" }, "an expiring dependency");
+  t.same(planRetry("9", ["3"], states, new Set(["3"])), { ok: false, reason: "task 9 depends on task 3, which is DEAD; retry that task first" }, "a failed one is named as failed first");
 });

@@ -131,7 +131,10 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
    * in the same transaction with last_error "dependency <id> ended DEAD" (or "... ended
    * CANCELLED"; the lowest such id), and so do the tasks waiting on it, transitively, each naming
    * its own dependency. An id that does not exist in the namespace (another namespace's task does
-   * not) is INVALID_ARGUMENT, naming it. At most 100 dependencies per
+   * not) is INVALID_ARGUMENT, naming it, and so is a finished task that its job type's retention
+   * deletes within a minute (or is past it): name tasks with more than a minute of retention
+   * left. (A dependency deleted all the same before this task runs ends it DEAD, naming it,
+   * rather than hand it fewer parents.) At most 100 dependencies per
    * task (depends_on and depends_on_index together), each named once; not with idempotency keys
    * (idempotency_key, dedup_by_payload) in the same call, nor in schedules.
    *
