@@ -1,7 +1,10 @@
 /** Idempotency keys: a duplicate Submit returns the task holding the key, marked deduplicated; races are settled by the unique index. */
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { create, createFileRegistry } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { durationFromMs, FieldDescriptorProto_Label, FieldDescriptorProto_Type, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import t from "tap";
+import { payloadKey } from "../../src/core/payload-hash.js";
 import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { anyJson, jsonAny } from "../helpers/payload.js";
 import { rejection } from "../helpers/rejection.js";
@@ -152,6 +155,63 @@ t.test("dedup_by_payload: equal JSON (any key order) is one task, different JSON
   t.not(different.id, first.id, "a different value: another task");
   const racing = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).tasks.submit({ task: { jobType: "idem", input: jsonAny({ race: [1, { k: "v" }] }), dedupByPayload: true } })));
   t.equal(new Set(racing.map((x) => x.task!.id)).size, 1, "concurrent equal payloads: one task");
+});
+
+t.test("dedup_by_payload of a typed job type: the canonical form follows its registered descriptors", async (t) => {
+  // test.Tally { map<string, int32> counts = 1; string note = 2; }, written by hand.
+  const descriptors = create(FileDescriptorSetSchema, {
+    file: [
+      {
+        name: "test/tally.proto",
+        package: "test",
+        syntax: "proto3",
+        messageType: [
+          {
+            name: "Tally",
+            field: [
+              { name: "counts", number: 1, label: FieldDescriptorProto_Label.REPEATED, type: FieldDescriptorProto_Type.MESSAGE, typeName: ".test.Tally.CountsEntry", jsonName: "counts" },
+              { name: "note", number: 2, label: FieldDescriptorProto_Label.OPTIONAL, type: FieldDescriptorProto_Type.STRING, jsonName: "note" },
+            ],
+            nestedType: [
+              {
+                name: "CountsEntry",
+                field: [
+                  { name: "key", number: 1, label: FieldDescriptorProto_Label.OPTIONAL, type: FieldDescriptorProto_Type.STRING, jsonName: "key" },
+                  { name: "value", number: 2, label: FieldDescriptorProto_Label.OPTIONAL, type: FieldDescriptorProto_Type.INT32, jsonName: "value" },
+                ],
+                options: { mapEntry: true },
+              },
+            ],
+          },
+        ],
+      },
+    ],
+  });
+  /** A Tally with these map entries in this wire order (as Go's random map order may write them), and optionally an explicit empty note. */
+  const tally = (entries: [string, number][], emptyNote = false) => {
+    const w = new BinaryWriter();
+    for (const [key, value] of entries) w.tag(1, WireType.LengthDelimited).bytes(new BinaryWriter().tag(1, WireType.LengthDelimited).string(key).tag(2, WireType.Varint).int32(value).finish());
+    if (emptyNote) w.tag(2, WireType.LengthDelimited).string("");
+    return { typeUrl: "type.googleapis.com/test.Tally", value: w.finish() };
+  };
+  const ab = tally([["a", 1], ["b", 2]]);
+  const variants = [ab, tally([["b", 2], ["a", 1]]), tally([["a", 1], ["b", 2]], true), tally([["b", 2], ["a", 1]], true)];
+  const submit = (s: TestServer, input: { typeUrl: string; value: Uint8Array }) => s.tasks.submit({ task: { jobType: "idem.typed", input, dedupByPayload: true } });
+
+  // By type name only, the server cannot decode the payload: only identical bytes match.
+  await a.jobTypes.registerJobType({ name: "idem.typed", inputType: "test.Tally" });
+  const raw = await Promise.all(variants.slice(0, 2).map((v) => submit(a, v)));
+  t.not(raw[0]!.task!.idempotencyKey, raw[1]!.task!.idempotencyKey, "without descriptors, other map orders are other keys");
+
+  await a.jobTypes.registerJobType({ name: "idem.typed", inputType: "test.Tally", descriptors });
+  b.server.engine.jobTypes.forget("default", "idem.typed"); // as the registration's notification does, without waiting for it
+  const answers = [];
+  for (let round = 0; round < 3; round++) for (const [i, v] of variants.entries()) answers.push((await submit([a, b][(round + i) % 2]!, v)).task!);
+  const keys = new Set(answers.map((x) => x.idempotencyKey));
+  t.equal(keys.size, 1, "with its descriptors: one key for every map order and an explicit default, every time, on either replica");
+  t.equal([...keys][0], payloadKey(ab, createFileRegistry(descriptors)), "the key is the pure function of the payload and those descriptors");
+  t.equal(new Set(answers.map((x) => x.id)).size, 1, "so all twelve submits are one task");
+  t.not(answers[0]!.id, raw[0]!.task!.id, "across the descriptor change the same bytes got another key: the task from before is not found (the documented limit)");
 });
 
 t.test("validation of keys and dedup windows: codes and messages", async (t) => {

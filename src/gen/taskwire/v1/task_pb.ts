@@ -116,7 +116,11 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
   /**
    * Deduplicate by input instead: the key is "payload-sha256:" and the SHA-256 of the input's
    * canonical form (equal JSON values and equal messages of a registered type get equal keys,
-   * whatever their key or field order). idempotency_key must then be empty.
+   * whatever their key, field or map order). idempotency_key must then be empty. For a typed job
+   * type the canonical form follows the descriptors the job type has registered when the submit
+   * arrives (without descriptors: the bytes as sent). Under the same descriptors a payload always
+   * gets the same key on every replica; payloads submitted across a registration that changes
+   * them (replicas see it within 2 s) may not deduplicate with each other.
    *
    * @generated from field: bool dedup_by_payload = 9;
    */
