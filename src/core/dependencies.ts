@@ -140,3 +140,66 @@ export function planRetry(taskId: string, dependsOn: readonly string[], states: 
   }
   return unmet === 0 ? { ok: true, action: "retry", unmet } : { ok: true, action: "retry_waiting", unmet };
 }
+
+/** Where one task of a keyed submit with dependencies ends up. */
+export type KeyedTarget = { kind: "existing"; id: string } | { kind: "new"; index: number };
+
+/** A submit with idempotency keys and dependencies, once the holders of its keys are known. */
+export interface KeyedGraphPlan<T> {
+  /** Per position: the existing task holding its key, or the task to insert (a key repeated in the submit shares its first occurrence's). */
+  targets: KeyedTarget[];
+  /** The positions inserted, in order (`targets[positions[n]]` is new task n). */
+  positions: number[];
+  /** The tasks to insert, their dependencies on positions rewritten: on an existing holder as depends_on its id, on a new task as its index among these. */
+  inserts: T[];
+  /** Existing holders some inserted task now depends on, each once, in ascending id order. */
+  heldParents: string[];
+}
+
+/**
+ * Plans a submit whose tasks have idempotency keys and dependencies. `holderOf(i)` is the id of
+ * the existing task holding task i's key, if any: task i is then that task (deduplicated), and so
+ * is a later task repeating the key. A task depending on a deduplicated one (depends_on_index)
+ * depends on the task that holds the key. A deduplicated task's own dependencies are ignored: the
+ * key alone decides. Positions are validated already (each before its dependent).
+ */
+export function planKeyedGraph<T extends DependencyLists & { jobType: string; idempotencyKey?: string | null | undefined }>(
+  tasks: readonly T[],
+  holderOf: (i: number) => string | undefined,
+): KeyedGraphPlan<T> {
+  const targets: KeyedTarget[] = [];
+  const positions: number[] = [];
+  const inserts: T[] = [];
+  const firstOf = new Map<string, number>();
+  const heldParents = new Set<string>();
+  tasks.forEach((task, i) => {
+    const key = task.idempotencyKey ?? null;
+    const slot = key === null ? null : `${task.jobType}\u0000${key}`;
+    const first = slot === null ? undefined : firstOf.get(slot);
+    if (first !== undefined) {
+      targets.push(targets[first]!);
+      return;
+    }
+    if (slot !== null) firstOf.set(slot, i);
+    const holder = holderOf(i);
+    if (holder !== undefined) {
+      targets.push({ kind: "existing", id: holder });
+      return;
+    }
+    const dependsOn = new Set(task.dependsOn ?? []);
+    const dependsOnIndex = new Set<number>();
+    for (const p of task.dependsOnIndex ?? []) {
+      const target = targets[p]!;
+      if (target.kind === "new") {
+        dependsOnIndex.add(target.index);
+      } else {
+        dependsOn.add(target.id);
+        heldParents.add(target.id);
+      }
+    }
+    targets.push({ kind: "new", index: inserts.length });
+    positions.push(i);
+    inserts.push({ ...task, dependsOn: [...dependsOn].sort(compareIds), dependsOnIndex: [...dependsOnIndex].sort((a, b) => a - b) });
+  });
+  return { targets, positions, inserts, heldParents: [...heldParents].sort(compareIds) };
+}

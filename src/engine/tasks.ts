@@ -45,16 +45,10 @@ export class Tasks {
    * never reach a worker); a duplicate comes back as the existing task, `deduplicated`, after
    * `checkDuplicates` accepted it (throwing rolls the submit back). With
    * dependencies anywhere: one transaction that locks them (dependencies.ts), also without direct
-   * hand-off; `field(i)` names task i in errors about them. Keys and dependencies do not mix.
+   * hand-off, deduplicating keys there too; `field(i)` names task i in errors about them.
    */
   async submit(tasks: readonly NewTask[], field: (i: number) => string = (i) => `tasks[${i}]`, checkDuplicates?: DuplicateCheck): Promise<TaskRecord[]> {
-    if (hasAnyDependencies(tasks)) {
-      const keyed = tasks.findIndex((task) => task.idempotencyKey != null);
-      if (keyed >= 0) {
-        throw new TaskwireError("INVALID_ARGUMENT", `${field(keyed)}.idempotency_key: idempotency keys cannot be used in a submit with dependencies; submit the keyed tasks first, then name them in depends_on`);
-      }
-      return submitWithDependencies(this.pool, this.db, tasks, field);
-    }
+    if (hasAnyDependencies(tasks)) return submitWithDependencies(this.pool, this.db, tasks, field, checkDuplicates);
     if (tasks.some((task) => task.idempotencyKey != null)) return submitKeyed(this.pool, tasks, checkDuplicates);
     const plan = this.dispatcher.planDirect(tasks);
     if (plan === undefined) return (await taskInsertBatch(this.db, tasks)).tasks;

@@ -317,7 +317,7 @@ t.test("a worker connected to the child's job type gets it when the parent compl
   await worker.close();
 });
 
-t.test("validation: unknown and foreign ids, bad positions, duplicates, bounds, keys and schedules", async (t) => {
+t.test("validation: unknown and foreign ids, bad positions, duplicates, bounds and schedules", async (t) => {
   const jt = await jobType();
   const a = await submit(jt, "a");
   await db.query("INSERT INTO namespace (name) VALUES ('other') ON CONFLICT DO NOTHING");
@@ -339,8 +339,6 @@ t.test("validation: unknown and foreign ids, bad positions, duplicates, bounds, 
     ["a position named twice", () => s.tasks.submitBatch({ tasks: [spec(jt, 1), spec(jt, 2, { dependsOnIndex: [0, 0] })] }), /tasks\[1\]\.depends_on_index\[1\]: names task 0 of the batch a second time/],
     ["101 dependencies", () => s.tasks.submitBatch({ tasks: [...Array.from({ length: 101 }, (_, i) => spec(jt, i)), spec(jt, "many", { dependsOnIndex: Array.from({ length: 101 }, (_, i) => i) })] }), /tasks\[101\]\.depends_on: names 101 dependencies .*the limit is 100 per task/],
     ["over 10000 dependencies in one call", () => s.tasks.submitBatch({ tasks: Array.from({ length: 1000 }, (_, i) => spec(jt, i, { dependsOnIndex: Array.from({ length: Math.min(i, 11) }, (_, k) => k) })) }), /tasks: name 10934 dependencies in all; the limit is 10000 per call/],
-    ["a key with dependencies", () => s.tasks.submitBatch({ tasks: [spec(jt, 1, { idempotencyKey: "k" }), spec(jt, 2, { dependsOnIndex: [0] })] }), /tasks\[0\]\.idempotency_key: idempotency keys .* cannot be used in a call with dependencies/],
-    ["dedup_by_payload with dependencies", () => s.tasks.submit({ task: spec(jt, 1, { dependsOn: [a.id], dedupByPayload: true }) }), /task\.idempotency_key: idempotency keys \(and dedup_by_payload\) cannot be used/],
     ["a schedule with dependencies", () => s.schedules.createSchedule({ name: "dep-sched", cron: "* * * * *", task: spec(jt, 1, { dependsOn: [a.id] }) }), /task\.depends_on: must be unset: a schedule's tasks cannot have dependencies/],
   ];
   for (const [label, call, message] of cases) {

@@ -279,3 +279,98 @@ t.test("Retry racing a Submit of the same key, on two replicas: never two unfini
     }
   }
 });
+
+t.test("keys with dependencies: a duplicate Submit with depends_on returns the first task, whatever it names", async (t) => {
+  const parent = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny("parent") } })).task!;
+  const first = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "dep-1", dependsOn: [parent.id] } })).task!;
+  t.equal(first.deduplicated, false);
+  t.equal(first.state, TaskState.WAITING, "it waits for its dependency");
+  t.same(first.dependsOn, [parent.id]);
+  const again = (await b.tasks.submit({ task: { jobType: "idem", input: jsonAny(2), idempotencyKey: "dep-1", dependsOn: [parent.id] } })).task!;
+  t.equal(again.id, first.id, "a client's retry gets the same task");
+  t.equal(again.deduplicated, true);
+  const other = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny(3), idempotencyKey: "dep-1", dependsOn: ["999999"] } })).task!;
+  t.equal(other.id, first.id, "the key alone decides: its dependencies are not even checked");
+  const [counts] = await rows("SELECT (SELECT count(*) FROM task WHERE idempotency_key = 'dep-1')::text AS tasks, (SELECT count(*) FROM task_dependency WHERE parent_id = $1)::text AS edges", [parent.id]);
+  t.same(counts, { tasks: "1", edges: "1" }, "one task, one edge");
+});
+
+t.test("keys with dependencies: a graph submitted again returns the same tasks and writes nothing", async (t) => {
+  const parent = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny("root") } })).task!;
+  const graph = {
+    tasks: [
+      { jobType: "idem", input: jsonAny("a"), idempotencyKey: "g-a", dependsOn: [parent.id] },
+      { jobType: "idem", input: jsonAny("b"), idempotencyKey: "g-b", dependsOnIndex: [0] },
+      { jobType: "idem.other", input: jsonAny("c"), idempotencyKey: "g-a", dependsOnIndex: [0, 1] },
+      { jobType: "idem", input: jsonAny("a again"), idempotencyKey: "g-a" },
+    ],
+  };
+  const count = async () => (await rows("SELECT (SELECT count(*) FROM task)::text AS tasks, (SELECT count(*) FROM task_dependency)::text AS edges"))[0];
+  const first = (await a.tasks.submitBatch(graph)).tasks;
+  t.same(first.map((x) => x.deduplicated), [false, false, false, true], "the key repeated in the batch is its first occurrence's task");
+  t.equal(first[3]!.id, first[0]!.id);
+  t.same(first[2]!.dependsOn, [first[0]!.id, first[1]!.id]);
+  const before = await count();
+  for (const s of [a, b]) {
+    const again = (await s.tasks.submitBatch(graph)).tasks;
+    t.same(again.map((x) => x.id), first.map((x) => x.id), "the same tasks, in order");
+    t.ok(again.every((x) => x.deduplicated), "all deduplicated");
+    t.same(again.map((x) => x.dependsOn), first.map((x) => x.dependsOn), "as they are");
+  }
+  t.same(await count(), before, "no new task, no new edge");
+});
+
+t.test("keys with dependencies: a dependent of a deduplicated task depends on the task holding the key", async (t) => {
+  await a.jobTypes.registerJobType({ name: "idem.deps", dedupWindow: durationFromMs(60_000) });
+  const holder = (await a.tasks.submit({ task: { jobType: "idem.deps", input: jsonAny("held"), idempotencyKey: "h-1" } })).task!;
+  const batch = (await b.tasks.submitBatch({
+    tasks: [
+      { jobType: "idem.deps", input: jsonAny("root"), idempotencyKey: "h-1" },
+      { jobType: "idem.deps", input: jsonAny("child"), idempotencyKey: "h-child", dependsOnIndex: [0] },
+      { jobType: "idem.deps", input: jsonAny("leaf"), dependsOnIndex: [1] },
+    ],
+  })).tasks;
+  t.equal(batch[0]!.id, holder.id, "the root is the holder");
+  t.equal(batch[0]!.deduplicated, true);
+  t.same(batch[1]!.dependsOn, [holder.id], "the child depends on it");
+  t.equal(batch[1]!.state, TaskState.WAITING, "and waits, as the holder is PENDING");
+  t.same(batch[2]!.dependsOn, [batch[1]!.id]);
+  await finish(a, "idem.deps", holder.id);
+  t.equal((await a.tasks.getTask({ id: batch[1]!.id })).task!.state, TaskState.PENDING, "the holder's completion moved the child on (it was flagged as having dependents)");
+
+  // A holder that already SUCCEEDED (within its dedup window): its new dependent starts PENDING.
+  const second = (await a.tasks.submitBatch({
+    tasks: [
+      { jobType: "idem.deps", input: jsonAny("root"), idempotencyKey: "h-1" },
+      { jobType: "idem.deps", input: jsonAny("late child"), dependsOnIndex: [0] },
+    ],
+  })).tasks;
+  t.equal(second[0]!.id, holder.id);
+  t.equal(second[0]!.state, TaskState.SUCCEEDED);
+  t.equal(second[1]!.state, TaskState.PENDING, "a dependent of a SUCCEEDED holder is ready at once");
+  const claimed = (await a.workers.claimTasks({ workerId: "w-idem", jobTypes: ["idem.deps"], maxTasks: 10 })).assignments.find((x) => x.taskId === second[1]!.id);
+  t.same(claimed?.parents.map((p) => p.taskId), [holder.id], "and gets the holder's output");
+});
+
+t.test("keys with dependencies: concurrent duplicates on two replicas make one task, or one graph", async (t) => {
+  const parent = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny("p") } })).task!;
+  const single = await Promise.all(
+    Array.from({ length: 30 }, (_, i) => [a, b][i % 2]!.tasks.submit({ task: { jobType: "idem", input: jsonAny(i), idempotencyKey: "dep-race", dependsOn: [parent.id] } })),
+  );
+  t.equal(new Set(single.map((x) => x.task!.id)).size, 1, "every answer names one task");
+  t.equal(single.filter((x) => !x.task!.deduplicated).length, 1, "one answer created it");
+  t.equal((await rows("SELECT count(*)::text AS n FROM task WHERE idempotency_key = 'dep-race'"))[0]!.n, "1");
+
+  const graph = (round: number) => ({
+    tasks: [
+      { jobType: "idem", input: jsonAny(round), idempotencyKey: "race-g-a", dependsOn: [parent.id] },
+      { jobType: "idem", input: jsonAny(round), idempotencyKey: "race-g-b", dependsOnIndex: [0] },
+      { jobType: "idem", input: jsonAny(round), idempotencyKey: "race-g-c", dependsOnIndex: [0, 1] },
+    ],
+  });
+  const batches = await Promise.all(Array.from({ length: 12 }, (_, i) => [a, b][i % 2]!.tasks.submitBatch(graph(i))));
+  t.equal(new Set(batches.map((x) => x.tasks.map((task) => task.id).join())).size, 1, "every answer names the same three tasks");
+  t.equal(batches.filter((x) => x.tasks.some((task) => !task.deduplicated)).length, 1, "one answer created them");
+  const [count] = await rows("SELECT count(*)::text AS n, sum((SELECT count(*) FROM task_dependency d WHERE d.child_id = t.id))::text AS edges FROM task t WHERE idempotency_key LIKE 'race-g-%'");
+  t.same(count, { n: "3", edges: "4" }, "three tasks, four edges");
+});

@@ -139,8 +139,9 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
    * deletes within a minute (or is past it): name tasks with more than a minute of retention
    * left. (A dependency deleted all the same before this task runs ends it DEAD, naming it,
    * rather than hand it fewer parents.) At most 100 dependencies per
-   * task (depends_on and depends_on_index together), each named once; not with idempotency keys
-   * (idempotency_key, dedup_by_payload) in the same call, nor in schedules.
+   * task (depends_on and depends_on_index together), each named once; not in schedules. With an
+   * idempotency key whose holder exists, the answer is that task (deduplicated) as it is, and
+   * this spec's dependencies are neither checked nor added: the key alone decides.
    *
    * @generated from field: repeated string depends_on = 10;
    */
@@ -150,6 +151,9 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
    * SubmitBatch only: tasks of the same batch this task depends on, by their 0-based position, which
    * must be before this task's own (so a batch's graph has no cycles); otherwise as depends_on.
    * Submitted together in one transaction, all or nothing (at most 10000 dependencies per call).
+   * A position whose task is deduplicated (its idempotency key is held) stands for the task
+   * holding the key: this task depends on that one, in whatever state it is, so a graph submitted
+   * again with the same keys returns the same tasks and creates nothing.
    *
    * @generated from field: repeated int32 depends_on_index = 11;
    */
