@@ -6,6 +6,32 @@
  */
 import { isFinished, type TaskAction, type TaskState } from "./task-state.js";
 
+/**
+ * How close to its deletion by retention a finished task may no longer be named as a dependency
+ * (by Submit, or by the Retry of a task that depends on it). The pruner decides by the snapshot of
+ * its statement, in which a dependent committed meanwhile is not visible yet, so it could delete
+ * the parent a new dependent has just named. With this margin it cannot: to delete such a parent
+ * it would have to start more than a minute after the dependent's transaction checked it, and that
+ * transaction has long committed by then (it takes milliseconds).
+ */
+export const RETENTION_MARGIN_MS = 60_000;
+
+/** Why a task about to be deleted by retention (at `deletedAfter`) cannot be named as a dependency. */
+export function expiringDependencyMessage(id: string, deletedAfter: Date): string {
+  return (
+    `task ${JSON.stringify(id)} cannot be depended on: its job type's retention deletes it after ${deletedAfter.toISOString()}, ` +
+    "less than a minute from now (or already), and its dependents would lose its output; name a task with more than a minute of retention left, or submit that work again"
+  );
+}
+
+/**
+ * The last_error of a claimed task whose dependency is gone (deleted by retention, which Submit's
+ * margin makes all but impossible): it ends DEAD rather than run with fewer parents than it named.
+ */
+export function dependencyDeletedReason(parentId: string): string {
+  return `dependency ${parentId} no longer exists (deleted by retention before this task ran), so its output cannot be handed to it`;
+}
+
 /** The dependency lists of one task of a submit (both may be empty). */
 export interface DependencyLists {
   /** Existing tasks, by id. */
@@ -94,9 +120,10 @@ export type RetryPlan =
 /**
  * Retry of a task with dependencies: back to PENDING when they all SUCCEEDED, to WAITING while some
  * are unfinished, refused while one is DEAD or CANCELLED (or was deleted by retention): that one
- * must be retried first. `states` holds the current state of each dependency that still exists.
+ * must be retried first. Also refused when retention is about to delete one (`expiring`, see
+ * RETENTION_MARGIN_MS). `states` holds the current state of each dependency that still exists.
  */
-export function planRetry(taskId: string, dependsOn: readonly string[], states: ReadonlyMap<string, TaskState>): RetryPlan {
+export function planRetry(taskId: string, dependsOn: readonly string[], states: ReadonlyMap<string, TaskState>, expiring: ReadonlySet<string> = new Set()): RetryPlan {
   let unmet = 0;
   for (const id of [...dependsOn].sort(compareIds)) {
     const state = states.get(id);
@@ -106,7 +133,73 @@ export function planRetry(taskId: string, dependsOn: readonly string[], states: 
     if (state === "dead" || state === "cancelled") {
       return { ok: false, reason: `task ${taskId} depends on task ${id}, which is ${state.toUpperCase()}; retry that task first` };
     }
+    if (expiring.has(id)) {
+      return { ok: false, reason: `task ${taskId} depends on task ${id}, which retention deletes within a minute (or already may); it cannot run again` };
+    }
     if (state !== "succeeded") unmet += 1;
   }
   return unmet === 0 ? { ok: true, action: "retry", unmet } : { ok: true, action: "retry_waiting", unmet };
+}
+
+/** Where one task of a keyed submit with dependencies ends up. */
+export type KeyedTarget = { kind: "existing"; id: string } | { kind: "new"; index: number };
+
+/** A submit with idempotency keys and dependencies, once the holders of its keys are known. */
+export interface KeyedGraphPlan<T> {
+  /** Per position: the existing task holding its key, or the task to insert (a key repeated in the submit shares its first occurrence's). */
+  targets: KeyedTarget[];
+  /** The positions inserted, in order (`targets[positions[n]]` is new task n). */
+  positions: number[];
+  /** The tasks to insert, their dependencies on positions rewritten: on an existing holder as depends_on its id, on a new task as its index among these. */
+  inserts: T[];
+  /** Existing holders some inserted task now depends on, each once, in ascending id order. */
+  heldParents: string[];
+}
+
+/**
+ * Plans a submit whose tasks have idempotency keys and dependencies. `holderOf(i)` is the id of
+ * the existing task holding task i's key, if any: task i is then that task (deduplicated), and so
+ * is a later task repeating the key. A task depending on a deduplicated one (depends_on_index)
+ * depends on the task that holds the key. A deduplicated task's own dependencies are ignored: the
+ * key alone decides. Positions are validated already (each before its dependent).
+ */
+export function planKeyedGraph<T extends DependencyLists & { jobType: string; idempotencyKey?: string | null | undefined }>(
+  tasks: readonly T[],
+  holderOf: (i: number) => string | undefined,
+): KeyedGraphPlan<T> {
+  const targets: KeyedTarget[] = [];
+  const positions: number[] = [];
+  const inserts: T[] = [];
+  const firstOf = new Map<string, number>();
+  const heldParents = new Set<string>();
+  tasks.forEach((task, i) => {
+    const key = task.idempotencyKey ?? null;
+    const slot = key === null ? null : `${task.jobType}\u0000${key}`;
+    const first = slot === null ? undefined : firstOf.get(slot);
+    if (first !== undefined) {
+      targets.push(targets[first]!);
+      return;
+    }
+    if (slot !== null) firstOf.set(slot, i);
+    const holder = holderOf(i);
+    if (holder !== undefined) {
+      targets.push({ kind: "existing", id: holder });
+      return;
+    }
+    const dependsOn = new Set(task.dependsOn ?? []);
+    const dependsOnIndex = new Set<number>();
+    for (const p of task.dependsOnIndex ?? []) {
+      const target = targets[p]!;
+      if (target.kind === "new") {
+        dependsOnIndex.add(target.index);
+      } else {
+        dependsOn.add(target.id);
+        heldParents.add(target.id);
+      }
+    }
+    targets.push({ kind: "new", index: inserts.length });
+    positions.push(i);
+    inserts.push({ ...task, dependsOn: [...dependsOn].sort(compareIds), dependsOnIndex: [...dependsOnIndex].sort((a, b) => a - b) });
+  });
+  return { targets, positions, inserts, heldParents: [...heldParents].sort(compareIds) };
 }

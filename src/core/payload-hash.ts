@@ -12,6 +12,13 @@
  * - Anything else (a type the server has no descriptor for, bytes that do not decode, nesting
  *   deeper than MAX_DEPTH): the type name and the bytes as sent, so only identical encodings match.
  * The host part of a type URL is not part of the identity. Pure: no I/O.
+ *
+ * The contract: the key is a function of the payload and the registry passed (the job type's
+ * registered descriptors). It cannot be a function of the payload alone: without a schema a map
+ * cannot be told from a repeated field whose order matters, nor a default value from a set one,
+ * and canonicalising those is what lets equal messages from encoders with random map order match.
+ * So registering a job type's descriptors (or changing them) can change the key of the same bytes;
+ * README and the proto say so.
  */
 import { createHash } from "node:crypto";
 import { fromBinary, ScalarType, type DescField, type DescMessage, type Registry } from "@bufbuild/protobuf";

@@ -107,7 +107,7 @@ export function createEngine(database: Database, logger: Logger, options: Engine
     events,
     pruner,
     scheduler,
-    schedules: new Schedules(database.db),
+    schedules: new Schedules(database.db, database.pool),
     inline,
     auth,
     async stop() {

@@ -49,6 +49,14 @@ export async function submitKeyed(pool: pg.Pool, tasks: readonly NewTask[], chec
   }
 }
 
+/**
+ * Frees a task's idempotency key from its holder if that holder's dedup window has passed (the
+ * task itself included), so that a Retry of the task in this transaction can take it back.
+ */
+export async function releaseExpiredKeyOf(db: Db, task: TaskRecord): Promise<void> {
+  if (task.idempotencyKey !== null) await taskKeyRelease(db, [{ namespace: task.namespace, jobType: task.jobType, key: task.idempotencyKey }]);
+}
+
 async function submitKeyedOnce(db: Db, tasks: readonly NewTask[]): Promise<TaskRecord[]> {
   const result: (TaskRecord | undefined)[] = new Array(tasks.length);
   const firstOf = new Map<string, number>();

@@ -10,7 +10,7 @@ import type pg from "pg";
 import { taskCancel } from "../store/sql/task-cancel.js";
 import { taskAttempts, taskGet } from "../store/sql/task-get.js";
 import { taskInsertBatch } from "../store/sql/task-insert-batch.js";
-import { submitKeyed, type DuplicateCheck } from "./keyed-submit.js";
+import { releaseExpiredKeyOf, submitKeyed, type DuplicateCheck } from "./keyed-submit.js";
 import { retryWithDependencies, submitWithDependencies } from "./dependencies.js";
 import { hasAnyDependencies } from "../core/dependencies.js";
 import { withLockRetries } from "../store/lock-retry.js";
@@ -18,7 +18,8 @@ import { setActor } from "../store/sql/set-actor.js";
 import { taskLeaseState } from "../store/sql/task-lease-state.js";
 import { taskCount, taskListPage, type TaskFilter } from "../store/sql/task-list.js";
 import { taskQueuePosition } from "../store/sql/task-queue-position.js";
-import { taskRetry } from "../store/sql/task-retry.js";
+import { isKeyConflict, taskRetry } from "../store/sql/task-retry.js";
+import { taskKeyHolders } from "../store/sql/task-key-holders.js";
 import { taskCheckpointSave } from "../store/sql/task-checkpoint-save.js";
 import { taskProgressSet } from "../store/sql/task-progress-set.js";
 import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
@@ -45,16 +46,10 @@ export class Tasks {
    * never reach a worker); a duplicate comes back as the existing task, `deduplicated`, after
    * `checkDuplicates` accepted it (throwing rolls the submit back). With
    * dependencies anywhere: one transaction that locks them (dependencies.ts), also without direct
-   * hand-off; `field(i)` names task i in errors about them. Keys and dependencies do not mix.
+   * hand-off, deduplicating keys there too; `field(i)` names task i in errors about them.
    */
   async submit(tasks: readonly NewTask[], field: (i: number) => string = (i) => `tasks[${i}]`, checkDuplicates?: DuplicateCheck): Promise<TaskRecord[]> {
-    if (hasAnyDependencies(tasks)) {
-      const keyed = tasks.findIndex((task) => task.idempotencyKey != null);
-      if (keyed >= 0) {
-        throw new TaskwireError("INVALID_ARGUMENT", `${field(keyed)}.idempotency_key: idempotency keys cannot be used in a submit with dependencies; submit the keyed tasks first, then name them in depends_on`);
-      }
-      return submitWithDependencies(this.pool, this.db, tasks, field);
-    }
+    if (hasAnyDependencies(tasks)) return submitWithDependencies(this.pool, this.db, tasks, field, checkDuplicates);
     if (tasks.some((task) => task.idempotencyKey != null)) return submitKeyed(this.pool, tasks, checkDuplicates);
     const plan = this.dispatcher.planDirect(tasks);
     if (plan === undefined) return (await taskInsertBatch(this.db, tasks)).tasks;
@@ -131,22 +126,38 @@ export class Tasks {
    * Re-queues a DEAD or CANCELLED task with `additionalAttempts` more attempts; its event records
    * `actor`. One with dependencies waits for those not yet SUCCEEDED, and is refused while one is
    * DEAD or CANCELLED (dependencies.ts). Its own dependents that ended DEAD stay DEAD: each is
-   * retried by itself.
+   * retried by itself. A task with an idempotency key takes the key back, as every unfinished
+   * task holds its key: refused (ILLEGAL_TRANSITION, naming the holder) while another task holds
+   * it, i.e. one submitted with the key after this one finished that is unfinished or still in
+   * its dedup window. The unique index decides, so a concurrent Submit of the key and this Retry
+   * never leave two unfinished tasks with one key.
    */
   async retry(namespace: string, id: string, additionalAttempts: number, actor: string): Promise<TaskRecord> {
-    const before = await taskGet(this.db, namespace, id);
-    if (before === undefined) throw taskNotFound(id);
-    const task =
-      before.dependsOn.length === 0 || !statesAllowing("retry").includes(before.state)
-        ? await withTransaction(this.pool, async (db) => {
-            await setActor(db, actor);
-            return taskRetry(db, { namespace, id, additionalAttempts });
-          })
-        : await retryWithDependencies(this.pool, this.db, before, additionalAttempts, actor);
-    if (task !== undefined) return task;
-    const current = await taskGet(this.db, namespace, id);
-    if (current === undefined) throw taskNotFound(id);
-    throw new TaskwireError("ILLEGAL_TRANSITION", `task ${id}: ${illegalTransitionMessage(current.state, "retry")}`);
+    for (let round = 1; ; round++) {
+      const before = await taskGet(this.db, namespace, id);
+      if (before === undefined) throw taskNotFound(id);
+      let task: TaskRecord | undefined;
+      try {
+        task =
+          before.dependsOn.length === 0 || !statesAllowing("retry").includes(before.state)
+            ? await withTransaction(this.pool, async (db) => {
+                await setActor(db, actor);
+                await releaseExpiredKeyOf(db, before);
+                return taskRetry(db, { namespace, id, additionalAttempts });
+              })
+            : await retryWithDependencies(this.pool, this.db, before, additionalAttempts, actor);
+      } catch (error) {
+        if (!isKeyConflict(error) || before.idempotencyKey === null) throw error;
+        const [holder] = await taskKeyHolders(this.db, [{ namespace, jobType: before.jobType, key: before.idempotencyKey }]);
+        // No holder any more: it was released since (its window passed meanwhile); try again.
+        if (holder === undefined && round < MAX_KEY_ROUNDS) continue;
+        throw keyHeld(before, holder, error);
+      }
+      if (task !== undefined) return task;
+      const current = await taskGet(this.db, namespace, id);
+      if (current === undefined) throw taskNotFound(id);
+      throw new TaskwireError("ILLEGAL_TRANSITION", `task ${id}: ${illegalTransitionMessage(current.state, "retry")}`);
+    }
   }
 
   /** Unary heartbeat: extends the leases still held and returns them. */
@@ -188,6 +199,20 @@ export class Tasks {
     this.logger.debug({ taskId: report.taskId }, "report with a wrong lease token");
     return new TaskwireError("STALE_LEASE", `${base}: the lease token is not the one issued for this attempt`);
   }
+}
+
+/** Retries of a Retry whose key conflict vanished before it could be explained (its holder was released meanwhile). */
+const MAX_KEY_ROUNDS = 3;
+
+/** Why a task cannot run again: another task holds its idempotency key. */
+function keyHeld(task: TaskRecord, holder: TaskRecord | undefined, cause: unknown): TaskwireError {
+  const who = holder === undefined ? "another task" : `task ${holder.id} (${holder.state.toUpperCase()})`;
+  return new TaskwireError(
+    "ILLEGAL_TRANSITION",
+    `task ${task.id}: cannot retry: its idempotency key ${JSON.stringify(task.idempotencyKey)} is held by ${who}, submitted with the key after this task finished; ` +
+      "two tasks never hold one key, so retry this one only once that task has finished (and its job type's dedup window has passed)",
+    { cause },
+  );
 }
 
 /** The assignment of a task inserted RUNNING (a direct hand-off). */

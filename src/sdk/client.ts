@@ -70,7 +70,8 @@ export interface SubmitOptions {
    * Tasks this one waits for: existing tasks (a Task or its id) and, in submitGraph, earlier tasks
    * of the same call by position (a number). It starts WAITING, runs once they all SUCCEEDED (its
    * handler gets their outputs as ctx.parents), and ends DEAD if one ends DEAD or CANCELLED. At most
-   * 100; not together with idempotency keys in one call.
+   * 100. With idempotency keys, a position whose task is deduplicated stands for the task holding
+   * the key, so a graph submitted again returns the same tasks.
    */
   dependsOn?: readonly (Task | string | number)[];
   /**

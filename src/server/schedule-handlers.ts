@@ -32,8 +32,6 @@ export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, l
       const timeZone = req.timeZone === "" ? "UTC" : req.timeZone;
       const parsed = parseCron(req.cron, timeZone);
       if (!("times" in parsed)) throw invalidArgument(parsed.field, parsed.problem);
-      const nextFireAt = parsed.times.nextAfter(new Date());
-      if (nextFireAt === null) throw invalidArgument("cron", `${JSON.stringify(req.cron)} never fires (no future date matches it in ${timeZone})`);
       const spec = req.task;
       if (spec?.runAt !== undefined) throw invalidArgument("task.run_at", "must be unset: a schedule's tasks run at their fire times");
       if (spec !== undefined && (spec.idempotencyKey !== "" || spec.dedupByPayload)) {
@@ -62,7 +60,6 @@ export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, l
         concurrencyKey: task.concurrencyKey ?? null,
         missedPolicy,
         paused: req.paused,
-        nextFireAt,
       });
       return { schedule: scheduleToProto(schedule) };
     },

@@ -72,19 +72,11 @@ function waitDuration(field: string, value: Duration | undefined, limits: Server
   return durationMsInRange(field, value, 1, limits.maxWaitMs);
 }
 
-/** Bounds what one call asks of dependencies: keys do not mix with them, and their total is capped. */
-function checkDependencies(tasks: readonly NewTask[], field: (i: number) => string): void {
+/** Bounds what one call asks of dependencies: their total is capped. */
+function checkDependencies(tasks: readonly NewTask[]): void {
   const total = tasks.reduce((n, x) => n + (x.dependsOn?.length ?? 0) + (x.dependsOnIndex?.length ?? 0), 0);
-  if (total === 0) return;
   if (total > LIMITS.maxDependenciesPerCall) {
     throw invalidArgument("tasks", `name ${total} dependencies in all; the limit is ${LIMITS.maxDependenciesPerCall} per call`);
-  }
-  const keyed = tasks.findIndex((x) => x.idempotencyKey != null);
-  if (keyed >= 0) {
-    throw invalidArgument(
-      `${field(keyed)}.idempotency_key`,
-      "idempotency keys (and dedup_by_payload) cannot be used in a call with dependencies; submit the keyed tasks first, then name their ids in depends_on",
-    );
   }
 }
 
@@ -127,7 +119,7 @@ export function createTaskHandlers(
       const namespace = namespaceOf(ctx);
       const task = await newTask(engine, payloads, namespace, req.task, "task");
       const waitMs = waitDuration("wait_timeout", req.waitTimeout, limits);
-      checkDependencies([task], () => "task");
+      checkDependencies([task]);
       // After every check, as in SubmitBatch: a refused call uses no token.
       submitLimiter.take(principalOf(ctx), 1);
       // A new task needs no JSON rendering check (a JSON request's input was decoded with the
@@ -190,7 +182,7 @@ export function createTaskHandlers(
       const namespace = namespaceOf(ctx);
       const tasks: NewTask[] = [];
       for (const [i, spec] of req.tasks.entries()) tasks.push(await newTask(engine, payloads, namespace, spec, `tasks[${i}]`, i));
-      checkDependencies(tasks, (i) => `tasks[${i}]`);
+      checkDependencies(tasks);
       submitLimiter.take(principalOf(ctx), tasks.length);
       const created = await engine.tasks.submit(tasks, (i) => `tasks[${i}]`, (duplicates) => renderable(ctx, duplicates));
       return { tasks: created.map(taskToProto) };

@@ -317,7 +317,7 @@ t.test("a worker connected to the child's job type gets it when the parent compl
   await worker.close();
 });
 
-t.test("validation: unknown and foreign ids, bad positions, duplicates, bounds, keys and schedules", async (t) => {
+t.test("validation: unknown and foreign ids, bad positions, duplicates, bounds and schedules", async (t) => {
   const jt = await jobType();
   const a = await submit(jt, "a");
   await db.query("INSERT INTO namespace (name) VALUES ('other') ON CONFLICT DO NOTHING");
@@ -339,8 +339,6 @@ t.test("validation: unknown and foreign ids, bad positions, duplicates, bounds, 
     ["a position named twice", () => s.tasks.submitBatch({ tasks: [spec(jt, 1), spec(jt, 2, { dependsOnIndex: [0, 0] })] }), /tasks\[1\]\.depends_on_index\[1\]: names task 0 of the batch a second time/],
     ["101 dependencies", () => s.tasks.submitBatch({ tasks: [...Array.from({ length: 101 }, (_, i) => spec(jt, i)), spec(jt, "many", { dependsOnIndex: Array.from({ length: 101 }, (_, i) => i) })] }), /tasks\[101\]\.depends_on: names 101 dependencies .*the limit is 100 per task/],
     ["over 10000 dependencies in one call", () => s.tasks.submitBatch({ tasks: Array.from({ length: 1000 }, (_, i) => spec(jt, i, { dependsOnIndex: Array.from({ length: Math.min(i, 11) }, (_, k) => k) })) }), /tasks: name 10934 dependencies in all; the limit is 10000 per call/],
-    ["a key with dependencies", () => s.tasks.submitBatch({ tasks: [spec(jt, 1, { idempotencyKey: "k" }), spec(jt, 2, { dependsOnIndex: [0] })] }), /tasks\[0\]\.idempotency_key: idempotency keys .* cannot be used in a call with dependencies/],
-    ["dedup_by_payload with dependencies", () => s.tasks.submit({ task: spec(jt, 1, { dependsOn: [a.id], dedupByPayload: true }) }), /task\.idempotency_key: idempotency keys \(and dedup_by_payload\) cannot be used/],
     ["a schedule with dependencies", () => s.schedules.createSchedule({ name: "dep-sched", cron: "* * * * *", task: spec(jt, 1, { dependsOn: [a.id] }) }), /task\.depends_on: must be unset: a schedule's tasks cannot have dependencies/],
   ];
   for (const [label, call, message] of cases) {
@@ -383,6 +381,57 @@ t.test("retention keeps a parent while a dependent is unfinished, and deletes ed
   t.equal(edges!.n, "0", "their edges went with them");
 });
 
+t.test("retention margin: a finished task less than a minute from deletion cannot be named as a dependency, by Submit or by a Retry", async (t) => {
+  await s.jobTypes.registerJobType({ name: "deps.expiring", retention: durationFromMs(3_600_000), defaultRetry: { backoffBase: durationFromMs(0) } });
+  const parent = await submit("deps.expiring", "p");
+  await complete(await claimOnly("deps.expiring", parent.id), "P");
+  const finishedAgo = (interval: string) => db.query("UPDATE task SET finished_at = now() - $2::interval WHERE id = $1", [parent.id, interval]);
+
+  await finishedAgo("58 minutes");
+  const early = await submit("deps.expiring", "early", { dependsOn: [parent.id] });
+  t.equal(early.state, TaskState.PENDING, "two minutes of retention left: accepted, PENDING (its parent SUCCEEDED)");
+  await s.tasks.cancel({ id: early.id });
+
+  await finishedAgo("59 minutes 30 seconds");
+  const late = await rejection(() => s.tasks.submit({ task: spec("deps.expiring", "late", { dependsOn: [parent.id] }) }));
+  t.equal(late.code, Code.InvalidArgument, "30 seconds left: refused");
+  t.match(late.message, new RegExp(`task\\.depends_on: task "${parent.id}" cannot be depended on: its job type's retention deletes it after \\S+Z, less than a minute from now`));
+  const inBatch = await rejection(() => s.tasks.submitBatch({ tasks: [spec("deps.expiring", 0), spec("deps.expiring", 1, { dependsOn: [parent.id], dependsOnIndex: [0] })] }));
+  t.match(inBatch.message, /^\[invalid_argument\] tasks\[1\]\.depends_on: /, "in a batch, naming the task that names it");
+  const retried = await rejection(() => s.tasks.retry({ id: early.id }));
+  t.equal(retried.code, Code.FailedPrecondition, "a Retry of a dependent: refused too");
+  t.match(retried.message, new RegExp(`task ${early.id} depends on task ${parent.id}, which retention deletes within a minute`));
+  t.equal((await get(early.id)).state, TaskState.CANCELLED, "and left as it was");
+
+  await finishedAgo("2 hours");
+  t.match((await rejection(() => s.tasks.submit({ task: spec("deps.expiring", "past", { dependsOn: [parent.id] }) }))).message, /cannot be depended on/, "past its retention (not pruned yet): refused");
+  const [count] = await db.query<{ n: string }>("SELECT count(*)::text AS n FROM task WHERE job_type = 'deps.expiring'");
+  t.equal(count!.n, "2", "nothing refused was written");
+
+  // Retention counts from the end: an unfinished task of a job type with a short retention is always fine.
+  await s.jobTypes.registerJobType({ name: "deps.brief", retention: durationFromMs(1_000) });
+  const running = await submit("deps.brief", "r");
+  t.equal((await submit("deps.brief", "child", { dependsOn: [running.id] })).state, TaskState.WAITING);
+});
+
+t.test("a claimed task whose dependency was deleted all the same ends DEAD naming it; it is never handed out with fewer parents", async (t) => {
+  const jt = await jobType();
+  const a = await submit(jt, "a");
+  const b = await submit(jt, "b");
+  for (const x of await claim(jt)) await complete(x, x.taskId === a.id ? "A" : "B");
+  const child = await submit(jt, "child", { dependsOn: [a.id, b.id] });
+  const grandchild = await submit(jt, "grandchild", { dependsOn: [child.id] });
+  t.equal(child.state, TaskState.PENDING);
+  // What the pruner's race would leave: the parent gone, its edge to the child still there.
+  await db.query("DELETE FROM task WHERE id = $1", [b.id]);
+  t.same(await claim(jt), [], "the child is not delivered");
+  const dead = await get(child.id);
+  t.equal(dead.state, TaskState.DEAD, "it ended DEAD");
+  t.equal(dead.lastError, `dependency ${b.id} no longer exists (deleted by retention before this task ran), so its output cannot be handed to it`);
+  t.equal(dead.attempts.length, 1, "its attempt is recorded");
+  t.equal((await get(grandchild.id)).lastError, `dependency ${child.id} ended DEAD`, "and its own dependent ends DEAD with it");
+});
+
 t.test("a claim whose dependencies' outputs cannot be read hands its tasks back, attempts not counted", async (t) => {
   const { claimWithParents } = await import("../../src/dispatch/claim-with-parents.js");
   const jt = await jobType();
@@ -393,7 +442,7 @@ t.test("a claim whose dependencies' outputs cannot be read hands its tasks back,
   // The database itself, except that the read of the parents' outputs fails (as if the connection broke there).
   const failing = {
     query: <Row>(text: string, values?: readonly unknown[]) =>
-      text.includes("FROM task_dependency d\nCROSS JOIN LATERAL") ? Promise.reject(new Error("connection lost")) : db.query<Row>(text, values),
+      text.includes("FROM task_dependency d\nLEFT JOIN LATERAL") ? Promise.reject(new Error("connection lost")) : db.query<Row>(text, values),
   };
   await t.rejects(claimWithParents(failing, { namespace: "default", jobTypes: [jt], limit: 10, workerId: "w-broken" }), /connection lost/);
   const after = await Promise.all([plain.id, child.id].map(get));

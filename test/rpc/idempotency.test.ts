@@ -1,7 +1,10 @@
 /** Idempotency keys: a duplicate Submit returns the task holding the key, marked deduplicated; races are settled by the unique index. */
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { create, createFileRegistry } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { durationFromMs, FieldDescriptorProto_Label, FieldDescriptorProto_Type, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import t from "tap";
+import { payloadKey } from "../../src/core/payload-hash.js";
 import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { anyJson, jsonAny } from "../helpers/payload.js";
 import { rejection } from "../helpers/rejection.js";
@@ -56,6 +59,25 @@ t.test("50 concurrent duplicate submits, across two replicas: one task", async (
     t.equal(answers.filter((x) => !x.task!.deduplicated).length, 1, `${label}: exactly one answer created it`);
     const [count] = await rows("SELECT count(*)::text AS n FROM task WHERE idempotency_key = $1", [key]);
     t.equal(count!.n, "1", `${label}: one row in the database`);
+  }
+});
+
+t.test("a finished holder past its dedup window, 50 concurrent submits of its key across two replicas: one new task", async (t) => {
+  for (let round = 0; round < 3; round++) {
+    const key = `expired-race-${round}`;
+    const old = (await a.tasks.submit({ task: { jobType: "idem.window", input: jsonAny("old"), idempotencyKey: key } })).task!;
+    await finish(a, "idem.window", old.id);
+    // Finished an hour ago: far past the 1.5 s window, so every submit below may release it.
+    await rows("UPDATE task SET finished_at = now() - interval '1 hour' WHERE id = $1", [old.id]);
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => [a, b][i % 2]!.tasks.submit({ task: { jobType: "idem.window", input: jsonAny({ i }), idempotencyKey: key } })),
+    );
+    const ids = new Set(answers.map((x) => x.task!.id));
+    t.equal(ids.size, 1, `round ${round}: every answer names the same task`);
+    t.not([...ids][0], old.id, `round ${round}: a new one, not the expired holder`);
+    t.equal(answers.filter((x) => !x.task!.deduplicated).length, 1, `round ${round}: exactly one answer created it; 49 are marked deduplicated`);
+    const [count] = await rows("SELECT count(*)::text AS n, count(*) FILTER (WHERE NOT key_released)::text AS holding FROM task WHERE job_type = 'idem.window' AND idempotency_key = $1", [key]);
+    t.same(count, { n: "2", holding: "1" }, `round ${round}: two rows with the key (the old one released), one holding it`);
   }
 });
 
@@ -135,6 +157,63 @@ t.test("dedup_by_payload: equal JSON (any key order) is one task, different JSON
   t.equal(new Set(racing.map((x) => x.task!.id)).size, 1, "concurrent equal payloads: one task");
 });
 
+t.test("dedup_by_payload of a typed job type: the canonical form follows its registered descriptors", async (t) => {
+  // test.Tally { map<string, int32> counts = 1; string note = 2; }, written by hand.
+  const descriptors = create(FileDescriptorSetSchema, {
+    file: [
+      {
+        name: "test/tally.proto",
+        package: "test",
+        syntax: "proto3",
+        messageType: [
+          {
+            name: "Tally",
+            field: [
+              { name: "counts", number: 1, label: FieldDescriptorProto_Label.REPEATED, type: FieldDescriptorProto_Type.MESSAGE, typeName: ".test.Tally.CountsEntry", jsonName: "counts" },
+              { name: "note", number: 2, label: FieldDescriptorProto_Label.OPTIONAL, type: FieldDescriptorProto_Type.STRING, jsonName: "note" },
+            ],
+            nestedType: [
+              {
+                name: "CountsEntry",
+                field: [
+                  { name: "key", number: 1, label: FieldDescriptorProto_Label.OPTIONAL, type: FieldDescriptorProto_Type.STRING, jsonName: "key" },
+                  { name: "value", number: 2, label: FieldDescriptorProto_Label.OPTIONAL, type: FieldDescriptorProto_Type.INT32, jsonName: "value" },
+                ],
+                options: { mapEntry: true },
+              },
+            ],
+          },
+        ],
+      },
+    ],
+  });
+  /** A Tally with these map entries in this wire order (as Go's random map order may write them), and optionally an explicit empty note. */
+  const tally = (entries: [string, number][], emptyNote = false) => {
+    const w = new BinaryWriter();
+    for (const [key, value] of entries) w.tag(1, WireType.LengthDelimited).bytes(new BinaryWriter().tag(1, WireType.LengthDelimited).string(key).tag(2, WireType.Varint).int32(value).finish());
+    if (emptyNote) w.tag(2, WireType.LengthDelimited).string("");
+    return { typeUrl: "type.googleapis.com/test.Tally", value: w.finish() };
+  };
+  const ab = tally([["a", 1], ["b", 2]]);
+  const variants = [ab, tally([["b", 2], ["a", 1]]), tally([["a", 1], ["b", 2]], true), tally([["b", 2], ["a", 1]], true)];
+  const submit = (s: TestServer, input: { typeUrl: string; value: Uint8Array }) => s.tasks.submit({ task: { jobType: "idem.typed", input, dedupByPayload: true } });
+
+  // By type name only, the server cannot decode the payload: only identical bytes match.
+  await a.jobTypes.registerJobType({ name: "idem.typed", inputType: "test.Tally" });
+  const raw = await Promise.all(variants.slice(0, 2).map((v) => submit(a, v)));
+  t.not(raw[0]!.task!.idempotencyKey, raw[1]!.task!.idempotencyKey, "without descriptors, other map orders are other keys");
+
+  await a.jobTypes.registerJobType({ name: "idem.typed", inputType: "test.Tally", descriptors });
+  b.server.engine.jobTypes.forget("default", "idem.typed"); // as the registration's notification does, without waiting for it
+  const answers = [];
+  for (let round = 0; round < 3; round++) for (const [i, v] of variants.entries()) answers.push((await submit([a, b][(round + i) % 2]!, v)).task!);
+  const keys = new Set(answers.map((x) => x.idempotencyKey));
+  t.equal(keys.size, 1, "with its descriptors: one key for every map order and an explicit default, every time, on either replica");
+  t.equal([...keys][0], payloadKey(ab, createFileRegistry(descriptors)), "the key is the pure function of the payload and those descriptors");
+  t.equal(new Set(answers.map((x) => x.id)).size, 1, "so all twelve submits are one task");
+  t.not(answers[0]!.id, raw[0]!.task!.id, "across the descriptor change the same bytes got another key: the task from before is not found (the documented limit)");
+});
+
 t.test("validation of keys and dedup windows: codes and messages", async (t) => {
   const cases: [string, () => Promise<unknown>, RegExp][] = [
     ["a key of 257 characters", () => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "k".repeat(257) } }), /task\.idempotency_key: is 257 characters; allowed: 1 to 256/],
@@ -156,4 +235,142 @@ t.test("validation of keys and dedup windows: codes and messages", async (t) => 
   t.equal((await a.jobTypes.registerJobType({ name: "idem.keep", dedupWindow: durationFromMs(2_592_000_000), retention: durationFromMs(0) })).jobType!.dedupWindow?.seconds, 2_592_000n, "30 days with keep-forever retention");
   const [jt] = await rows("SELECT count(*)::text AS n FROM job_type WHERE name = 'idem.bad'");
   t.equal(jt!.n, "0", "no rejected job type was written");
+});
+
+t.test("Retry takes the task's key back, and is refused while a newer task holds it", async (t) => {
+  const submit = (n: number) => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(n), idempotencyKey: "retry-1" } });
+  const unfinished = async () => (await rows("SELECT id::text AS id FROM task WHERE idempotency_key = 'retry-1' AND finished_at IS NULL ORDER BY id")).map((r) => r.id);
+  const first = (await submit(1)).task!;
+  await a.tasks.cancel({ id: first.id });
+  const second = (await submit(2)).task!;
+  t.not(second.id, first.id, "the first finished (no dedup window), so the key went to a new task");
+
+  const refused = await rejection(() => b.tasks.retry({ id: first.id }));
+  t.equal(refused.code, Code.FailedPrecondition);
+  t.match(refused.message, new RegExp(`task ${first.id}: cannot retry: its idempotency key "retry-1" is held by task ${second.id} \\(PENDING\\)`), "the message names the holder");
+  t.equal((await a.tasks.getTask({ id: first.id })).task!.state, TaskState.CANCELLED, "the refused task is unchanged");
+  t.same(await unfinished(), [second.id], "one unfinished task with the key");
+  t.equal((await submit(3)).task!.id, second.id, "and the key still leads to it");
+
+  await a.tasks.cancel({ id: second.id });
+  const retried = (await b.tasks.retry({ id: first.id })).task!;
+  t.equal(retried.state, TaskState.PENDING, "once the holder finished, the retry goes through");
+  const again = (await submit(4)).task!;
+  t.equal(again.id, first.id, "and the retried task holds its key again");
+  t.equal(again.deduplicated, true);
+  t.same(await unfinished(), [first.id]);
+});
+
+t.test("Retry racing a Submit of the same key, on two replicas: never two unfinished tasks with it", async (t) => {
+  for (let round = 0; round < 10; round++) {
+    const key = `retry-race-${round}`;
+    const first = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny(round), idempotencyKey: key } })).task!;
+    await a.tasks.cancel({ id: first.id });
+    const [retry, submit] = await Promise.allSettled([b.tasks.retry({ id: first.id }), a.tasks.submit({ task: { jobType: "idem", input: jsonAny(round), idempotencyKey: key } })]);
+    if (submit.status === "rejected") throw submit.reason;
+    const holders = await rows("SELECT id::text AS id FROM task WHERE idempotency_key = $1 AND finished_at IS NULL", [key]);
+    t.equal(holders.length, 1, `round ${round}: one unfinished task with the key`);
+    if (retry.status === "fulfilled") {
+      t.equal(submit.value.task!.id, first.id, `round ${round}: the retry won; the submit got the retried task`);
+      t.equal(submit.value.task!.deduplicated, true);
+    } else {
+      t.equal(submit.value.task!.deduplicated, false, `round ${round}: the submit won with a new task`);
+      t.match(String(retry.reason), new RegExp(`held by task ${submit.value.task!.id}`), `round ${round}: the retry was refused naming it`);
+    }
+  }
+});
+
+t.test("keys with dependencies: a duplicate Submit with depends_on returns the first task, whatever it names", async (t) => {
+  const parent = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny("parent") } })).task!;
+  const first = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "dep-1", dependsOn: [parent.id] } })).task!;
+  t.equal(first.deduplicated, false);
+  t.equal(first.state, TaskState.WAITING, "it waits for its dependency");
+  t.same(first.dependsOn, [parent.id]);
+  const again = (await b.tasks.submit({ task: { jobType: "idem", input: jsonAny(2), idempotencyKey: "dep-1", dependsOn: [parent.id] } })).task!;
+  t.equal(again.id, first.id, "a client's retry gets the same task");
+  t.equal(again.deduplicated, true);
+  const other = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny(3), idempotencyKey: "dep-1", dependsOn: ["999999"] } })).task!;
+  t.equal(other.id, first.id, "the key alone decides: its dependencies are not even checked");
+  const [counts] = await rows("SELECT (SELECT count(*) FROM task WHERE idempotency_key = 'dep-1')::text AS tasks, (SELECT count(*) FROM task_dependency WHERE parent_id = $1)::text AS edges", [parent.id]);
+  t.same(counts, { tasks: "1", edges: "1" }, "one task, one edge");
+});
+
+t.test("keys with dependencies: a graph submitted again returns the same tasks and writes nothing", async (t) => {
+  const parent = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny("root") } })).task!;
+  const graph = {
+    tasks: [
+      { jobType: "idem", input: jsonAny("a"), idempotencyKey: "g-a", dependsOn: [parent.id] },
+      { jobType: "idem", input: jsonAny("b"), idempotencyKey: "g-b", dependsOnIndex: [0] },
+      { jobType: "idem.other", input: jsonAny("c"), idempotencyKey: "g-a", dependsOnIndex: [0, 1] },
+      { jobType: "idem", input: jsonAny("a again"), idempotencyKey: "g-a" },
+    ],
+  };
+  const count = async () => (await rows("SELECT (SELECT count(*) FROM task)::text AS tasks, (SELECT count(*) FROM task_dependency)::text AS edges"))[0];
+  const first = (await a.tasks.submitBatch(graph)).tasks;
+  t.same(first.map((x) => x.deduplicated), [false, false, false, true], "the key repeated in the batch is its first occurrence's task");
+  t.equal(first[3]!.id, first[0]!.id);
+  t.same(first[2]!.dependsOn, [first[0]!.id, first[1]!.id]);
+  const before = await count();
+  for (const s of [a, b]) {
+    const again = (await s.tasks.submitBatch(graph)).tasks;
+    t.same(again.map((x) => x.id), first.map((x) => x.id), "the same tasks, in order");
+    t.ok(again.every((x) => x.deduplicated), "all deduplicated");
+    t.same(again.map((x) => x.dependsOn), first.map((x) => x.dependsOn), "as they are");
+  }
+  t.same(await count(), before, "no new task, no new edge");
+});
+
+t.test("keys with dependencies: a dependent of a deduplicated task depends on the task holding the key", async (t) => {
+  await a.jobTypes.registerJobType({ name: "idem.deps", dedupWindow: durationFromMs(60_000) });
+  const holder = (await a.tasks.submit({ task: { jobType: "idem.deps", input: jsonAny("held"), idempotencyKey: "h-1" } })).task!;
+  const batch = (await b.tasks.submitBatch({
+    tasks: [
+      { jobType: "idem.deps", input: jsonAny("root"), idempotencyKey: "h-1" },
+      { jobType: "idem.deps", input: jsonAny("child"), idempotencyKey: "h-child", dependsOnIndex: [0] },
+      { jobType: "idem.deps", input: jsonAny("leaf"), dependsOnIndex: [1] },
+    ],
+  })).tasks;
+  t.equal(batch[0]!.id, holder.id, "the root is the holder");
+  t.equal(batch[0]!.deduplicated, true);
+  t.same(batch[1]!.dependsOn, [holder.id], "the child depends on it");
+  t.equal(batch[1]!.state, TaskState.WAITING, "and waits, as the holder is PENDING");
+  t.same(batch[2]!.dependsOn, [batch[1]!.id]);
+  await finish(a, "idem.deps", holder.id);
+  t.equal((await a.tasks.getTask({ id: batch[1]!.id })).task!.state, TaskState.PENDING, "the holder's completion moved the child on (it was flagged as having dependents)");
+
+  // A holder that already SUCCEEDED (within its dedup window): its new dependent starts PENDING.
+  const second = (await a.tasks.submitBatch({
+    tasks: [
+      { jobType: "idem.deps", input: jsonAny("root"), idempotencyKey: "h-1" },
+      { jobType: "idem.deps", input: jsonAny("late child"), dependsOnIndex: [0] },
+    ],
+  })).tasks;
+  t.equal(second[0]!.id, holder.id);
+  t.equal(second[0]!.state, TaskState.SUCCEEDED);
+  t.equal(second[1]!.state, TaskState.PENDING, "a dependent of a SUCCEEDED holder is ready at once");
+  const claimed = (await a.workers.claimTasks({ workerId: "w-idem", jobTypes: ["idem.deps"], maxTasks: 10 })).assignments.find((x) => x.taskId === second[1]!.id);
+  t.same(claimed?.parents.map((p) => p.taskId), [holder.id], "and gets the holder's output");
+});
+
+t.test("keys with dependencies: concurrent duplicates on two replicas make one task, or one graph", async (t) => {
+  const parent = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny("p") } })).task!;
+  const single = await Promise.all(
+    Array.from({ length: 30 }, (_, i) => [a, b][i % 2]!.tasks.submit({ task: { jobType: "idem", input: jsonAny(i), idempotencyKey: "dep-race", dependsOn: [parent.id] } })),
+  );
+  t.equal(new Set(single.map((x) => x.task!.id)).size, 1, "every answer names one task");
+  t.equal(single.filter((x) => !x.task!.deduplicated).length, 1, "one answer created it");
+  t.equal((await rows("SELECT count(*)::text AS n FROM task WHERE idempotency_key = 'dep-race'"))[0]!.n, "1");
+
+  const graph = (round: number) => ({
+    tasks: [
+      { jobType: "idem", input: jsonAny(round), idempotencyKey: "race-g-a", dependsOn: [parent.id] },
+      { jobType: "idem", input: jsonAny(round), idempotencyKey: "race-g-b", dependsOnIndex: [0] },
+      { jobType: "idem", input: jsonAny(round), idempotencyKey: "race-g-c", dependsOnIndex: [0, 1] },
+    ],
+  });
+  const batches = await Promise.all(Array.from({ length: 12 }, (_, i) => [a, b][i % 2]!.tasks.submitBatch(graph(i))));
+  t.equal(new Set(batches.map((x) => x.tasks.map((task) => task.id).join())).size, 1, "every answer names the same three tasks");
+  t.equal(batches.filter((x) => x.tasks.some((task) => !task.deduplicated)).length, 1, "one answer created them");
+  const [count] = await rows("SELECT count(*)::text AS n, sum((SELECT count(*) FROM task_dependency d WHERE d.child_id = t.id))::text AS edges FROM task t WHERE idempotency_key LIKE 'race-g-%'");
+  t.same(count, { n: "3", edges: "4" }, "three tasks, four edges");
 });

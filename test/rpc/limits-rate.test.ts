@@ -46,30 +46,47 @@ async function submit(s: TestServer, jobType: string, n: number, extra: { maxAtt
   return tasks.map((x) => x.id);
 }
 
-t.test("rate 10 per second, 40 tasks, 4 workers on 2 replicas: never more than 10 starts in any second, the limit is reached, all 40 run", async (t) => {
+t.test("rate 10 per second, 40 tasks, 4 workers on 2 replicas: both replicas start tasks, never more than 10 starts in any second, the limit is reached, all 40 run", async (t) => {
   const jobType = "rate.two";
   await a.jobTypes.registerJobType({ name: jobType, rateLimit: { maxStarts: 10, window: durationFromMs(1_000) } });
   await submit(a, jobType, 20);
   await submit(b, jobType, 20);
-  const job = defineJob({ name: jobType, input: "json", output: "json", handler: async () => {} });
+  // Each replica's workers hold 8 tasks at most (2 x 4), fewer than a window's 10 starts, and
+  // their handlers return only once both replicas have started one: a replica that took every
+  // start it could blocks until the other claims, so both claim whichever is faster.
+  const startedOn = [false, false];
+  let bothStarted!: () => void;
+  const gate = new Promise<void>((resolve) => (bothStarted = resolve));
+  const jobOn = (r: number) =>
+    defineJob({
+      name: jobType,
+      input: "json",
+      output: "json",
+      handler: async () => {
+        startedOn[r] = true;
+        if (startedOn[0] && startedOn[1]) bothStarted();
+        await gate;
+      },
+    });
   for (const [r, s] of [a, b].entries()) {
     for (let w = 0; w < 2; w++) {
-      const worker = createWorker({ baseUrl: s.url, jobs: [job], concurrency: 10, workerId: `rate-${r}-${w}` });
+      const worker = createWorker({ baseUrl: s.url, jobs: [jobOn(r)], concurrency: 4, workerId: `rate-${r}-${w}` });
       t.teardown(() => worker.stop({ graceMs: 1_000 }));
       await worker.start();
     }
   }
-  await until(async () => (await a.tasks.listTasks({ jobTypes: [jobType], states: [4] })).totalCount === 40n, 30_000, "all 40 to succeed");
+  await until(async () => (await a.tasks.listTasks({ jobTypes: [jobType], states: [4] })).totalCount === 40n, 30_000, "all 40 to succeed (the handlers wait until both replicas started one)");
   const history = await starts(jobType);
   const times = history.map((s) => s.at);
   t.equal(history.length, 40, "40 attempts: one per task, none failed while waiting");
   t.ok(history.every((s) => s.attempt === 1), "every task succeeded at its first attempt");
+  const perReplica = [0, 1].map((r) => history.filter((s) => s.worker.startsWith(`rate-${r}-`)).length);
+  t.ok(perReplica[0]! > 0 && perReplica[1]! > 0, `both replicas started tasks (A: ${perReplica[0]}, B: ${perReplica[1]})`);
+  t.equal(perReplica[0]! + perReplica[1]!, 40, "and between them all 40");
   const peak = peakInWindow(times, 1_000);
-  t.ok(peak <= 10, `at most 10 starts in any 1-second interval (peak ${peak}); one limiter per process would have allowed 20`);
+  t.ok(peak <= 10, `at most 10 starts in any 1-second interval across both replicas (peak ${peak}); one limiter per process would have allowed 20`);
   t.equal(peak, 10, "and the limit was reached: the waiting tasks were not held back further");
   t.ok(times.at(-1)! - times[0]! > 3_000, `40 starts at 10 per second span more than 3 s (${Math.round(times.at(-1)! - times[0]!)} ms)`);
-  const perReplica = [0, 1].map((r) => history.filter((s) => s.worker.startsWith(`rate-${r}-`)).length);
-  t.equal(perReplica[0]! + perReplica[1]!, 40, `started on replica A: ${perReplica[0]}, on replica B: ${perReplica[1]}`);
 });
 
 t.test("retries count: attempts of a task that fails at once (no backoff) start at most 2 per second", async (t) => {

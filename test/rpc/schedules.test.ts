@@ -7,7 +7,7 @@ import { MissedFirePolicy } from "../../src/gen/taskwire/v1/schedule_pb.js";
 import { anyJson, jsonAny } from "../helpers/payload.js";
 import { createTestDatabaseUrl } from "../helpers/database.js";
 import { rejection } from "../helpers/rejection.js";
-import { startTestServer } from "../helpers/server.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
 
 const s = await startTestServer(t, { scheduleIntervalMs: 100 });
 const db = s.server.engine.database.db;
@@ -141,6 +141,45 @@ t.test("a schedule fires ordinary tasks that show their schedule and fire time; 
   t.equal((await s.tasks.getTask({ id: task.id })).task?.schedule, "tick", "a deleted schedule's tasks stay, with its name");
 });
 
+t.test("first fire times come from the database's clock: a replica whose clock is behind neither stores a missed one nor loses the fire", async (t) => {
+  const task = { jobType: "cron.job", input: jsonAny("skewed") };
+  /** Runs `call` while this process's clock (the replica's) reads ten minutes behind the database's. */
+  const skewed = async <T>(call: () => Promise<T>): Promise<T> => {
+    const RealDate = Date;
+    const skewMs = -10 * 60_000;
+    class SkewedDate extends RealDate {
+      constructor(...args: unknown[]) {
+        if (args.length === 0) super(RealDate.now() + skewMs);
+        else super(...(args as [string]));
+      }
+      static override now(): number {
+        return RealDate.now() + skewMs;
+      }
+    }
+    globalThis.Date = SkewedDate as DateConstructor;
+    try {
+      return await call();
+    } finally {
+      globalThis.Date = RealDate;
+    }
+  };
+  /** The first whole second after a time: a per-second schedule's next fire time. */
+  const secondAfter = (ms: number) => Math.floor(ms / 1_000) * 1_000 + 1_000;
+
+  // Created paused, so no scheduler pass moves it before it is read.
+  const created = (await skewed(() => s.schedules.createSchedule({ name: "skewed", cron: "* * * * * *", task, paused: true }))).schedule!;
+  const createdAt = timestampDate(created.createdAt!).getTime();
+  t.equal(timestampDate(created.nextFireTime!).getTime(), secondAfter(createdAt), "create: the first fire time after the database's now (the row's created_at)");
+
+  const resumed = (await skewed(() => s.schedules.resumeSchedule({ name: "skewed" }))).schedule!;
+  const resumedAt = timestampDate(resumed.updatedAt!).getTime();
+  const next = timestampDate(resumed.nextFireTime!).getTime();
+  t.equal(next, secondAfter(resumedAt), "resume: the first fire time after the database's now (the row's updated_at)");
+  await until(async () => (await fireTimes(db, "skewed")).length > 0);
+  t.equal((await fireTimes(db, "skewed"))[0], next, "that fire made its task: it was on time, not missed");
+  await s.schedules.deleteSchedule({ name: "skewed" });
+});
+
 t.test("a job type re-registered with another input type: the fire creates nothing and says why", async (t) => {
   await s.jobTypes.registerJobType({ name: "cron.changing" });
   await s.schedules.createSchedule({ name: "changing", cron: "* * * * * *", task: { jobType: "cron.changing", input: jsonAny(1) } });
@@ -176,6 +215,46 @@ t.test("three replicas running one schedule: one task per fire time, none missin
     ),
     { code: "23505", constraint: "task_schedule_fire_idx" },
   );
+});
+
+t.test("three replicas' schedulers ticking at the same moment on one due schedule: one task per fire time, none lost", async (t) => {
+  const url = await createTestDatabaseUrl(t);
+  const replicas: TestServer[] = [];
+  // No passes of their own: only the concurrent ticks below run the schedulers.
+  for (let i = 0; i < 3; i++) replicas.push(await startTestServer(t, { databaseUrl: url, scheduleIntervalMs: 3_600_000 }));
+  const [r0] = replicas;
+  const rdb = r0!.server.engine.database.db;
+  await r0!.jobTypes.registerJobType({ name: "cron.job" });
+  /** Tasks each replica created, per schedule. */
+  const created = new Map<string, number[]>();
+  replicas.forEach((r, i) =>
+    r.server.engine.scheduler.on("scheduler:fired", (report) => {
+      for (const x of report.schedules) {
+        const counts = created.get(x.name) ?? replicas.map(() => 0);
+        counts[i]! += x.created;
+        created.set(x.name, counts);
+      }
+    }),
+  );
+  for (let round = 0; round < 6; round++) {
+    const name = `race-${round}`;
+    await r0!.schedules.createSchedule({ name, cron: "* * * * * *", task: { jobType: "cron.job", input: jsonAny(round) } });
+    // Eight fire times due at once, all within the grace period, so each is on time and must make one task.
+    const [due] = await rdb.query<{ at: Date | string }>(
+      "UPDATE schedule SET next_fire_at = date_trunc('second', now()) - interval '8 seconds' WHERE name = $1 RETURNING next_fire_at AS at",
+      [name],
+    );
+    await Promise.all(replicas.map((r) => r.server.engine.scheduler.tick()));
+    await r0!.schedules.pauseSchedule({ name });
+    const times = await fireTimes(rdb, name);
+    t.equal(times[0], new Date(due!.at).getTime(), `round ${round}: the first fire time has its task`);
+    t.ok(times.length >= 9, `round ${round}: ${times.length} fire times handled (8 overdue, then up to now)`);
+    t.ok(times.slice(1).every((x, i) => x - times[i]! === 1_000), `round ${round}: one task per second, none skipped or doubled`);
+    const counts = created.get(name) ?? [];
+    t.equal(counts.reduce((x, y) => x + y, 0), times.length, `round ${round}: the three passes together created exactly those tasks (per replica: ${counts.join(", ")})`);
+    const [after] = await rdb.query<{ at: Date | string }>("SELECT next_fire_at AS at FROM schedule WHERE name = $1", [name]);
+    t.equal(new Date(after!.at).getTime(), times.at(-1)! + 1_000, `round ${round}: the schedule goes on from the next second`);
+  }
 });
 
 t.test("after downtime, missed fires follow the policy: SKIP creates none, RUN_ONCE exactly one", async (t) => {

@@ -10,6 +10,10 @@ import type { Db } from "../db.js";
 // (they may still need its output); a task's own edges go with it. An edge whose parent is gone
 // stays until its child goes, so the child still names it.
 // A Retry of a dependent locks the parents it reads (FOR SHARE): SKIP LOCKED leaves them here.
+// A dependent committed while this statement runs is not in its snapshot, so NOT EXISTS misses it;
+// Submit and Retry therefore refuse parents within a minute of their retention (RETENTION_MARGIN_MS
+// in src/core/dependencies.ts), and a claim of a task whose parent is gone all the same ends it
+// DEAD instead of running it without that parent (src/dispatch/claim-with-parents.ts).
 const SQL = `
 WITH doomed AS (
   SELECT t.id FROM job_type jt

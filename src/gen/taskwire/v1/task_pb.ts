@@ -116,7 +116,11 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
   /**
    * Deduplicate by input instead: the key is "payload-sha256:" and the SHA-256 of the input's
    * canonical form (equal JSON values and equal messages of a registered type get equal keys,
-   * whatever their key or field order). idempotency_key must then be empty.
+   * whatever their key, field or map order). idempotency_key must then be empty. For a typed job
+   * type the canonical form follows the descriptors the job type has registered when the submit
+   * arrives (without descriptors: the bytes as sent). Under the same descriptors a payload always
+   * gets the same key on every replica; payloads submitted across a registration that changes
+   * them (replicas see it within 2 s) may not deduplicate with each other.
    *
    * @generated from field: bool dedup_by_payload = 9;
    */
@@ -131,9 +135,13 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
    * in the same transaction with last_error "dependency <id> ended DEAD" (or "... ended
    * CANCELLED"; the lowest such id), and so do the tasks waiting on it, transitively, each naming
    * its own dependency. An id that does not exist in the namespace (another namespace's task does
-   * not) is INVALID_ARGUMENT, naming it. At most 100 dependencies per
-   * task (depends_on and depends_on_index together), each named once; not with idempotency keys
-   * (idempotency_key, dedup_by_payload) in the same call, nor in schedules.
+   * not) is INVALID_ARGUMENT, naming it, and so is a finished task that its job type's retention
+   * deletes within a minute (or is past it): name tasks with more than a minute of retention
+   * left. (A dependency deleted all the same before this task runs ends it DEAD, naming it,
+   * rather than hand it fewer parents.) At most 100 dependencies per
+   * task (depends_on and depends_on_index together), each named once; not in schedules. With an
+   * idempotency key whose holder exists, the answer is that task (deduplicated) as it is, and
+   * this spec's dependencies are neither checked nor added: the key alone decides.
    *
    * @generated from field: repeated string depends_on = 10;
    */
@@ -143,6 +151,9 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
    * SubmitBatch only: tasks of the same batch this task depends on, by their 0-based position, which
    * must be before this task's own (so a batch's graph has no cycles); otherwise as depends_on.
    * Submitted together in one transaction, all or nothing (at most 10000 dependencies per call).
+   * A position whose task is deduplicated (its idempotency key is held) stands for the task
+   * holding the key: this task depends on that one, in whatever state it is, so a graph submitted
+   * again with the same keys returns the same tasks and creates nothing.
    *
    * @generated from field: repeated int32 depends_on_index = 11;
    */
@@ -1168,7 +1179,11 @@ export const TaskService: GenService<{
    * A task with dependencies goes back to PENDING when all of them have SUCCEEDED, to WAITING when
    * some are still unfinished (e.g. retried themselves), and is FAILED_PRECONDITION, naming the
    * dependency, while one of them is DEAD or CANCELLED: retry that one first. Retrying a task does
-   * not revive its dependents that ended DEAD because of it; retry each of them.
+   * not revive its dependents that ended DEAD because of it; retry each of them. A task with an
+   * idempotency key holds the key again once retried (a Submit with the key returns it); if
+   * another task took the key after this one finished and still holds it (it is unfinished, or
+   * within the job type's dedup_window), Retry is FAILED_PRECONDITION naming that task, and
+   * nothing changes: two unfinished tasks never share a key.
    *
    * @generated from rpc taskwire.v1.TaskService.Retry
    */
