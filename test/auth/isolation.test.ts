@@ -92,9 +92,14 @@ async function collectAll<T>(stream: AsyncIterable<T>, ms: number): Promise<{ se
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
       let timer: NodeJS.Timeout | undefined;
-      const next = await Promise.race([iterator.next(), new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), remaining)))]);
-      // A pending timer would keep this file's process alive for up to a minute after its tests end.
-      clearTimeout(timer);
+      let next;
+      try {
+        next = await Promise.race([iterator.next(), new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), remaining)))]);
+      } finally {
+        // Also when the stream fails (an aborted watch): a pending timer would keep this file's
+        // process alive for up to a minute after its tests end.
+        clearTimeout(timer);
+      }
       if (next === "timeout" || next.done === true) {
         void iterator.return?.();
         break;

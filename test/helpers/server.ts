@@ -1,6 +1,6 @@
 /** Starts a real Taskwire server (port 0, its own database) for one test file, and clients for it. */
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { Test } from "tap";
 import { defaultConfig } from "../../src/config.js";
 import { JobTypeService } from "../../src/gen/taskwire/v1/job_type_pb.js";
@@ -81,8 +81,14 @@ export async function startTestServer(
     },
     testLogger(),
   );
-  t.teardown(() => server.stop());
-  const transport = createGrpcTransport({ baseUrl: server.url, interceptors: options.apiKey === undefined ? [] : [bearer(options.apiKey)] });
+  t.teardown(async () => {
+    // Clients' HTTP/2 connections first: a client socket left open lingers after the server has
+    // gone (about a minute here) and keeps the test process alive.
+    for (const session of sessionsOf.get(server.url) ?? []) session.abort();
+    sessionsOf.delete(server.url);
+    await server.stop();
+  });
+  const transport = grpcTransport(server.url, options.apiKey === undefined ? [] : [bearer(options.apiKey)]);
   return {
     server,
     url: server.url,
@@ -93,6 +99,16 @@ export async function startTestServer(
     workers: createClient(WorkerService, transport),
     schedules: createClient(ScheduleService, transport),
   };
+}
+
+/** HTTP/2 connections of the gRPC transports made for each test server (by URL), closed before it stops. */
+const sessionsOf = new Map<string, Http2SessionManager[]>();
+
+/** A gRPC transport to `url` whose connection the server's teardown closes. */
+function grpcTransport(url: string, interceptors: Interceptor[]): Transport {
+  const sessionManager = new Http2SessionManager(url);
+  sessionsOf.set(url, [...(sessionsOf.get(url) ?? []), sessionManager]);
+  return createGrpcTransport({ baseUrl: url, interceptors, sessionManager });
 }
 
 /** A Connect (JSON over HTTP/1.1) transport, as curl and browsers speak. */
@@ -113,7 +129,7 @@ export function clientsFor(url: string, token: string | undefined, protocol: "gr
   const interceptors = token === undefined ? [] : [bearer(token)];
   const transport =
     protocol === "grpc"
-      ? createGrpcTransport({ baseUrl: url, interceptors })
+      ? grpcTransport(url, interceptors)
       : createConnectTransport({ baseUrl: url, httpVersion: "1.1", useBinaryFormat: false, interceptors });
   return {
     transport,
