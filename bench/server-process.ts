@@ -3,7 +3,7 @@
  * `taskwire server start`), with the embedded PostgreSQL under a data folder or with --database-url.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,9 +43,16 @@ export interface ServerOptions {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** How `npm start` runs the server (compiled by its prestart script), so the bench measures what users run. */
-const SERVER_NODE_FLAGS = ["--max-semi-space-size=16"];
 const SERVER_ENTRY = "dist/src/cli/main.js";
+/** The node flags of `npm start` (package.json), so the bench runs the server as users do. */
+const SERVER_NODE_FLAGS = startScriptFlags();
+
+function startScriptFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  if (words[0] !== "node" || !words.includes(SERVER_ENTRY)) throw new Error(`package.json's start script no longer runs "node <flags> ${SERVER_ENTRY}": ${pkg.scripts.start}`);
+  return words.slice(1, words.indexOf(SERVER_ENTRY));
+}
 
 /** Compiles the server as `npm start`'s prestart does; once per bench invocation. */
 export function buildServer(): void {
