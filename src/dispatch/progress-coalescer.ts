@@ -12,6 +12,8 @@ export class ProgressCoalescer {
   private latest = new Map<string, ProgressReport>();
   /** The (namespace, task) pairs of `latest`, for flushBefore. */
   private tasks = new Set<string>();
+  /** The (namespace, task) pairs of batches flushed but not yet written, with how many batches hold each. */
+  private readonly writing = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
 
@@ -39,19 +41,36 @@ export class ProgressCoalescer {
    * else pending, in the same statement), since progress is only accepted while the task runs.
    */
   async flushBefore(namespace: string, taskIds: readonly string[]): Promise<void> {
-    if (this.tasks.size > 0 && taskIds.some((id) => this.tasks.has(taskKey(namespace, id)))) await this.flush();
+    const concerned = (tasks: ReadonlySet<string> | ReadonlyMap<string, number>) => tasks.size > 0 && taskIds.some((id) => tasks.has(taskKey(namespace, id)));
+    if (concerned(this.tasks)) await this.flush();
+    // Also a batch already on its way: committing after the caller's write, its older value
+    // would replace a unary report's newer one.
+    else if (concerned(this.writing)) await this.flushing;
   }
 
   /** Writes what is pending (also called on stop, so the last value is not lost). */
   flush(): Promise<void> {
     if (this.latest.size === 0) return this.flushing;
     const batch = [...this.latest.values()];
+    const tasks = this.tasks;
     this.latest = new Map();
     this.tasks = new Set();
-    this.flushing = this.flushing.then(() =>
-      taskProgressBatch(this.db, batch).catch((error: unknown) => this.logger.warn({ err: error, count: batch.length }, "could not record progress")),
-    );
-    return this.flushing;
+    for (const key of tasks) this.writing.set(key, (this.writing.get(key) ?? 0) + 1);
+    const write = this.flushing.then(async () => {
+      try {
+        await taskProgressBatch(this.db, batch);
+      } catch (error) {
+        this.logger.warn({ err: error, count: batch.length }, "could not record progress");
+      } finally {
+        for (const key of tasks) {
+          const left = this.writing.get(key)! - 1;
+          if (left === 0) this.writing.delete(key);
+          else this.writing.set(key, left);
+        }
+      }
+    });
+    this.flushing = write;
+    return write;
   }
 
   /** Stops the timer after a last flush. */
