@@ -29,10 +29,11 @@ export const ANONYMOUS_LIMIT_PREFIX = "anonymous:";
 
 /**
  * The caller of a public procedure (health checks): no namespace, no role. Its streams
- * (Health.Watch) are counted per remote address, not in one allowance shared by every caller
+ * (Health.Watch) are counted per client (clientOf), not in one allowance shared by every caller
  * without a key, so one client opening watches cannot use up everyone's. Probes come from a few
  * addresses (kubelets, load balancers); callers behind one proxy share its address, which is no
- * worse than one allowance for all.
+ * worse than one allowance for all. All anonymous streams together have a bound too
+ * (StreamRegistry), so many addresses cannot open streams without end.
  */
 export function anonymousPrincipal(remoteAddress: string): Principal {
   return {
@@ -41,8 +42,36 @@ export function anonymousPrincipal(remoteAddress: string): Principal {
     namespace: "",
     roles: new Set<Role>(),
     expiresAt: null,
-    limitKey: `${ANONYMOUS_LIMIT_PREFIX}${remoteAddress}`,
+    limitKey: `${ANONYMOUS_LIMIT_PREFIX}${clientOf(remoteAddress)}`,
   };
+}
+
+/**
+ * The client a remote address stands for: an IPv4 address as it is (also when the socket shows it
+ * IPv4-mapped, ::ffff:a.b.c.d), an IPv6 address by its /64 network (one host is given a whole /64
+ * and may send from any address in it). Anything else is returned as given.
+ */
+export function clientOf(remoteAddress: string): string {
+  const address = remoteAddress.replace(/%.*$/, "").toLowerCase();
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(address);
+  if (mapped !== null) return mapped[1]!;
+  if (!address.includes(":")) return address;
+  const groups = expandIPv6(address);
+  return groups === undefined ? address : `${groups.slice(0, 4).join(":")}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address (without leading zeros), or undefined if it is not one. */
+function expandIPv6(address: string): string[] | undefined {
+  const halves = address.split("::");
+  if (halves.length > 2) return undefined;
+  const parse = (part: string) => (part === "" ? [] : part.split(":"));
+  const head = parse(halves[0]!);
+  const tail = halves.length === 2 ? parse(halves[1]!) : [];
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
+  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
+  if (!groups.every((g) => /^[0-9a-f]{1,4}$/.test(g))) return undefined;
+  return groups.map((g) => g.replace(/^0+(?=.)/, ""));
 }
 
 /** Who a principal's streams are counted for, in a message: "API key <id>", "the address <a> (no key)" or "this caller". */

@@ -7,9 +7,15 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
-import { streamOwner, type Principal } from "../auth/principal.js";
+import { ANONYMOUS_LIMIT_PREFIX, streamOwner, type Principal } from "../auth/principal.js";
 import { LIMIT_SPECS } from "../core/limits.js";
 import { principalKey } from "./request-context.js";
+
+/**
+ * Streams without a key (Health.Watch) are counted per client, and all of them together may be at
+ * most this many times --max-streams-per-key on a replica.
+ */
+export const ANONYMOUS_STREAMS_FACTOR = 10;
 
 interface OpenStream {
   principal: Principal;
@@ -20,6 +26,8 @@ interface OpenStream {
 /** Counts and ends the streams of this replica. */
 export class StreamRegistry {
   private readonly byKey = new Map<string, Set<OpenStream>>();
+  /** Open streams without a key, over every client. */
+  private anonymous = 0;
 
   constructor(
     private readonly auth: Authenticator,
@@ -51,6 +59,17 @@ export class StreamRegistry {
         Code.ResourceExhausted,
       );
     }
+    const anonymous = principal.limitKey.startsWith(ANONYMOUS_LIMIT_PREFIX);
+    const anonymousLimit = ANONYMOUS_STREAMS_FACTOR * this.limits.maxStreamsPerKey;
+    if (anonymous && this.anonymous >= anonymousLimit) {
+      if (streams.size === 0) this.byKey.delete(principal.limitKey);
+      throw new ConnectError(
+        `callers without an API key already have ${this.anonymous} open streams on this server, the limit for all of them together ` +
+          `(${ANONYMOUS_STREAMS_FACTOR} x ${LIMIT_SPECS.maxStreamsPerKey.flag} ${this.limits.maxStreamsPerKey}); use Health.Check, or retry later`,
+        Code.ResourceExhausted,
+      );
+    }
+    if (anonymous) this.anonymous += 1;
     const stop = new AbortController();
     const untilExpiry = principal.expiresAt === null ? Infinity : principal.expiresAt.getTime() - Date.now();
     const expires = untilExpiry < this.limits.maxStreamMs;
@@ -77,6 +96,7 @@ export class StreamRegistry {
         if (closed) return;
         closed = true;
         clearTimeout(timer);
+        if (anonymous) this.anonymous -= 1;
         const set = this.byKey.get(principal.limitKey);
         set?.delete(stream);
         if (set?.size === 0) this.byKey.delete(principal.limitKey);

@@ -224,6 +224,12 @@ t.test("Health.Watch without a key: streams are counted per remote address, so o
   t.match(third.rawMessage, /^the address 127\.0\.0\.1 \(no key\) already has 2 open streams on this server, the limit \(--max-streams-per-key 2\)/);
   t.equal(await watch(from("127.0.0.2")), HealthCheckResponse_ServingStatus.SERVING, "a probe from another address still gets its watch");
   t.equal(s.server.rpc.streams.openCount("anonymous:127.0.0.2"), 1);
+  // All callers without a key together: at most ANONYMOUS_STREAMS_FACTOR x 2 = 20 (3 are open).
+  for (let i = 0; i < 17; i++) t.equal(await watch(from(`127.0.0.${3 + Math.floor(i / 2)}`)), HealthCheckResponse_ServingStatus.SERVING);
+  const many = await rejection(() => watch(from("127.0.0.20")));
+  t.equal(Code[many.code], "ResourceExhausted", "a new address past the bound for all anonymous streams is refused too");
+  t.match(many.rawMessage, /^callers without an API key already have 20 open streams on this server, the limit for all of them together \(10 x --max-streams-per-key 2\)/);
+  t.equal(s.server.rpc.streams.openCount("anonymous:127.0.0.20"), 0, "a refused stream leaves no count behind");
   abort.abort();
   for (let i = 0; i < 100 && s.server.rpc.streams.openCount("anonymous:127.0.0.1") > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
   t.equal(s.server.rpc.streams.openCount("anonymous:127.0.0.1"), 0, "closed watches free their slots");
