@@ -12,7 +12,8 @@ import { isFinished, type TaskAction, type TaskState } from "./task-state.js";
  * its statement, in which a dependent committed meanwhile is not visible yet, so it could delete
  * the parent a new dependent has just named. With this margin it cannot: to delete such a parent
  * it would have to start more than a minute after the dependent's transaction checked it, and that
- * transaction has long committed by then (it takes milliseconds).
+ * transaction has long committed by then (it takes milliseconds). A retention under two minutes
+ * uses half of itself as the margin, so its finished tasks can still be named for a while.
  */
 export const RETENTION_MARGIN_MS = 60_000;
 

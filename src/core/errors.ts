@@ -15,6 +15,8 @@ export type TaskwireErrorCode =
   | "UNAUTHENTICATED"
   | "PERMISSION_DENIED"
   | "DATABASE_UNAVAILABLE"
+  /** Concurrent work kept changing what a request depends on past its bounded retries: transient, nothing written. */
+  | "CONTENDED"
   | "DEADLINE_EXCEEDED"
   | "INTERNAL";
 

@@ -41,7 +41,10 @@ import { releaseExpiredKeyOf, type DuplicateCheck } from "./keyed-submit.js";
 /**
  * Attempts that skip dependencies another transaction holds (a report being written, another
  * retry) instead of waiting for them: waiting while holding other dependencies' locks could close
- * a cycle with a statement that writes several tasks. The last attempt waits.
+ * a cycle with a statement that writes several tasks. The last attempt waits. A submit with
+ * idempotency keys still waits while holding them, for an expired holder's key release or for an
+ * uncommitted insert of the same key: two such submits taking keys in opposite orders can
+ * deadlock, which PostgreSQL breaks and withLockRetries runs again (then UNAVAILABLE).
  */
 const SKIP_LOCKED_ATTEMPTS = 8;
 
@@ -129,7 +132,7 @@ export async function submitWithDependencies(
       );
     } catch (error) {
       if (!(error instanceof KeyHoldersMoved)) throw error;
-      if (round >= MAX_KEY_ROUNDS) throw new TaskwireError("INTERNAL", `could not settle the submit's idempotency keys after ${MAX_KEY_ROUNDS} rounds`, { cause: error });
+      if (round >= MAX_KEY_ROUNDS) throw new TaskwireError("CONTENDED", `concurrent submits kept taking this submit's idempotency keys (${MAX_KEY_ROUNDS} rounds); nothing was written, retry it`, { cause: error });
       held = union(held, error.lock);
       flag = union(flag, error.flag);
     }
@@ -225,6 +228,14 @@ function checkParents(
   }
   // Under the lock, by the database's clock: the pruner cannot be deleting it as this commits.
   const expiring = named.find((id) => locked.get(id)!.expiring);
+  if (expiring !== undefined && plan.heldParents.includes(expiring) && !tasks.some((t) => t.dependsOn?.includes(expiring))) {
+    // The client named no such task: a key of its submit is held by a finished task about to be
+    // deleted. Once it is gone (or its dedup window ends first), the same submit makes new tasks.
+    throw new TaskwireError(
+      "CONTENDED",
+      `${firstNaming(expiring)}: the task holding this submit's idempotency key, ${JSON.stringify(expiring)}, is about to be deleted by retention (after ${new Date(locked.get(expiring)!.deleted_after!).toISOString()}) and cannot be depended on; nothing was written, retry after that`,
+    );
+  }
   if (expiring !== undefined) {
     throw invalidArgument(firstNaming(expiring), expiringDependencyMessage(expiring, new Date(locked.get(expiring)!.deleted_after!)));
   }

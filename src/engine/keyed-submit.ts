@@ -100,7 +100,7 @@ async function submitKeyedOnce(db: Db, tasks: readonly NewTask[]): Promise<TaskR
     open = open.filter((i) => result[i] === undefined);
   }
   if (open.length > 0) {
-    throw new TaskwireError("INTERNAL", `could not settle ${open.length} idempotency key(s) after ${MAX_ROUNDS} rounds`);
+    throw new TaskwireError("CONTENDED", `concurrent submits kept taking ${open.length} of this submit's idempotency key(s) (${MAX_ROUNDS} rounds); nothing was written, retry it`);
   }
   for (const [i, first] of laterDuplicates) result[i] = { ...result[first]!, deduplicated: true };
   return result as TaskRecord[];

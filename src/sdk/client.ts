@@ -71,7 +71,7 @@ export interface SubmitOptions {
    * of the same call by position (a number). It starts WAITING, runs once they all SUCCEEDED (its
    * handler gets their outputs as ctx.parents), and ends DEAD if one ends DEAD or CANCELLED. At most
    * 100. With idempotency keys, a position whose task is deduplicated stands for the task holding
-   * the key, so a graph submitted again returns the same tasks.
+   * the key, so a graph whose tasks all carry keys, submitted again, returns the same tasks.
    */
   dependsOn?: readonly (Task | string | number)[];
   /**

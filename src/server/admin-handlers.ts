@@ -64,6 +64,8 @@ export function createAdminHandlers(database: Pick<Database, "db" | "pool">, aut
       });
       const expiresInMs = durationMsInRange("expires_in", req.expiresIn, MIN_KEY_LIFETIME_MS, MAX_KEY_LIFETIME_MS);
       const { key, token } = await createApiKey(pool, { namespace, roles, expiresInMs, description: req.description, actor: principalOf(ctx).actor });
+      // Development mode ends on this replica before the answer, not when the notification arrives.
+      auth.onKeyNotice({ id: key.id, op: "insert" });
       return { key: apiKeyToProto(key), token };
     },
 

@@ -19,6 +19,7 @@ const CODES: Record<TaskwireErrorCode, Code> = {
   UNAUTHENTICATED: Code.Unauthenticated,
   PERMISSION_DENIED: Code.PermissionDenied,
   DATABASE_UNAVAILABLE: Code.Unavailable,
+  CONTENDED: Code.Unavailable,
   DEADLINE_EXCEEDED: Code.DeadlineExceeded,
   INTERNAL: Code.Internal,
 };

@@ -87,7 +87,8 @@ function leaseRef(namespace: string, l: { taskId: string; attempt: number; lease
   return {
     namespace,
     taskId: taskId(`${field}.task_id`, l.taskId),
-    attempt: intInRange(`${field}.attempt`, l.attempt, 1, Number.MAX_SAFE_INTEGER),
+    // Attempts are int4 in the database (and at most max_attempts, 1000).
+    attempt: intInRange(`${field}.attempt`, l.attempt, 1, 2_147_483_647),
     leaseToken: leaseToken(`${field}.lease_token`, l.leaseToken),
   };
 }

@@ -414,6 +414,28 @@ t.test("retention margin: a finished task less than a minute from deletion canno
   t.equal((await submit("deps.brief", "child", { dependsOn: [running.id] })).state, TaskState.WAITING);
 });
 
+t.test("retention margin: under two minutes of retention, half of it; a key's holder about to be deleted answers UNAVAILABLE, not the client's mistake", async (t) => {
+  await s.jobTypes.registerJobType({ name: "deps.short", retention: durationFromMs(60_000) });
+  const parent = await submit("deps.short", "p");
+  await complete(await claimOnly("deps.short", parent.id), "P");
+  const finishedAgo = (id: string, interval: string) => db.query("UPDATE task SET finished_at = now() - $2::interval WHERE id = $1", [id, interval]);
+  await finishedAgo(parent.id, "20 seconds");
+  t.equal((await submit("deps.short", "child", { dependsOn: [parent.id] })).state, TaskState.PENDING, "40 s of a 60 s retention left: accepted");
+  await finishedAgo(parent.id, "45 seconds");
+  t.match((await rejection(() => s.tasks.submit({ task: spec("deps.short", "late", { dependsOn: [parent.id] }) }))).message, /cannot be depended on/, "15 s left: refused");
+
+  await s.jobTypes.registerJobType({ name: "deps.keyed", retention: durationFromMs(3_600_000), dedupWindow: durationFromMs(3_600_000) });
+  const graph = () => s.tasks.submitBatch({ tasks: [spec("deps.keyed", "a", { idempotencyKey: "graph-a" }), spec("deps.keyed", "b", { dependsOnIndex: [0] })] });
+  const [a] = (await graph()).tasks;
+  await complete(await claimOnly("deps.keyed", a!.id), "A");
+  await finishedAgo(a!.id, "59 minutes 30 seconds");
+  const refused = await rejection(graph);
+  t.equal(refused.code, Code.Unavailable, "the key's holder is about to go: retry later");
+  t.match(refused.message, new RegExp(`tasks\\[1\\]\\.depends_on_index: the task holding this submit's idempotency key, "${a!.id}", is about to be deleted by retention`));
+  const [count] = await db.query<{ n: string }>("SELECT count(*)::text AS n FROM task WHERE job_type = 'deps.keyed'");
+  t.equal(count!.n, "2", "nothing was written");
+});
+
 t.test("a claimed task whose dependency was deleted all the same ends DEAD naming it; it is never handed out with fewer parents", async (t) => {
   const jt = await jobType();
   const a = await submit(jt, "a");

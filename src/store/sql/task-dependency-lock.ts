@@ -9,13 +9,14 @@ import type { Db } from "../db.js";
 // rows another transaction holds (a report being written) are left out instead of waited for, so
 // the caller never waits while it holds some: it retries instead, and a deadlock with a
 // multi-row writer cannot form.
-// `expiring`: the task finished, and retention deletes it within $3 ms (or may already), by the
+// `expiring`: the task finished, and retention deletes it within $3 ms (half its retention if that
+// is shorter, so a short retention still leaves time to name it) or may already, by the
 // database's clock, the one the pruner uses. The pruner (task-prune-finished.ts) sees a dependent
 // only once it is committed, so the caller must not name such a task (see RETENTION_MARGIN_MS).
 const SQL = `
 SELECT t.id::text AS id, t.state, t.has_dependents,
   t.finished_at + jt.retention_ms * interval '1 millisecond' AS deleted_after,
-  coalesce(t.finished_at + (jt.retention_ms - $3) * interval '1 millisecond' <= now(), false) AS expiring
+  coalesce(t.finished_at + (jt.retention_ms - least($3, jt.retention_ms / 2)) * interval '1 millisecond' <= now(), false) AS expiring
 FROM task t
 LEFT JOIN job_type jt ON jt.namespace = t.namespace AND jt.name = t.job_type
 WHERE t.id = ANY($1::bigint[]) AND t.namespace = $2

@@ -136,8 +136,8 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
    * CANCELLED"; the lowest such id), and so do the tasks waiting on it, transitively, each naming
    * its own dependency. An id that does not exist in the namespace (another namespace's task does
    * not) is INVALID_ARGUMENT, naming it, and so is a finished task that its job type's retention
-   * deletes within a minute (or is past it): name tasks with more than a minute of retention
-   * left. (A dependency deleted all the same before this task runs ends it DEAD, naming it,
+   * deletes within a minute (within half its retention when that is under two minutes) or is
+   * past it: name tasks with more than a minute of retention left. (A dependency deleted all the same before this task runs ends it DEAD, naming it,
    * rather than hand it fewer parents.) At most 100 dependencies per
    * task (depends_on and depends_on_index together), each named once; not in schedules. With an
    * idempotency key whose holder exists, the answer is that task (deduplicated) as it is, and
@@ -152,8 +152,10 @@ export type TaskSpec = Message<"taskwire.v1.TaskSpec"> & {
    * must be before this task's own (so a batch's graph has no cycles); otherwise as depends_on.
    * Submitted together in one transaction, all or nothing (at most 10000 dependencies per call).
    * A position whose task is deduplicated (its idempotency key is held) stands for the task
-   * holding the key: this task depends on that one, in whatever state it is, so a graph submitted
-   * again with the same keys returns the same tasks and creates nothing.
+   * holding the key: this task depends on that one, in whatever state it is, so a graph whose
+   * tasks all carry keys, submitted again, returns the same tasks and creates nothing (a task
+   * without a key is created again). A holder that retention is about to delete answers
+   * UNAVAILABLE: nothing is written, and the same call succeeds once it is gone.
    *
    * @generated from field: repeated int32 depends_on_index = 11;
    */
