@@ -10,8 +10,8 @@ import { inLockOrder } from "../lock-order.js";
 // statement is prepared) scanned the partial index of running tasks in a nested loop against
 // every report, 500 x 500 comparisons per batch; without it, each report is one primary-key
 // lookup. The attempt's history row is closed by the same statement. `(SELECT $1::bigint[])`
-// hides the batch size from custom plans so that small batches use the generic plan too, as in
-// task-insert-batch.ts (PostgreSQL re-planned about half of them).
+// keeps custom plans of small batches from estimating under the generic plan's 10 rows, so they
+// use the generic plan too, as in task-insert-batch.ts (PostgreSQL re-planned about half of them).
 const SQL = `
 WITH report AS (
   SELECT * FROM unnest((SELECT $1::bigint[]), $2::text[], $3::int[], $4::uuid[], $5::text[], $6::bytea[])

@@ -18,10 +18,11 @@ import { byId, newTaskArrays, TASK_COLUMNS, taskFromRow, type TaskRow } from "./
 // `rows` is MATERIALIZED so that `direct` is computed once per row: inlined, it was copied into
 // each of the five CASEs below, and the first (custom) plans of each connection ran 5x slower
 // (56 ms instead of 11 for 1,000 tasks; the generic plans that follow are unchanged).
-// `(SELECT $1::text[])` hides the batch size from custom plans: knowing a one-task batch made
-// them look so much cheaper than the generic plan that PostgreSQL planned every single Submit
-// again (measured: 646 plans in 1,320 calls, 1.3 ms of a 1-task insert here; now 14 plans, the
-// same generic plan that batches already used, and single inserts 0.7 ms).
+// `(SELECT $1::text[])` keeps custom plans from estimating fewer rows than the generic plan's 10
+// (unnest's estimate is its largest array's, and a sub-select's is the default): knowing a
+// one-task batch made them look so much cheaper that PostgreSQL planned every single Submit again
+// (measured: 646 plans in 1,320 calls, 1.3 ms of a 1-task insert here; now 14 plans, the same
+// generic plan that batches already used, and single inserts 0.7 ms).
 const SQL = `
 WITH input AS (
   SELECT * FROM unnest((SELECT $1::text[]), $2::text[], $3::text[], $4::bytea[], $5::int[], $6::int[], $7::int[], $8::timestamptz[],
