@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import t from "tap";
 import { DEFAULT_SERVER_LIMITS, LIMIT_SPECS, type ServerLimits } from "../src/core/limits.js";
+import { listeningUrl, watchOutput } from "./helpers/cli-server.js";
 import { anyJson, jsonAny } from "./helpers/payload.js";
 import { startTestServer } from "./helpers/server.js";
 import { createTestDatabaseUrl } from "./helpers/database.js";
@@ -200,18 +201,9 @@ t.test("the TLS example: a certificate, a TLS server, curl over https", async (t
   await run("bash", ["-c", openssl!], { cwd: dir });
   const databaseUrl = await createTestDatabaseUrl(t);
   const child = spawn("bash", ["-c", `${start!.replace("node bin/taskwire.js", `node ${path.join(repo, "bin/taskwire.js")}`)} --port 0`], { cwd: dir, env: { ...process.env, TASKWIRE_DATABASE_URL: databaseUrl }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  // bash may run the server as a child of its own: kill the whole group.
   t.teardown(() => process.kill(-child.pid!, "SIGKILL"));
-  let output = "";
-  const url = await new Promise<string>((resolve, reject) => {
-    const collect = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /"url":"(https:\/\/[^"]+)".*taskwire listening/.exec(output);
-      if (match) resolve(match[1]!);
-    };
-    child.stdout.on("data", collect);
-    child.stderr.on("data", collect);
-    child.once("exit", (code) => reject(new Error(`exited ${code}: ${output}`)));
-  });
+  const url = await listeningUrl(watchOutput(child));
   const health = JSON.parse((await run("bash", ["-c", curl!.replace("https://127.0.0.1:8080", url)], { cwd: dir })).stdout);
   t.same(health, { status: "ok" }, "curl trusts the certificate and gets /healthz over TLS");
 });

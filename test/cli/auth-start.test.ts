@@ -4,14 +4,15 @@
  * non-loopback bind with no key, --require-auth, and a running server that starts requiring keys
  * the moment the first key is created (by the CLI, on the same database).
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Code } from "@connectrpc/connect";
-import t, { type Test } from "tap";
+import t from "tap";
+import { runCli, startedUrl } from "../helpers/cli-server.js";
 import { createTestDatabaseUrl } from "../helpers/database.js";
 import { rejection } from "../helpers/rejection.js";
 import { clientsFor } from "../helpers/server.js";
@@ -20,34 +21,8 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const bin = path.join(repo, "bin/taskwire.js");
 const execFileAsync = promisify(execFile);
 
-interface Run {
-  child: ChildProcess;
-  output: () => string;
-  exit: Promise<number | null>;
-  listening: Promise<string>;
-}
-
-function run(args: string[]): Run {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: repo, env: { ...process.env, TASKWIRE_DATABASE_URL: undefined }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  let onListening: (url: string) => void = () => undefined;
-  const listening = new Promise<string>((resolve) => (onListening = resolve));
-  const collect = (chunk: Buffer) => {
-    output += chunk.toString();
-    const match = /"url":"(https?:\/\/[^"]+)".*taskwire listening/.exec(output);
-    if (match) onListening(match[1]!);
-  };
-  child.stdout!.on("data", collect);
-  child.stderr!.on("data", collect);
-  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, output: () => output, exit, listening };
-}
-
-/** Resolves with the URL once it listens; rejects with its output if it exits first. */
-async function started(t: Test, r: Run): Promise<string> {
-  t.teardown(() => void r.child.kill("SIGKILL"));
-  return Promise.race([r.listening, r.exit.then((code) => Promise.reject(new Error(`exited ${code}: ${r.output()}`)))]);
-}
+/** `taskwire` with these arguments, not told of the test database (some tests want the embedded one). */
+const run = (args: string[]) => runCli(args, { env: { ...process.env, TASKWIRE_DATABASE_URL: undefined } });
 
 /** `taskwire keys create` on the database; returns the printed token. */
 async function createKey(databaseUrl: string, namespace: string, roles: string): Promise<string> {
@@ -60,7 +35,7 @@ const DEV_WARNING = /development mode: no API key exists/g;
 t.test("loopback with no key: development mode, warned once, every request in default with every role", async (t) => {
   const databaseUrl = await createTestDatabaseUrl(t);
   const r = run(["server", "start", "--database-url", databaseUrl, "--port", "0"]);
-  const url = await started(t, r);
+  const url = await startedUrl(t, r);
   const c = clientsFor(url, undefined);
   await c.jobTypes.registerJobType({ name: "dev.job" });
   for (let i = 0; i < 5; i++) await c.tasks.listTasks({});
@@ -81,7 +56,7 @@ t.test("a non-loopback bind with no key refuses to start, saying how to create o
 t.test("--allow-unauthenticated-remote: a non-loopback bind with no key starts in development mode, loudly", async (t) => {
   const databaseUrl = await createTestDatabaseUrl(t);
   const r = run(["server", "start", "--host", "0.0.0.0", "--port", "0", "--allow-unauthenticated-remote", "--database-url", databaseUrl]);
-  const url = (await started(t, r)).replace("0.0.0.0", "127.0.0.1");
+  const url = (await startedUrl(t, r)).replace("0.0.0.0", "127.0.0.1");
   t.equal((await clientsFor(url, undefined).tasks.listTasks({})).totalCount, 0n, "requests without a key are served");
   t.match(r.output(), /anyone who reaches this address may do anything in namespace \\"default\\" until an API key is created/);
   r.child.kill("SIGTERM");
@@ -93,7 +68,7 @@ t.test("a non-loopback bind with a key starts and requires keys", async (t) => {
   const token = await createKey(databaseUrl, "default", "producer");
   t.match(token, /^tw_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/, "the token is printed alone on stdout");
   const r = run(["server", "start", "--host", "0.0.0.0", "--port", "0", "--database-url", databaseUrl]);
-  const url = (await started(t, r)).replace("0.0.0.0", "127.0.0.1");
+  const url = (await startedUrl(t, r)).replace("0.0.0.0", "127.0.0.1");
   const denied = await rejection(() => clientsFor(url, undefined).tasks.listTasks({}));
   t.equal(Code[denied.code], "Unauthenticated");
   t.match(denied.rawMessage, /requires an API key: send "Authorization: Bearer <token>"/);
@@ -106,7 +81,7 @@ t.test("a non-loopback bind with a key starts and requires keys", async (t) => {
 t.test("--require-auth on loopback with no key: no development mode", async (t) => {
   const databaseUrl = await createTestDatabaseUrl(t);
   const r = run(["server", "start", "--require-auth", "--database-url", databaseUrl, "--port", "0"]);
-  const url = await started(t, r);
+  const url = await startedUrl(t, r);
   const denied = await rejection(() => clientsFor(url, undefined).tasks.listTasks({}));
   t.equal(Code[denied.code], "Unauthenticated");
   t.match(denied.rawMessage, /taskwire keys create --namespace <name> --role <roles>/, "the message says how to get a key");
@@ -118,7 +93,7 @@ t.test("--require-auth on loopback with no key: no development mode", async (t) 
 t.test("creating the first key while a server runs in development mode makes it require keys", async (t) => {
   const databaseUrl = await createTestDatabaseUrl(t);
   const r = run(["server", "start", "--database-url", databaseUrl, "--port", "0"]);
-  const url = await started(t, r);
+  const url = await startedUrl(t, r);
   const anonymous = clientsFor(url, undefined);
   await anonymous.tasks.listTasks({});
   // A stream opened without a key in development mode ends once a key exists.
@@ -154,7 +129,7 @@ t.test("a fresh install: the CLI bootstraps on the embedded data folder, also wh
   const cli = (...args: string[]) => execFileAsync(process.execPath, [bin, ...args, "--data-dir", dataDir], { cwd: repo, env: { ...process.env, TASKWIRE_DATABASE_URL: undefined } });
   t.equal((await cli("namespace", "create", "acme")).stdout, "acme\n", "no server yet: the CLI starts the embedded PostgreSQL, migrates and stops it");
   const r = run(["server", "start", "--data-dir", dataDir, "--port", "0"]);
-  const url = await started(t, r);
+  const url = await startedUrl(t, r);
   const pid = Number((await readFile(path.join(dataDir, "pgdata", "postmaster.pid"), "utf8")).split("\n")[0]);
   const token = (await cli("keys", "create", "--namespace", "acme", "--role", "producer")).stdout.trim();
   t.match(token, /^tw_/, "with the server running, the CLI uses its PostgreSQL");

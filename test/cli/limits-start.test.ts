@@ -4,12 +4,13 @@
  * each setting checked over the wire; then `taskwire namespace list` and `taskwire keys list`
  * print what the CLI created.
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
+import { runCli, startedUrl } from "../helpers/cli-server.js";
 import { createTestDatabaseUrl } from "../helpers/database.js";
 import { jsonAny } from "../helpers/payload.js";
 import { rejection } from "../helpers/rejection.js";
@@ -38,30 +39,14 @@ const LIMIT_FLAGS = [
 ].flat();
 
 // No key exists yet: on loopback, only TASKWIRE_REQUIRE_AUTH keeps the server from development mode.
-const server = spawn(process.execPath, [bin, "server", "start", "--port", "0", "--inline-threads", "0", ...LIMIT_FLAGS], {
-  cwd: repo,
-  env: { ...environment, TASKWIRE_REQUIRE_AUTH: "1" },
-  stdio: ["ignore", "pipe", "pipe"],
-});
-let output = "";
-const exited = new Promise<number | null>((resolve) => server.once("exit", resolve));
-t.teardown(() => void server.kill("SIGKILL"));
-const url = await new Promise<string>((resolve, reject) => {
-  const collect = (chunk: Buffer) => {
-    output += chunk.toString();
-    const match = /"url":"(http:\/\/[^"]+)".*taskwire listening/.exec(output);
-    if (match) resolve(match[1]!);
-  };
-  server.stdout.on("data", collect);
-  server.stderr.on("data", collect);
-  void exited.then((code) => reject(new Error(`the server exited (${code}): ${output}`)));
-});
+const server = runCli(["server", "start", "--port", "0", "--inline-threads", "0", ...LIMIT_FLAGS], { env: { ...environment, TASKWIRE_REQUIRE_AUTH: "1" } });
+const url = await startedUrl(t, server);
 
 t.test("TASKWIRE_REQUIRE_AUTH=1: with no key created, a request without one is refused", async (t) => {
   const refused = await rejection(() => clientsFor(url, undefined).tasks.listTasks({}));
   t.equal(Code[refused.code], "Unauthenticated");
   t.match(refused.rawMessage, /this server requires an API key/);
-  t.notMatch(output, /development mode/, "no development mode");
+  t.notMatch(server.output(), /development mode/, "no development mode");
 });
 
 let tokenId = "";
@@ -159,7 +144,7 @@ t.test("taskwire namespace list and keys list print what exists", async (t) => {
 });
 
 t.test("the server stops cleanly", async (t) => {
-  server.kill("SIGTERM");
-  t.equal(await exited, 0);
-  t.notMatch(output, /"level":60/, "no fatal log");
+  server.child.kill("SIGTERM");
+  t.equal(await server.exit, 0);
+  t.notMatch(server.output(), /"level":60/, "no fatal log");
 });

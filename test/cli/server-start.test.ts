@@ -1,39 +1,14 @@
 /** `taskwire server start` as users run it: a real process, real signals, real exit codes. */
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import t from "tap";
+import { runCli, startedUrl } from "../helpers/cli-server.js";
 import { createEmptyDatabaseUrl, createTestDatabaseUrl } from "../helpers/database.js";
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const bin = path.join(repo, "bin/taskwire.js");
-
-interface Run {
-  child: ChildProcess;
-  output: () => string;
-  exit: Promise<number | null>;
-  /** Resolves with the URL from the "listening" log line. */
-  listening: Promise<string>;
-}
-
-function run(args: string[]): Run {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: repo, env: { ...process.env, TASKWIRE_DATABASE_URL: undefined }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  let onListening: (url: string) => void = () => undefined;
-  const listening = new Promise<string>((resolve) => (onListening = resolve));
-  const collect = (chunk: Buffer) => {
-    output += chunk.toString();
-    const match = /"url":"(http:\/\/[^"]+)".*taskwire listening/.exec(output);
-    if (match) onListening(match[1]!);
-  };
-  child.stdout!.on("data", collect);
-  child.stderr!.on("data", collect);
-  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, output: () => output, exit, listening };
-}
+/** `taskwire` with these arguments, not told of the test database (some tests want the embedded one). */
+const run = (args: string[]) => runCli(args, { env: { ...process.env, TASKWIRE_DATABASE_URL: undefined } });
 
 t.test("--no-migrate on an empty database fails fast, naming the pending migrations", async (t) => {
   const url = await createEmptyDatabaseUrl(t);
@@ -48,8 +23,7 @@ t.test("with no database configured, the embedded PostgreSQL starts, serves, and
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
   const started = Date.now();
   const r = run(["server", "start", "--data-dir", dataDir, "--port", "0"]);
-  t.teardown(() => void r.child.kill("SIGKILL"));
-  const url = await Promise.race([r.listening, r.exit.then((code) => Promise.reject(new Error(`exited ${code}: ${r.output()}`)))]);
+  const url = await startedUrl(t, r);
   t.ok(Date.now() - started < 20_000, `first start took ${Date.now() - started} ms (< 20 s)`);
   const health = await fetch(`${url}/healthz`);
   t.equal(health.status, 200);
@@ -77,8 +51,7 @@ t.test("a server killed with SIGKILL leaves its embedded PostgreSQL behind; the 
   await first.exit;
   t.doesNotThrow(() => process.kill(orphan, 0), "PostgreSQL outlived the killed server");
   const second = run(["server", "start", "--data-dir", dataDir, "--port", "0"]);
-  t.teardown(() => void second.child.kill("SIGKILL"));
-  const url = await Promise.race([second.listening, second.exit.then((code) => Promise.reject(new Error(`exited ${code}: ${second.output()}`)))]);
+  const url = await startedUrl(t, second);
   t.match(second.output(), /stopping an embedded PostgreSQL left running by an earlier process/);
   t.equal((await fetch(`${url}/healthz`)).status, 200);
   second.child.kill("SIGTERM");
@@ -89,8 +62,7 @@ t.test("a server killed with SIGKILL leaves its embedded PostgreSQL behind; the 
 t.test("the started command runs inline job types (its pool threads load TypeScript too)", async (t) => {
   const url = await createTestDatabaseUrl(t);
   const r = run(["server", "start", "--database-url", url, "--port", "0", "--inline-threads", "1"]);
-  t.teardown(() => void r.child.kill("SIGKILL"));
-  const base = await Promise.race([r.listening, r.exit.then((code) => Promise.reject(new Error(`exited ${code}: ${r.output()}`)))]);
+  const base = await startedUrl(t, r);
   const call = async (rpc: string, body: unknown) =>
     (await fetch(`${base}/${rpc}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, any>>;
   await call("taskwire.v1.JobTypeService/RegisterJobType", { name: "inline.word-count", inlineModule: "inline/word-count.ts" });

@@ -8,13 +8,14 @@
  * are accepted again, the worker reconnects and finishes the work, the watcher resumes from its
  * cursor without a gap, and every acknowledged task exists and succeeds.
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
 import t from "tap";
 import { createClient, createWorker, defineJob, TaskState } from "../../src/sdk/index.js";
+import { runCli, startedUrl } from "../helpers/cli-server.js";
 import { startPrivatePostgres } from "../helpers/private-postgres.js";
 import { clientsFor } from "../helpers/server.js";
 
@@ -29,21 +30,10 @@ const token = stdout.trim();
 
 // A verified key is trusted for 1 s: the outage lasts longer, so authentication itself needs the database.
 const KEY_CACHE_MS = 1_000;
-const server = spawn(process.execPath, [bin, "server", "start", "--database-url", pg.url, "--port", "0", "--inline-threads", "0", "--key-cache-ms", String(KEY_CACHE_MS)], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
-let output = "";
+const server = runCli(["server", "start", "--database-url", pg.url, "--port", "0", "--inline-threads", "0", "--key-cache-ms", String(KEY_CACHE_MS)]);
 let exitCode: number | null | undefined;
-server.once("exit", (code) => (exitCode = code));
-t.teardown(() => void server.kill("SIGKILL"));
-const url = await new Promise<string>((resolve, reject) => {
-  const collect = (chunk: Buffer) => {
-    output += chunk.toString();
-    const match = /"url":"(http:\/\/[^"]+)".*taskwire listening/.exec(output);
-    if (match) resolve(match[1]!);
-  };
-  server.stdout.on("data", collect);
-  server.stderr.on("data", collect);
-  server.once("exit", (code) => reject(new Error(`the server exited (${code}): ${output}`)));
-});
+void server.exit.then((code) => (exitCode = code));
+const url = await startedUrl(t, server);
 
 const job = defineJob({ name: "outage.work", input: "json", output: "json", handler: async (input) => ({ done: input }) });
 const client = createClient({ baseUrl: url, apiKey: token });
@@ -159,7 +149,7 @@ t.test("during the outage: UNAVAILABLE with a clear message, resumable stream en
   t.ok(afterCache >= 10, `${afterCache} submits were refused after the key cache expired`);
   t.same(notUnavailable(submitErrors.slice(errorsBefore)), [], "every submit refused during the outage, before and after the cache expired, is UNAVAILABLE");
   t.equal(exitCode, undefined, "the server process is still running");
-  t.notMatch(output, /"level":60|internal error/, "no fatal log, no INTERNAL");
+  t.notMatch(server.output(), /"level":60|internal error/, "no fatal log, no INTERNAL");
 });
 
 t.test("after: everything recovers without a restart, and no acknowledged task is lost", async (t) => {
@@ -205,9 +195,9 @@ t.test("after: everything recovers without a restart, and no acknowledged task i
   t.same(gaps, [], `the watcher saw ${seqs.length} events in order without a gap across ${streamEnds.length} reconnects`);
   t.ok(streamEnds.length >= 1);
   t.equal(exitCode, undefined, "the same server process throughout");
-  t.notMatch(output, /"level":60|internal error/, "no fatal log, no INTERNAL, from start to end");
-  server.kill("SIGTERM");
-  await new Promise((resolve) => server.once("exit", resolve));
+  t.notMatch(server.output(), /"level":60|internal error/, "no fatal log, no INTERNAL, from start to end");
+  server.child.kill("SIGTERM");
+  await server.exit;
   t.equal(exitCode, 0, "and it shuts down cleanly");
 });
 

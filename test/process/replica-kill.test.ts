@@ -2,34 +2,20 @@
  * Two server processes on one database, workers on both, one replica killed with SIGKILL under
  * load: every task still ends exactly once (one succeeded attempt each).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import t from "tap";
 import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { createClient, createWorker, defineJob, type Worker } from "../../src/sdk/index.js";
+import { runCli, startedUrl } from "../helpers/cli-server.js";
 import { createTestDatabase } from "../helpers/database.js";
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const { url: databaseUrl, database } = await createTestDatabase(t);
 
 /** Starts `taskwire server start` as its own process and resolves with its URL. */
-function startReplica(): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ["bin/taskwire.js", "server", "start", "--database-url", databaseUrl, "--port", "0", "--log-level", "info"], {
-    cwd: repo,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  t.teardown(() => void child.kill("SIGKILL"));
-  return new Promise((resolve, reject) => {
-    let output = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /"url":"(http:\/\/[^"]+)".*taskwire listening/.exec(output);
-      if (match) resolve({ url: match[1]!, child });
-    });
-    child.once("exit", (code) => reject(new Error(`replica exited ${code}: ${output}`)));
-  });
+async function startReplica(): Promise<{ url: string; child: ChildProcess }> {
+  const replica = runCli(["server", "start", "--database-url", databaseUrl, "--port", "0", "--log-level", "info"], { streams: ["stdout"] });
+  return { url: await startedUrl(t, replica), child: replica.child };
 }
 
 t.test("kill one of two replicas under load: every task ends SUCCEEDED exactly once", async (t) => {
