@@ -243,7 +243,8 @@ t.test("development mode never comes back: with every key revoked, requests with
       s.server.engine.auth.on("key:changed", listener);
     });
 
-  const created = noticeOn(d2);
+  // Written on the database directly (as the CLI does): each replica learns of it by notification.
+  const created = Promise.all([noticeOn(d1), noticeOn(d2)]);
   const { id } = await createTestKey(d1.server.engine.database, "default", ["admin"]);
   await created;
   for (const c of anonymous) t.equal(await codeOf(() => c.tasks.listTasks({})), "Unauthenticated", "a key exists: keys are required");

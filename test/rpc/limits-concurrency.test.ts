@@ -82,20 +82,22 @@ t.test("per key: 3 keys (500, 40 and 1 tasks, in that order) on 3 replicas x 2 w
   t.ok(bigBefore < 120, `when the last of mid's 40 finished, big had finished ${bigBefore} of 500: the keys shared the slots (FIFO: 500)`);
 });
 
-t.test("per job type: max_running 3 across 3 replicas x 1 worker with 5 slots each, 60 tasks without a key", async (t) => {
+t.test("per job type: max_running 3 across 3 replicas x 1 worker with 2 slots each, 60 tasks without a key", async (t) => {
   const jobType = "cap.total";
   await a.jobTypes.registerJobType({ name: jobType, maxRunning: 3 });
   await submit(a, jobType, null, 60);
   const job = defineJob({ name: jobType, input: "json", output: "json", handler: async () => void (await sleep(5)) });
   const sampler = await sampleRunning(t, a.databaseUrl, jobType);
-  await workersOn(t, job, 1, 5);
+  // 6 slots for a limit of 3, and no replica can reach it alone: reaching it takes two at once.
+  await workersOn(t, job, 1, 2);
   await until(async () => (await succeeded(jobType)) === 60, 30_000, "all 60 tasks to succeed");
   const live = await sampler.stop();
   const history = await historyPeaks(db, jobType);
   t.ok(live.total <= 3, `sampled: never more than 3 running (peak ${live.total} in ${live.samples} samples)`);
   t.equal(history.total, 3, "history: at most 3 attempts at once, and 3 were reached");
   const byWorker = await db.query<{ r: string }>("SELECT DISTINCT split_part(a.worker_id, '-', 2) AS r FROM task_attempt a JOIN task t ON t.id = a.task_id WHERE t.job_type = $1", [jobType]);
-  t.equal(byWorker.length, 3, "workers on all three replicas ran some");
+  // Which replicas win the freed slots is up to timing (the one that freed a slot often claims it again).
+  t.ok(byWorker.length >= 2, `workers on ${byWorker.length} replicas ran some: the limit held across replicas`);
 });
 
 /** A handler whose attempts wait until the test releases them. */
