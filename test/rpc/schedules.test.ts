@@ -112,6 +112,26 @@ t.test("10,000 schedules per namespace: the next one is RESOURCE_EXHAUSTED", asy
   await db.query("DELETE FROM schedule WHERE name LIKE 'bulk-%'");
 });
 
+t.test("concurrent creates near the bound: exactly the schedules that fit are created", async (t) => {
+  const count = async () => (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM schedule WHERE namespace = 'default'"))[0]!.n;
+  // Five places left, whatever earlier tests kept.
+  await db.query(
+    `INSERT INTO schedule (namespace, name, cron, time_zone, job_type, input_type_url, input, priority, max_attempts, backoff_base_ms, backoff_cap_ms)
+     SELECT 'default', 'bulk-' || i, '* * * * *', 'UTC', 'cron.job', 'type.googleapis.com/google.protobuf.Value', '\\x'::bytea, 0, 1, 0, 0 FROM generate_series(1, $1::int) AS i`,
+    [10_000 - 5 - (await count())],
+  );
+  // Yearly: none fires during the test; the calls only race each other's count and insert.
+  const results = await Promise.allSettled(
+    Array.from({ length: 30 }, (_, i) => s.schedules.createSchedule({ name: `bound-${i}`, cron: "0 0 1 1 *", task: { jobType: "cron.job", input: jsonAny(i) } })),
+  );
+  const created = results.filter((r) => r.status === "fulfilled").length;
+  const refused = results.map((r) => (r.status === "rejected" ? (r.reason as { code?: Code }).code : undefined)).filter((c) => c !== undefined);
+  t.equal(created, 5, "five fit under the bound");
+  t.same([...new Set(refused)], [Code.ResourceExhausted], "the rest are RESOURCE_EXHAUSTED");
+  t.equal(await count(), 10_000, "the namespace holds exactly the bound");
+  await db.query("DELETE FROM schedule WHERE name LIKE 'bulk-%' OR name LIKE 'bound-%'");
+});
+
 t.test("a schedule fires ordinary tasks that show their schedule and fire time; pause stops it", async (t) => {
   await s.schedules.createSchedule({ name: "tick", cron: "* * * * * *", task: { jobType: "cron.job", input: jsonAny({ tick: true }), priority: 7 } });
   await until(async () => (await fireTimes(db, "tick")).length >= 2);
