@@ -35,6 +35,7 @@ const program = new Command("bench")
   .option("--latency-tasks <n>", "W2: measured tasks", int(1), 500)
   .option("--latency-warmup <n>", "W2: warm-up tasks", int(0), 20)
   .option("--latency-interval <ms>", "W2: ms between Submits", int(1), 5)
+  .option("--latencies-out <file>", "W2: append each run's per-task latencies (ms, in submit order) to this file as a JSON line")
   .option("--mixed-batch <n>", "W3: tasks per SubmitBatch", int(1), 100)
   .option("--mixed-inflight <n>", "W3: SubmitBatch calls in flight", int(1), 1)
   .option("--loop-seconds <s>", "w3loop: how long to loop", int(1), 300)
@@ -63,6 +64,7 @@ interface Options {
   latencyTasks: number;
   latencyWarmup: number;
   latencyInterval: number;
+  latenciesOut?: string;
   mixedBatch: number;
   mixedInflight: number;
   loopSeconds: number;
@@ -95,6 +97,7 @@ const params: Params = {
   latencyTasks: opts.latencyTasks,
   latencyWarmup: opts.latencyWarmup,
   latencyIntervalMs: opts.latencyInterval,
+  latenciesOut: opts.latenciesOut,
   mixedBatch: opts.mixedBatch,
   mixedInflight: opts.mixedInflight,
   loopSeconds: opts.loopSeconds,

@@ -4,6 +4,7 @@
  * flat record of figures.
  */
 import { randomBytes } from "node:crypto";
+import { appendFile } from "node:fs/promises";
 import { verifyTasks } from "./database.js";
 import type { BatchesResult, PacedResult } from "./producer-process.js";
 import { DeadlineError, Session, type SessionOptions, type Usage } from "./session.js";
@@ -27,6 +28,8 @@ export interface Params {
   latencyTasks: number;
   latencyWarmup: number;
   latencyIntervalMs: number;
+  /** W2: where to append each run's per-task latencies, if anywhere. */
+  latenciesOut?: string;
   /** W3's producer: tasks per SubmitBatch and calls in flight. */
   mixedBatch: number;
   mixedInflight: number;
@@ -177,6 +180,11 @@ async function latency(label: string, options: SessionOptions, p: Params): Promi
     const latencies = paced.submitAt.map((at, k) => times[warmup + k]! - at);
     const acks = paced.submitAt.map((at, k) => paced.ackAt[k]! - at);
     const ms = (v: number) => round(v, 3);
+    if (p.latenciesOut !== undefined) {
+      // In submit order, with each submit's time on the clock every process shares (stats.ts `now`), so
+      // stalls can be matched with other processes' logs (bench/README.md, "W2's tail").
+      await appendFile(p.latenciesOut, JSON.stringify({ run: label, latencyMs: latencies.map(ms), submitAckMs: acks.map(ms), submitAtMs: paced.submitAt.map(ms) }) + "\n");
+    }
     return {
       p50Ms: ms(percentile(latencies, 50)),
       p95Ms: ms(percentile(latencies, 95)),
