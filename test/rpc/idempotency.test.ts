@@ -374,3 +374,41 @@ t.test("keys with dependencies: concurrent duplicates on two replicas make one t
   const [count] = await rows("SELECT count(*)::text AS n, sum((SELECT count(*) FROM task_dependency d WHERE d.child_id = t.id))::text AS edges FROM task t WHERE idempotency_key LIKE 'race-g-%'");
   t.same(count, { n: "3", edges: "4" }, "three tasks, four edges");
 });
+
+t.test("a key still taken after the bounded rounds: UNAVAILABLE, and nothing of the submit is written", async (t) => {
+  // Fault injection in the database: every insert of this key is skipped as if a concurrent submit
+  // had just taken it, yet no holder is ever found, so each round starts over.
+  await db.query(`CREATE FUNCTION test_always_taken() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`);
+  await db.query(`CREATE TRIGGER test_always_taken BEFORE INSERT ON task FOR EACH ROW WHEN (new.idempotency_key = 'always-taken') EXECUTE FUNCTION test_always_taken()`);
+  t.teardown(async () => {
+    await db.query("DROP TRIGGER test_always_taken ON task");
+    await db.query("DROP FUNCTION test_always_taken()");
+  });
+  const parent = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny("contended root") } })).task!;
+  const count = async () => (await rows("SELECT (SELECT count(*) FROM task)::text AS tasks, (SELECT count(*) FROM task_dependency)::text AS edges"))[0];
+  const before = await count();
+
+  const single = await rejection(() => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "always-taken" } }));
+  t.equal(single.code, Code.Unavailable, "a keyed Submit: UNAVAILABLE");
+  t.match(single.message, /concurrent submits kept taking 1 of this submit's idempotency key\(s\) \(5 rounds\); nothing was written, retry it/);
+
+  const batch = await rejection(() =>
+    a.tasks.submitBatch({ tasks: [{ jobType: "idem", input: jsonAny("free") }, { jobType: "idem", input: jsonAny(2), idempotencyKey: "always-taken" }] }),
+  );
+  t.equal(batch.code, Code.Unavailable, "a SubmitBatch with a task without a key beside it: UNAVAILABLE");
+
+  const graph = await rejection(() =>
+    b.tasks.submitBatch({
+      tasks: [
+        { jobType: "idem", input: jsonAny("child"), idempotencyKey: "always-taken", dependsOn: [parent.id] },
+        { jobType: "idem", input: jsonAny("grandchild"), dependsOnIndex: [0] },
+      ],
+    }),
+  );
+  t.equal(graph.code, Code.Unavailable, "a graph with dependencies: UNAVAILABLE");
+  t.match(graph.message, /concurrent submits kept taking this submit's idempotency keys \(10 rounds\); nothing was written, retry it/);
+
+  // (The parent's has_dependents hint is committed before the graph's transaction by design, see
+  // withLockedDependencies: a hint with no dependent behind it costs its finish one empty lookup.)
+  t.same(await count(), before, "no task and no edge was written");
+});
