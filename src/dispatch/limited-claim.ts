@@ -16,7 +16,7 @@ import type pg from "pg";
 import { claimAllowance, planLimitedClaim, rateAllowance, rateBucketMs, rateWaitMs, type ClaimGroup, type StartBucket } from "../core/claim-limits.js";
 import type { Assignment } from "../core/task.js";
 import { withTransaction } from "../store/orm.js";
-import { jobTypeLimitLock } from "../store/sql/job-type-limit-lock.js";
+import { jobTypeLimitLock } from "../store/sql/advisory-locks.js";
 import { jobTypeLimitState } from "../store/sql/job-type-limit-state.js";
 import { taskClaimLimited } from "../store/sql/task-claim-limited.js";
 import { taskLimitedCandidates } from "../store/sql/task-limited-candidates.js";

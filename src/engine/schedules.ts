@@ -7,7 +7,7 @@ import type { Db } from "../store/db.js";
 import { withTransaction } from "../store/orm.js";
 import { databaseNow } from "../store/sql/database-now.js";
 import { scheduleCount } from "../store/sql/schedule-count.js";
-import { scheduleCreateLock } from "../store/sql/schedule-create-lock.js";
+import { scheduleCreateLock } from "../store/sql/advisory-locks.js";
 import { scheduleDelete } from "../store/sql/schedule-delete.js";
 import { scheduleGet } from "../store/sql/schedule-get.js";
 import { scheduleInsert, type NewSchedule } from "../store/sql/schedule-insert.js";
@@ -27,8 +27,8 @@ export class Schedules {
 
   /**
    * Creates a validated schedule, first firing at its first fire time after now; INVALID_ARGUMENT
-   * when there is none, ALREADY_EXISTS for a taken name, RESOURCE_EXHAUSTED past the per-namespace bound (creations
-   * in one namespace run one at a time, so concurrent ones cannot pass it together).
+   * when there is none, ALREADY_EXISTS for a taken name, RESOURCE_EXHAUSTED past the per-namespace
+   * bound (creations in one namespace run one at a time, so concurrent ones cannot pass it together).
    */
   async create(schedule: Omit<NewSchedule, "nextFireAt">): Promise<ScheduleRecord> {
     const times = cronTimes(schedule);

@@ -19,6 +19,9 @@ await a.jobTypes.registerJobType({ name: "idem" });
 await a.jobTypes.registerJobType({ name: "idem.other" });
 await a.jobTypes.registerJobType({ name: "idem.window", dedupWindow: durationFromMs(1_500) });
 
+/** How many tasks and dependency edges the database holds. */
+const taskAndEdgeCount = async () => (await rows("SELECT (SELECT count(*) FROM task)::text AS tasks, (SELECT count(*) FROM task_dependency)::text AS edges"))[0];
+
 /** Claims and completes the task (unary worker calls). */
 async function finish(s: TestServer, jobType: string, id: string): Promise<void> {
   const claimed = (await s.workers.claimTasks({ workerId: "w-idem", jobTypes: [jobType], maxTasks: 1_000 })).assignments;
@@ -305,19 +308,18 @@ t.test("keys with dependencies: a graph submitted again returns the same tasks a
       { jobType: "idem", input: jsonAny("a again"), idempotencyKey: "g-a" },
     ],
   };
-  const count = async () => (await rows("SELECT (SELECT count(*) FROM task)::text AS tasks, (SELECT count(*) FROM task_dependency)::text AS edges"))[0];
   const first = (await a.tasks.submitBatch(graph)).tasks;
   t.same(first.map((x) => x.deduplicated), [false, false, false, true], "the key repeated in the batch is its first occurrence's task");
   t.equal(first[3]!.id, first[0]!.id);
   t.same(first[2]!.dependsOn, [first[0]!.id, first[1]!.id]);
-  const before = await count();
+  const before = await taskAndEdgeCount();
   for (const s of [a, b]) {
     const again = (await s.tasks.submitBatch(graph)).tasks;
     t.same(again.map((x) => x.id), first.map((x) => x.id), "the same tasks, in order");
     t.ok(again.every((x) => x.deduplicated), "all deduplicated");
     t.same(again.map((x) => x.dependsOn), first.map((x) => x.dependsOn), "as they are");
   }
-  t.same(await count(), before, "no new task, no new edge");
+  t.same(await taskAndEdgeCount(), before, "no new task, no new edge");
 });
 
 t.test("keys with dependencies: a dependent of a deduplicated task depends on the task holding the key", async (t) => {
@@ -385,8 +387,7 @@ t.test("a key still taken after the bounded rounds: UNAVAILABLE, and nothing of 
     await db.query("DROP FUNCTION test_always_taken()");
   });
   const parent = (await a.tasks.submit({ task: { jobType: "idem", input: jsonAny("contended root") } })).task!;
-  const count = async () => (await rows("SELECT (SELECT count(*) FROM task)::text AS tasks, (SELECT count(*) FROM task_dependency)::text AS edges"))[0];
-  const before = await count();
+  const before = await taskAndEdgeCount();
 
   const single = await rejection(() => a.tasks.submit({ task: { jobType: "idem", input: jsonAny(1), idempotencyKey: "always-taken" } }));
   t.equal(single.code, Code.Unavailable, "a keyed Submit: UNAVAILABLE");
@@ -410,5 +411,5 @@ t.test("a key still taken after the bounded rounds: UNAVAILABLE, and nothing of 
 
   // (The parent's has_dependents hint is committed before the graph's transaction by design, see
   // withLockedDependencies: a hint with no dependent behind it costs its finish one empty lookup.)
-  t.same(await count(), before, "no task and no edge was written");
+  t.same(await taskAndEdgeCount(), before, "no task and no edge was written");
 });

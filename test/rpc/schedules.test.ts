@@ -100,12 +100,17 @@ t.test("every new field is validated: codes and messages", async (t) => {
   t.equal(row!.n, 0, "nothing was written");
 });
 
-t.test("10,000 schedules per namespace: the next one is RESOURCE_EXHAUSTED", async (t) => {
-  // Inserted directly (never due: no next fire time), then removed again.
+/** Inserts `n` schedules named bulk-1... directly (never due: no next fire time); tests delete them again. */
+async function insertBulkSchedules(n: number): Promise<void> {
   await db.query(
     `INSERT INTO schedule (namespace, name, cron, time_zone, job_type, input_type_url, input, priority, max_attempts, backoff_base_ms, backoff_cap_ms)
-     SELECT 'default', 'bulk-' || i, '* * * * *', 'UTC', 'cron.job', 'type.googleapis.com/google.protobuf.Value', '\\x'::bytea, 0, 1, 0, 0 FROM generate_series(1, 10000) AS i`,
+     SELECT 'default', 'bulk-' || i, '* * * * *', 'UTC', 'cron.job', 'type.googleapis.com/google.protobuf.Value', '\\x'::bytea, 0, 1, 0, 0 FROM generate_series(1, $1::int) AS i`,
+    [n],
   );
+}
+
+t.test("10,000 schedules per namespace: the next one is RESOURCE_EXHAUSTED", async (t) => {
+  await insertBulkSchedules(10_000);
   const full = await rejection(() => s.schedules.createSchedule({ name: "one-more", cron: "* * * * *", task: { jobType: "cron.job", input: jsonAny(1) } }));
   t.equal(full.code, Code.ResourceExhausted);
   t.match(full.message, /the namespace has 10000 schedules, the limit; delete some first/);
@@ -115,11 +120,7 @@ t.test("10,000 schedules per namespace: the next one is RESOURCE_EXHAUSTED", asy
 t.test("concurrent creates near the bound: exactly the schedules that fit are created", async (t) => {
   const count = async () => (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM schedule WHERE namespace = 'default'"))[0]!.n;
   // Five places left, whatever earlier tests kept.
-  await db.query(
-    `INSERT INTO schedule (namespace, name, cron, time_zone, job_type, input_type_url, input, priority, max_attempts, backoff_base_ms, backoff_cap_ms)
-     SELECT 'default', 'bulk-' || i, '* * * * *', 'UTC', 'cron.job', 'type.googleapis.com/google.protobuf.Value', '\\x'::bytea, 0, 1, 0, 0 FROM generate_series(1, $1::int) AS i`,
-    [10_000 - 5 - (await count())],
-  );
+  await insertBulkSchedules(10_000 - 5 - (await count()));
   // Yearly: none fires during the test; the calls only race each other's count and insert.
   const results = await Promise.allSettled(
     Array.from({ length: 30 }, (_, i) => s.schedules.createSchedule({ name: `bound-${i}`, cron: "0 0 1 1 *", task: { jobType: "cron.job", input: jsonAny(i) } })),
