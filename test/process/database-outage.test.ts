@@ -100,7 +100,7 @@ const UNAVAILABLE = /^the database is unavailable; the request was not carried o
 const notUnavailable = (errors: readonly (ConnectError | undefined)[]) =>
   errors.filter((e) => e === undefined || e.code !== Code.Unavailable || !UNAVAILABLE.test(e.rawMessage)).map((e) => (e === undefined ? "ended without an error" : `${Code[e.code]}: ${e.rawMessage}`));
 let stoppedAt = 0;
-let restartedAt = 0;
+let restartingAt = 0;
 
 const healthz = () => fetch(`${url}/healthz`).then((r) => r.status, () => 0);
 const codeOf = (call: () => Promise<unknown>) => call().then(() => "OK", (error: unknown) => `${Code[ConnectError.from(error).code]}: ${ConnectError.from(error).rawMessage}`);
@@ -153,8 +153,10 @@ t.test("during the outage: UNAVAILABLE with a clear message, resumable stream en
 });
 
 t.test("after: everything recovers without a restart, and no acknowledged task is lost", async (t) => {
+  // Taken before the start: pg_ctl returns only after it has seen the server ready, by which time
+  // the worker's next reconnect may already have been welcomed.
+  restartingAt = Date.now();
   await pg.start();
-  restartedAt = Date.now();
   const errorsAtRestart = submitErrors.length;
   const ackedAtRestart = acknowledged.length;
   for (let i = 0; i < 400 && acknowledged.length < ackedAtRestart + 20; i++) await sleep(50);
@@ -181,7 +183,8 @@ t.test("after: everything recovers without a restart, and no acknowledged task i
     if (pending.size > 0) await sleep(100);
   }
   t.equal(pending.size, 0, `all ${acknowledged.length} acknowledged tasks SUCCEEDED (missing: ${[...pending].slice(0, 5).join(", ")})`);
-  t.ok(connects.some((at) => at > restartedAt), "the worker reconnected by itself after the database came back");
+  t.same(connects.filter((at) => at > stoppedAt && at < restartingAt), [], "the worker was never welcomed while the database was down");
+  t.ok(connects.some((at) => at > restartingAt), "the worker reconnected by itself once the database came back");
   t.same(notUnavailable(submitErrors), [], `all ${submitErrors.length} submit errors of the run (during the outage and while the pool reconnected) were UNAVAILABLE`);
   t.same(notUnavailable(reconnectFailures.map((f) => f.error)), [], "so were all of the worker's failed (re)connects");
   const total = (await raw.tasks.listTasks({})).totalCount;
