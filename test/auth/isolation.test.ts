@@ -82,9 +82,11 @@ async function collect<T>(stream: AsyncIterable<T>, ms: number): Promise<T[] | C
   return error ?? seen;
 }
 
-/** Collects a stream for `ms`, or until it ends or fails; returns what it saw either way. */
-async function collectAll<T>(stream: AsyncIterable<T>, ms: number): Promise<{ seen: T[]; error?: ConnectError }> {
-  const seen: T[] = [];
+/**
+ * Collects a stream for `ms`, or until it ends or fails; returns what it saw either way. `seen`
+ * fills as messages arrive, so a caller can wait for one before it stops the stream.
+ */
+async function collectAll<T>(stream: AsyncIterable<T>, ms: number, seen: T[] = []): Promise<{ seen: T[]; error?: ConnectError }> {
   try {
     const iterator = stream[Symbol.asyncIterator]();
     const deadline = Date.now() + ms;
@@ -225,8 +227,10 @@ const cases: Case[] = [
 const before = await betaState();
 // A watcher of beta, and alpha's watchers of everything, open while the table runs.
 const watchStop = new AbortController();
-const betaWatch = collectAll(beta.tasks.streamStatus({ since: 0n }, { signal: watchStop.signal }), 60_000);
-const alphaWatches = (["admin", "producer", "watcher"] as const).map((role) => collectAll(clientsFor(s.url, alphaKeys[role].token).tasks.streamStatus({}, { signal: watchStop.signal }), 60_000));
+const betaSeen: unknown[] = [];
+const betaWatch = collectAll(beta.tasks.streamStatus({ since: 0n }, { signal: watchStop.signal }), 60_000, betaSeen);
+const alphaSeen = (["admin", "producer", "watcher"] as const).map(() => [] as unknown[]);
+const alphaWatches = (["admin", "producer", "watcher"] as const).map((role, i) => collectAll(clientsFor(s.url, alphaKeys[role].token).tasks.streamStatus({}, { signal: watchStop.signal }), 60_000, alphaSeen[i]));
 
 t.test("the table covers every procedure except health", async (t) => {
   const all = SERVICES.flatMap((service) => service.methods.map((m: DescMethod) => `${service.typeName}/${m.name}`)).filter((p) => !p.startsWith("grpc.health"));
@@ -274,13 +278,15 @@ t.test("beta's own changes reach beta's watcher and none of alpha's", async (t) 
   const late = (await beta.tasks.submit({ task: { jobType: "beta.job", input: jsonAny("late") } })).task!;
   // Alpha changes something after beta did: alpha's watchers see it, and only it.
   const mine = (await alphaAdmin.tasks.submit({ task: { jobType: "alpha.job", input: jsonAny("alpha") } })).task!;
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  const saw = (seen: unknown[], id: string) => (seen as StatusMessage[]).some((m) => m.message.case === "event" && m.message.value.taskId === id);
+  // Until every watcher has its namespace's new task (bounded), then a moment more for anything that should not come.
+  for (let i = 0; i < 100 && !(saw(betaSeen, late.id) && alphaSeen.every((seen) => saw(seen, mine.id))); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  await new Promise((resolve) => setTimeout(resolve, 300));
   watchStop.abort();
-  const betaSeen = (await betaWatch).seen as StatusMessage[];
-  t.ok(betaSeen.some((m) => m.message.case === "event" && m.message.value.taskId === late.id), "beta's watcher saw beta's new task");
-  for (const watch of alphaWatches) {
-    const seen = (await watch).seen as StatusMessage[];
-    t.ok(seen.some((m) => m.message.case === "event" && m.message.value.taskId === mine.id), "alpha's watcher saw alpha's task");
+  await Promise.all([betaWatch, ...alphaWatches]);
+  t.ok(saw(betaSeen, late.id), "beta's watcher saw beta's new task");
+  for (const seen of alphaSeen as StatusMessage[][]) {
+    t.ok(saw(seen, mine.id), "alpha's watcher saw alpha's task");
     t.notOk(seen.some((m) => m.message.value.jobType === "beta.job" && m.message.value.taskId !== undefined && betaIds.concat(late.id).includes(m.message.value.taskId)), "no beta event reached alpha");
   }
 });

@@ -1,7 +1,7 @@
 /** A raw Claim stream for protocol tests: send requests, await typed responses. */
 import { create } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
-import { ClaimRequestSchema, WorkerHelloSchema, type ClaimRequest, type ClaimResponse, type Lease, type WorkerService } from "../../src/gen/taskwire/v1/worker_pb.js";
+import { ClaimRequestSchema, WorkerHeartbeatSchema, WorkerHelloSchema, type ClaimRequest, type ClaimResponse, type Lease, type WorkerService } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { MessageQueue } from "../../src/server/message-queue.js";
 
 type ResponseCase = NonNullable<ClaimResponse["message"]["case"]>;
@@ -79,4 +79,18 @@ export function openClaimStream(
       abort.abort();
     },
   };
+}
+
+/**
+ * Heartbeats on `stream` every `everyMs` for `forMs`. The gaps stay far inside the tests' 1 s
+ * leases, so a timer that fires late on a loaded machine cannot let the sweeper take the lease.
+ */
+export async function heartbeatFor(stream: ClaimStream, forMs: number, everyMs = 250): Promise<void> {
+  const until = Date.now() + forMs;
+  for (;;) {
+    stream.send({ case: "heartbeat", value: create(WorkerHeartbeatSchema) });
+    const left = until - Date.now();
+    if (left <= 0) return;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(everyMs, left)));
+  }
 }

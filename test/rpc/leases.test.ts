@@ -6,7 +6,7 @@ import t from "tap";
 import { rejection } from "../helpers/rejection.js";
 import { AttemptOutcome, CheckpointSchema, TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { LeaseSchema, RevokeReason, type Assignment } from "../../src/gen/taskwire/v1/worker_pb.js";
-import { openClaimStream, type ClaimStream } from "../helpers/claim-stream.js";
+import { heartbeatFor, openClaimStream, type ClaimStream } from "../helpers/claim-stream.js";
 import { anyJson, jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";
 
@@ -43,10 +43,7 @@ t.test("heartbeats keep a lease; without them the task is taken back within the 
   const task = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
   const [a] = (await worker.next("assignments")).assignments;
   t.ok(a!.leaseExpiresAt, "assignments carry the lease deadline");
-  for (let i = 0; i < 8; i++) {
-    worker.send({ case: "heartbeat", value: { $typeName: "taskwire.v1.WorkerHeartbeat" } });
-    await sleep(300);
-  }
+  await heartbeatFor(worker, 2_400);
   const held = await get(task.id);
   t.equal(held.state, TaskState.RUNNING, "2.4 s of heartbeats kept a 1 s lease");
   t.equal(held.attempt, 1);
@@ -107,10 +104,7 @@ t.test("a broken stream keeps its leases; the reconnected worker adopts them and
   t.same(welcome.adopted.map((l) => l.taskId), [task.id], "the current lease was adopted");
   const revoked = await second.next("revoked");
   t.same([revoked.taskId, revoked.reason], ["999999", RevokeReason.LEASE_LOST], "a lease that is not current is revoked");
-  second.send({ case: "heartbeat", value: { $typeName: "taskwire.v1.WorkerHeartbeat" } });
-  await sleep(700);
-  second.send({ case: "heartbeat", value: { $typeName: "taskwire.v1.WorkerHeartbeat" } });
-  await sleep(700);
+  await heartbeatFor(second, 1_400); // past the 1 s lease
   complete(second, a!, "after reconnect");
   t.equal((await second.next("reportResult")).accepted, true);
   const done = await get(task.id);

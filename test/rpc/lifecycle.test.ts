@@ -100,10 +100,12 @@ t.test("failures retry with backoff until attempts run out; non-retryable is dea
   await s.jobTypes.registerJobType({ name: "flaky", defaultMaxAttempts: 2 });
   const task = (await s.tasks.submit({ task: { jobType: "flaky", input: jsonAny(1) } })).task!;
   const [a1] = (await s.workers.claimTasks({ workerId: "w-fail", jobTypes: ["flaky"], maxTasks: 1 })).assignments;
+  const failedAt = Date.now();
   await s.workers.failTask({ failure: { taskId: task.id, attempt: 1, leaseToken: a1!.leaseToken, error: "boom" } });
   const retried = await get(task.id);
   t.equal(retried.state, TaskState.PENDING, "back to pending");
-  t.ok(timestampDate(retried.runAt!).getTime() > Date.now(), "run_at pushed out by the backoff");
+  // The default backoff waits at least 500 ms after the first failure (100 ms spared for the clocks).
+  t.ok(timestampDate(retried.runAt!).getTime() >= failedAt + 400, "run_at pushed out by the backoff");
   t.same([retried.attempts[0]!.outcome, retried.attempts[0]!.error], [AttemptOutcome.FAILED, "boom"]);
   t.equal(retried.lastError, "boom");
   // An old attempt's report after the retry was scheduled changes nothing.

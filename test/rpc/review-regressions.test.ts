@@ -6,7 +6,7 @@ import t from "tap";
 import { rejection } from "../helpers/rejection.js";
 import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { encodePageToken, filterFingerprint } from "../../src/core/page-token.js";
-import { openClaimStream } from "../helpers/claim-stream.js";
+import { heartbeatFor, openClaimStream } from "../helpers/claim-stream.js";
 import { jsonAny } from "../helpers/payload.js";
 import { startTestServer } from "../helpers/server.js";
 
@@ -24,10 +24,7 @@ t.test("a rejected report naming another lease does not free the holder's credit
   t.equal((await worker.next("reportResult")).accepted, false);
   await sleep(300);
   t.same(worker.taken("assignments"), [], "no second assignment: the credit is still in use");
-  worker.send({ case: "heartbeat", value: { $typeName: "taskwire.v1.WorkerHeartbeat" } });
-  await sleep(700);
-  worker.send({ case: "heartbeat", value: { $typeName: "taskwire.v1.WorkerHeartbeat" } });
-  await sleep(500);
+  await heartbeatFor(worker, 1_200); // past the 1 s lease
   t.equal((await get(t1!.id)).state, TaskState.RUNNING, "the held task is still heartbeated");
   worker.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a!.taskId, attempt: 1, leaseToken: a!.leaseToken, output: undefined } });
   t.equal((await worker.next("reportResult")).accepted, true);

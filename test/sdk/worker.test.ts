@@ -175,7 +175,9 @@ t.test("graceful drain under load: no task lost, no attempt burnt", async (t) =>
     },
   });
   await client.registerJobType({ name: "drain.load", defaultMaxAttempts: 1 });
-  const leaving = startWorker(t, { baseUrl: s.url, jobs: [slow], concurrency: 8, workerId: "leaving" });
+  // With prefetch, the leaving worker holds tasks it has not started whenever it stops: those at
+  // least must be released, however the stop falls among its handlers' 150 ms waves.
+  const leaving = startWorker(t, { baseUrl: s.url, jobs: [slow], concurrency: 8, prefetch: 8, workerId: "leaving" });
   await leaving.start();
   const tasks = await client.submitBatch(slow, Array.from({ length: 60 }, (_, i) => ({ i })));
   await new Promise((r) => setTimeout(r, 200));
