@@ -20,12 +20,20 @@ export interface Database {
 
 /** Opens a pool on `url`; connects lazily. */
 export async function openDatabase(url: string, options: { poolSize?: number } = {}): Promise<Database> {
+  // MikroORM parses the URL with `new URL`, stricter than libpq: a user with an empty host is refused.
+  // The URL itself is not repeated: it may hold a password.
+  if (!URL.canParse(url)) {
+    throw new TaskwireError("INVALID_ARGUMENT", "the database URL is not a valid URL; for a Unix socket, name a host and give the socket folder as ?host=, e.g. postgresql://postgres@localhost/taskwire?host=/var/run/postgresql");
+  }
   const orm = await MikroORM.init({
     clientUrl: url,
     entities: ENTITIES,
     extensions: [Migrator],
     pool: { min: 0, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000 },
-    driverOptions: { connectionTimeoutMillis: 5_000 },
+    // MikroORM reads only host, port, user, password and database from clientUrl. pg reads the
+    // whole URL (?host= for a Unix socket, sslmode, application_name, ...), as the LISTEN
+    // connection does, so the pool and LISTEN connect the same way.
+    driverOptions: { connectionString: url, connectionTimeoutMillis: 5_000 },
     debug: false,
     ensureDatabase: false,
     migrations: { migrationsList: MIGRATIONS, snapshot: false, silent: true },

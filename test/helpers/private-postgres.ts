@@ -14,12 +14,17 @@ import { binaries, exec, postgresUser, withAdmin } from "../setup/test-postgres.
 export interface PrivatePostgres {
   /** URL of its `taskwire` database. */
   url: string;
+  /** The folder of its Unix socket, when started with `unixSocket`. */
+  socketDir?: string;
   stop(mode?: "fast" | "immediate"): Promise<void>;
   start(): Promise<void>;
 }
 
-/** Initialises and starts a cluster; the teardown stops it and deletes its files. */
-export async function startPrivatePostgres(t: Test): Promise<PrivatePostgres> {
+/**
+ * Initialises and starts a cluster; the teardown stops it and deletes its files. `unixSocket` also
+ * has it listen on a Unix socket in its own folder (TCP only otherwise).
+ */
+export async function startPrivatePostgres(t: Test, { unixSocket = false } = {}): Promise<PrivatePostgres> {
   const runAs = await postgresUser();
   const { initdb, pg_ctl } = await binaries();
   const root = await mkdtemp(path.join(tmpdir(), "taskwire-pg-"));
@@ -28,7 +33,8 @@ export async function startPrivatePostgres(t: Test): Promise<PrivatePostgres> {
   if (runAs.uid !== undefined) await chown(root, runAs.uid, runAs.gid ?? runAs.uid);
   await exec(initdb, [`--pgdata=${pgdata}`, "--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions"], runAs);
   const port = await freePort();
-  const options = ["-F", "-c fsync=off", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=''", `-p ${port}`].join(" ");
+  const sockets = unixSocket ? `-c unix_socket_directories=${root}` : "-c unix_socket_directories=''";
+  const options = ["-F", "-c fsync=off", "-c listen_addresses=127.0.0.1", sockets, `-p ${port}`].join(" ");
   let running = false;
   const start = async () => {
     try {
@@ -49,5 +55,5 @@ export async function startPrivatePostgres(t: Test): Promise<PrivatePostgres> {
   await start();
   const admin = `postgresql://postgres@127.0.0.1:${port}/postgres`;
   await withAdmin(admin, (client) => client.query("CREATE DATABASE taskwire"));
-  return { url: `postgresql://postgres@127.0.0.1:${port}/taskwire`, stop, start };
+  return { url: `postgresql://postgres@127.0.0.1:${port}/taskwire`, ...(unixSocket ? { socketDir: root } : {}), stop, start };
 }
