@@ -10,6 +10,7 @@ import { anonymousPrincipal } from "../auth/principal.js";
 import { deniedReason, isPublic } from "../core/roles.js";
 import { toConnectError } from "./error-mapping.js";
 import { principalKey, remoteAddressKey } from "./request-context.js";
+import { setRequestNamespace } from "./request-namespace.js";
 
 /** "package.Service/Method" of the call. */
 export function procedureOf(ctx: Pick<HandlerContext, "service" | "method">): string {
@@ -29,6 +30,8 @@ export function createAuthGate(auth: Authenticator, logger: Logger): (ctx: Handl
       const denied = deniedReason(procedure, principal);
       if (denied !== undefined) throw new ConnectError(denied, Code.PermissionDenied);
       ctx.values.set(principalKey, principal);
+      // Before the body is decoded: typed JSON payloads are read with this namespace's message types.
+      setRequestNamespace(principal.namespace);
     } catch (error) {
       throw toConnectError(error, logger, { procedure });
     }

@@ -35,10 +35,10 @@ export async function ensureJsonRenderable(
     for (const payload of item.payloads) {
       if (payload === null) continue;
       const typeName = typeNameOf(payload.typeUrl);
-      if (payloads.jsonRegistry.getMessage(typeName) !== undefined) continue;
+      if (payloads.knowsJson(namespace, typeName)) continue;
       const jobType = await jobTypes.find(namespace, item.jobType);
       if (jobType !== undefined) payloads.registryOf(jobType);
-      if (payloads.jsonRegistry.getMessage(typeName) !== undefined) continue;
+      if (payloads.knowsJson(namespace, typeName)) continue;
       throw new TaskwireError(
         "PAYLOAD_NOT_RENDERABLE",
         `a payload of job type ${JSON.stringify(item.jobType)} is a ${typeName}, which the server cannot render as JSON: ` +

@@ -16,6 +16,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { codeFromString, codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import { LIMIT_SPECS } from "../core/limits.js";
+import { inRequestScope } from "./request-namespace.js";
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
 type NodeResponse = ServerResponse | Http2ServerResponse;
@@ -79,13 +80,16 @@ export function createNodeHandler(options: ConnectNodeAdapterOptions & { routes:
       options.fallback?.(req, res);
       return;
     }
-    handler(universalRequestFromNodeRequest(req, res, undefined, options.contextValues?.(req)))
-      .then((response) => universalResponseToNodeResponse(correctErrors(response, correct), res))
-      .catch((reason: unknown) => {
-        if (ConnectError.from(reason).code === Code.Aborted) return;
-        // As connectNodeAdapter does: the response could not be written (the client went away).
-        console.error(`handler for rpc ${handler.method.name} of ${handler.service.typeName} failed`, reason);
-      });
+    // One scope for the whole exchange, the response's encoding included (request-namespace.ts).
+    void inRequestScope(() =>
+      handler(universalRequestFromNodeRequest(req, res, undefined, options.contextValues?.(req)))
+        .then((response) => universalResponseToNodeResponse(correctErrors(response, correct), res))
+        .catch((reason: unknown) => {
+          if (ConnectError.from(reason).code === Code.Aborted) return;
+          // As connectNodeAdapter does: the response could not be written (the client went away).
+          console.error(`handler for rpc ${handler.method.name} of ${handler.service.typeName} failed`, reason);
+        }),
+    );
   };
 }
 

@@ -2,9 +2,10 @@
  * Payload checks: a task's input (and a worker's output) must be the message its job type names,
  * or JSON (google.protobuf.Value / Struct / ListValue) for a schemaless job type. Job types that
  * registered descriptors get their payloads decoded as a stricter check, and their messages are
- * added to the registry that renders Any as JSON for Connect/JSON clients.
+ * added to their namespace's registry that renders Any as JSON for Connect/JSON clients. Two
+ * namespaces may define one message name differently: neither ever reads or writes the other's.
  */
-import { create, createFileRegistry, createMutableRegistry, fromBinary, type DescMessage, type FileRegistry, type MutableRegistry } from "@bufbuild/protobuf";
+import { create, createFileRegistry, createMutableRegistry, fromBinary, type DescMessage, type FileRegistry, type MutableRegistry, type Registry } from "@bufbuild/protobuf";
 import { AnySchema, FileDescriptorSetSchema, ListValueSchema, StructSchema, ValueSchema, type Any, type ListValue, type Struct, type Value } from "@bufbuild/protobuf/wkt";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
 import { LIMITS } from "../core/limits.js";
@@ -12,6 +13,7 @@ import type { JobTypeRecord, Payload } from "../core/task.js";
 import type { Logger } from "pino";
 import type { Db } from "../store/db.js";
 import { jobTypeDescriptorsSince } from "../store/sql/job-type-descriptors-since.js";
+import { requestNamespace } from "./request-namespace.js";
 
 const JSON_SCHEMAS = new Map<string, DescMessage>([
   [ValueSchema.typeName, ValueSchema],
@@ -78,29 +80,45 @@ export class PayloadTypes {
   /** @param maxPayloadBytes the server's payload limit (--max-payload-bytes). */
   constructor(readonly maxPayloadBytes: number = LIMITS.maxPayloadBytes) {}
 
-  /** Messages Connect may render as JSON inside Any; grows as job types with descriptors are seen. */
-  readonly jsonRegistry: MutableRegistry = createMutableRegistry(ValueSchema, StructSchema, ListValueSchema);
+  /** Each namespace's messages that JSON can show inside Any; grows as job types with descriptors are seen. */
+  private readonly jsonByNamespace = new Map<string, MutableRegistry>();
   private readonly byDescriptors = new WeakMap<Uint8Array, FileRegistry>();
+
+  /**
+   * The registry Connect reads and writes Any as JSON with: the JSON types, and the messages of the
+   * namespace of the request being served (src/server/request-namespace.ts).
+   */
+  readonly jsonRegistry: Registry = namespaceScopedRegistry((typeName) => {
+    const namespace = requestNamespace();
+    return JSON_SCHEMAS.get(typeName) ?? (namespace === undefined ? undefined : this.jsonByNamespace.get(namespace)?.getMessage(typeName));
+  });
+
+  /** True when JSON can show a payload of this message in this namespace. */
+  knowsJson(namespace: string, typeName: string): boolean {
+    return JSON_SCHEMAS.has(typeName) || this.jsonByNamespace.get(namespace)?.getMessage(typeName) !== undefined;
+  }
 
   /** The registry of a job type's descriptors, if it has any (cached per stored descriptor blob). */
   registryOf(jobType: JobTypeRecord): FileRegistry | undefined {
-    return jobType.descriptors === null ? undefined : this.addDescriptors(jobType.descriptors);
+    return jobType.descriptors === null ? undefined : this.addDescriptors(jobType.namespace, jobType.descriptors);
   }
 
   /**
-   * Parses a stored descriptor set and makes its messages renderable as JSON. The newest
-   * definition of a message replaces an older one (a job type re-registered with a new field).
+   * Parses a stored descriptor set and makes its messages renderable as JSON in its namespace. The
+   * newest definition of a message replaces an older one (a job type re-registered with a new field).
    */
-  addDescriptors(bytes: Uint8Array): FileRegistry {
+  addDescriptors(namespace: string, bytes: Uint8Array): FileRegistry {
     let registry = this.byDescriptors.get(bytes);
     if (registry === undefined) {
       registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes));
       this.byDescriptors.set(bytes, registry);
+      let json = this.jsonByNamespace.get(namespace);
+      if (json === undefined) this.jsonByNamespace.set(namespace, (json = createMutableRegistry()));
       for (const type of registry) {
         if (type.kind !== "message" || JSON_SCHEMAS.has(type.typeName)) continue;
-        const known = this.jsonRegistry.getMessage(type.typeName);
-        if (known !== undefined) this.jsonRegistry.remove(known);
-        this.jsonRegistry.add(type);
+        const known = json.getMessage(type.typeName);
+        if (known !== undefined) json.remove(known);
+        json.add(type);
       }
     }
     return registry;
@@ -115,9 +133,9 @@ export class PayloadTypes {
     let since = new Date(0);
     const refresh = async () => {
       const { descriptors, newest } = await jobTypeDescriptorsSince(db, since);
-      for (const bytes of descriptors) {
+      for (const { namespace, bytes } of descriptors) {
         try {
-          this.addDescriptors(bytes);
+          this.addDescriptors(namespace, bytes);
         } catch (error) {
           logger.warn({ err: error }, "could not load a job type's descriptors");
         }
@@ -179,4 +197,21 @@ export class PayloadTypes {
 /** A domain payload as a protobuf Any. */
 export function toAny(payload: Payload): Any {
   return create(AnySchema, { typeUrl: payload.typeUrl, value: payload.value });
+}
+
+/**
+ * A registry that answers message lookups with `getMessage` (all that reading and writing Any as
+ * JSON needs) and holds no other types.
+ */
+function namespaceScopedRegistry(getMessage: (typeName: string) => DescMessage | undefined): Registry {
+  return {
+    kind: "registry",
+    *[Symbol.iterator]() {},
+    get: getMessage,
+    getMessage,
+    getEnum: () => undefined,
+    getExtension: () => undefined,
+    getExtensionFor: () => undefined,
+    getService: () => undefined,
+  };
 }

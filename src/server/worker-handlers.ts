@@ -142,9 +142,9 @@ function reportResult(kind: ReportKind, lease: { taskId: string; attempt: number
 }
 
 /** The payloads of assignments (inputs, dependencies' outputs) whose types the JSON registry does not know yet. */
-function notInJsonRegistry(assignments: readonly Assignment[], payloads: PayloadTypes): Rendered[] {
+function notInJsonRegistry(namespace: string, assignments: readonly Assignment[], payloads: PayloadTypes): Rendered[] {
   const unknown: Rendered[] = [];
-  const known = (typeUrl: string) => payloads.jsonRegistry.getMessage(typeNameOf(typeUrl)) !== undefined;
+  const known = (typeUrl: string) => payloads.knowsJson(namespace, typeNameOf(typeUrl));
   for (const a of assignments) {
     if (!known(a.input.typeUrl)) unknown.push({ jobType: a.jobType, payloads: [a.input] });
     for (const p of a.parents) if (p.output !== null && !known(p.output.typeUrl)) unknown.push({ jobType: p.jobType, payloads: [p.output] });
@@ -253,7 +253,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       adopted,
       sink: {
         assign: (assignments) => {
-          const unknown = json ? notInJsonRegistry(assignments, payloads) : [];
+          const unknown = json ? notInJsonRegistry(namespace, assignments, payloads) : [];
           if (unknown.length === 0) return send(() => deliver(assignments));
           const mine = (ordered ?? Promise.resolve()).then(() => checkThenDeliver(assignments, unknown));
           ordered = mine;
