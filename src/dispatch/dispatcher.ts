@@ -193,8 +193,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.sessions.delete(session);
     const held = [...session.inFlight.values()];
     session.inFlight.clear();
-    for (const a of held) if (this.holders.get(a.taskId) === session) this.holders.delete(a.taskId);
-    if (how.clean) await Promise.all(held.map((a) => this.failLost(a, session.workerId, how.why)));
+    // Only what this session still holds: a lease adopted meanwhile by the worker's new stream
+    // (same lease token) is that stream's now.
+    const own = held.filter((a) => this.holders.get(a.taskId) === session);
+    for (const a of own) this.holders.delete(a.taskId);
+    if (how.clean) await Promise.all(own.map((a) => this.failLost(a, session.workerId, how.why)));
     this.emit("session:closed", session);
   }
 

@@ -241,8 +241,8 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         out.end(error);
         return;
       }
-      // The stream ended during the check: the worker never saw these (a revoked one's release is refused).
-      if (session?.closed === true) await handBack(assignments, "not delivered: the worker was leaving");
+      // The stream ended (or is ending) during the check: the worker never saw these (a revoked one's release is refused).
+      if (session?.closed === true || session?.draining === true) await handBack(assignments, "not delivered: the worker was leaving");
       else deliver(assignments);
     };
     session = engine.dispatcher.open({
@@ -410,10 +410,19 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const out = new MessageQueue<ClaimResponse>();
       const session = await openSession(first.value.message.value, namespace, out, connectedAt, ctx);
       const pending = new Set<Promise<void>>();
+      // A clean end is the worker's own: it sent drain, then closed its side of the stream. The
+      // server ending the stream (its maximum duration, a revoked key, a payload JSON cannot show)
+      // or a reset is not: the worker may still run its tasks and reconnect to adopt them.
+      let drainSent = false;
+      let halfClosed = false;
       const reading = (async () => {
         for (;;) {
           const next = await iterator.next();
-          if (next.done === true) break;
+          if (next.done === true) {
+            halfClosed = true;
+            break;
+          }
+          if (next.value.message.case === "drain") drainSent = true;
           const handled = handleMessage(session, next.value, out).catch((error: unknown) => out.end(error));
           pending.add(handled);
           void handled.finally(() => pending.delete(handled));
@@ -422,18 +431,24 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         out.end();
       })();
       reading.catch((error: unknown) => out.end(error));
-      const onAbort = () => out.end();
+      // Nothing more can reach the worker: assign it nothing more (what is claimed meanwhile goes back).
+      const stopAssigning = () => engine.dispatcher.drain(session);
+      const onAbort = () => {
+        stopAssigning();
+        out.end();
+      };
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
         yield* out;
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
+        stopAssigning();
         // Reports already received are written before the session's leftovers are judged.
         await Promise.allSettled(pending);
-        // A stream that ends after `drain` ended cleanly: what the worker still holds is lost now.
-        // Any other end (a reset looks like a normal end here) may be a network break: the leases
-        // stay until the worker reconnects and adopts them, or the sweeper takes them back.
-        await engine.dispatcher.close(session, { clean: session.draining, why: "it closed its stream while holding the task" });
+        // After a clean end what the worker still holds is lost now. After any other (a reset
+        // looks like a normal end here) the leases stay until the worker reconnects and adopts
+        // them, or the sweeper takes them back.
+        await engine.dispatcher.close(session, { clean: drainSent && halfClosed, why: "it closed its stream while holding the task" });
         await em()
           .nativeUpdate(Worker, { namespace, id: session.workerId, connectedAt: { $lte: connectedAt } }, { disconnectedAt: new Date() })
           .catch((error: unknown) => logger.warn({ err: error }, "could not record a worker's disconnect"));

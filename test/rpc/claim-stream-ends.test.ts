@@ -1,0 +1,85 @@
+/**
+ * How a Claim stream's end is judged. Only the worker's own clean end (drain, then closing its
+ * side) gives up the leases it holds at once; when the server ends the stream, or the stream
+ * breaks, the worker keeps them and can adopt them on its next stream. And once a stream is gone,
+ * nothing more is assigned to it, even while its last reports are still being written.
+ */
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import pg from "pg";
+import t from "tap";
+import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
+import { LeaseSchema } from "../../src/gen/taskwire/v1/worker_pb.js";
+import { openClaimStream } from "../helpers/claim-stream.js";
+import { jsonAny } from "../helpers/payload.js";
+import { startTestServer } from "../helpers/server.js";
+
+// Streams end after 1.5 s (--max-stream-ms): the server's own end of a stream.
+const s = await startTestServer(t, { sweepIntervalMs: 100, limits: { maxStreamMs: 1_500 } });
+const get = async (id: string) => (await s.tasks.getTask({ id })).task!;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const drainMessage = { case: "drain", value: { $typeName: "taskwire.v1.WorkerDrain" } } as const;
+
+/** A job type whose leases outlast each test (so only the stream's end can take them). */
+const longLeased = async (name: string) => {
+  await s.jobTypes.registerJobType({ name, leaseDuration: durationFromMs(60_000), defaultMaxAttempts: 1 });
+  return name;
+};
+
+t.test("drain, then the server ends the stream: the worker keeps its lease and adopts it on reconnect", async (t) => {
+  const jobType = await longLeased("ends.server");
+  const worker = openClaimStream(s.workers, { workerId: "w-server-end", jobTypes: [jobType], credits: 1 });
+  await worker.next("welcome");
+  const task = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
+  const [a] = (await worker.next("assignments")).assignments;
+  worker.send(drainMessage);
+  // The server ends the stream at its maximum duration; the worker never closed its side.
+  const ended = await worker.next("welcome", 5_000).then(() => "a second welcome?", (error: Error) => error.message);
+  t.match(ended, /stream ended/, "the server ended the stream");
+  await sleep(300); // the session's close has run
+  const held = await get(task.id);
+  t.same([held.state, held.attempt], [TaskState.RUNNING, 1], "the task is still the worker's, not lost");
+  const again = openClaimStream(s.workers, { workerId: "w-server-end", jobTypes: [jobType], credits: 1, held: [create(LeaseSchema, { taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken })] });
+  t.same((await again.next("welcome")).adopted.map((l) => l.taskId), [task.id], "and its next stream adopts it");
+  await again.close();
+});
+
+t.test("drain, then the worker closes its side: what it still holds is given up at once", async (t) => {
+  const jobType = await longLeased("ends.clean");
+  const worker = openClaimStream(s.workers, { workerId: "w-clean", jobTypes: [jobType], credits: 1 });
+  await worker.next("welcome");
+  const task = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
+  await worker.next("assignments");
+  worker.send(drainMessage);
+  await worker.close();
+  const lost = await get(task.id);
+  t.equal(lost.state, TaskState.DEAD, "lost at once (its only attempt), without waiting for the 60 s lease");
+  t.match(lost.attempts[0]?.error ?? "", /closed its stream while holding the task/);
+});
+
+t.test("a stream that broke while its last report was being written is assigned nothing more", async (t) => {
+  const jobType = await longLeased("ends.broken");
+  const worker = openClaimStream(s.workers, { workerId: "w-broken", jobTypes: [jobType], credits: 1 });
+  await worker.next("welcome");
+  const first = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
+  const [a] = (await worker.next("assignments")).assignments;
+  // Hold the first task's row, so the completion's write waits while the stream goes away.
+  const locker = new pg.Client({ connectionString: s.databaseUrl });
+  await locker.connect();
+  t.teardown(() => locker.end());
+  await locker.query("BEGIN");
+  await locker.query("SELECT id FROM task WHERE id = $1 FOR UPDATE", [first.id]);
+  worker.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: jsonAny("done") } });
+  await sleep(200); // the completion frees the credit and waits for the row
+  worker.abort();
+  await sleep(200);
+  // A task submitted now must not go to the gone worker, whose session waits for that write.
+  const second = (await s.tasks.submit({ task: { jobType, input: jsonAny(2) } })).task!;
+  await sleep(500);
+  await locker.query("COMMIT");
+  for (let i = 0; i < 100 && (await get(first.id)).state !== TaskState.SUCCEEDED; i++) await sleep(20);
+  t.equal((await get(first.id)).state, TaskState.SUCCEEDED, "the report received before the break was written");
+  await sleep(300);
+  const after = await get(second.id);
+  t.same([after.state, after.attempts.filter((x) => x.workerId === "w-broken").length], [TaskState.PENDING, 0], "the later task is still PENDING, never leased to the gone worker");
+});
