@@ -83,3 +83,21 @@ t.test("a stream that broke while its last report was being written is assigned 
   const after = await get(second.id);
   t.same([after.state, after.attempts.filter((x) => x.workerId === "w-broken").length], [TaskState.PENDING, 0], "the later task is still PENDING, never leased to the gone worker");
 });
+
+t.test("a lease adopted by the worker's new stream stays with it when the old stream then ends cleanly", async (t) => {
+  const jobType = await longLeased("ends.adopted");
+  const old = openClaimStream(s.workers, { workerId: "w-adopt", jobTypes: [jobType], credits: 1 });
+  await old.next("welcome");
+  const task = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
+  const [a] = (await old.next("assignments")).assignments;
+  old.send(drainMessage);
+  const fresh = openClaimStream(s.workers, { workerId: "w-adopt", jobTypes: [jobType], credits: 1, held: [create(LeaseSchema, { taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken })] });
+  t.same((await fresh.next("welcome")).adopted.map((l) => l.taskId), [task.id], "the new stream adopted the lease");
+  await old.close(); // a clean end of the old stream
+  await sleep(200);
+  const held = await get(task.id);
+  t.same([held.state, held.attempt], [TaskState.RUNNING, 1], "the task is still running, on the new stream");
+  fresh.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: jsonAny("done") } });
+  t.equal((await fresh.next("reportResult")).accepted, true, "and the new stream completes it");
+  await fresh.close();
+});
