@@ -1,7 +1,7 @@
 /** Task operations behind the RPCs: submit, read, list, cancel, and the unary worker calls. */
 import type { Logger } from "pino";
 import { TaskwireError } from "../core/errors.js";
-import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import { decodePageKey, encodePageToken, filterFingerprint } from "../core/page-token.js";
 import type { Assignment, LeaseRef, NewTask, ProgressReport, TaskDetail, TaskRecord } from "../core/task.js";
 import { illegalTransitionMessage, statesAllowing } from "../core/task-state.js";
 import type { Db } from "../store/db.js";
@@ -24,6 +24,7 @@ import { taskCheckpointSave } from "../store/sql/task-checkpoint-save.js";
 import { taskProgressSet } from "../store/sql/task-progress-set.js";
 import { taskLeaseExtend } from "../store/sql/task-lease-extend.js";
 import { workerList, type WorkerRecord } from "../store/sql/worker-list.js";
+import { isTaskId } from "../core/task-id.js";
 import { REVOKE_CHANNEL, type RevokeNotice } from "../dispatch/ready-listener.js";
 import type { ReportAnswer, ReportBatcher } from "../dispatch/report-batcher.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
@@ -83,10 +84,7 @@ export class Tasks {
   /** One page of tasks newest first, the token of the next page, and the exact total. */
   async list(filter: TaskFilter, pageSize: number, pageToken: string): Promise<{ tasks: TaskRecord[]; nextPageToken: string; total: number }> {
     const fingerprint = filterFingerprint(filter);
-    const afterId = pageToken === "" ? null : decodePageToken(pageToken, fingerprint);
-    if (afterId !== null && !/^[1-9][0-9]{0,18}$/.test(afterId)) {
-      throw new TaskwireError("INVALID_ARGUMENT", "page_token: is not a token this server issued; pass next_page_token from the previous response");
-    }
+    const afterId = pageToken === "" ? null : decodePageKey(pageToken, fingerprint, isTaskId);
     const [page, total] = await Promise.all([
       taskListPage(this.db, filter, { afterId, limit: pageSize + 1 }),
       taskCount(this.db, filter),

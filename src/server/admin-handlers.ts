@@ -9,7 +9,7 @@ import { createApiKey, createNamespace, listApiKeys, listAuditEvents, listNamesp
 import { MAX_KEY_LIFETIME_MS, MIN_KEY_LIFETIME_MS } from "../core/api-key.js";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
 import type { ServerLimits } from "../core/limits.js";
-import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import { decodePageKey, decodePageToken, encodePageToken, filterFingerprint, isNamespaceKey } from "../core/page-token.js";
 import { isOperator, OPERATOR_NAMESPACE, type Role } from "../core/roles.js";
 import type { AdminService } from "../gen/taskwire/v1/admin_pb.js";
 import type { Database } from "../store/orm.js";
@@ -45,7 +45,7 @@ export function createAdminHandlers(database: Pick<Database, "db" | "pool">, aut
       void ctx;
       const size = pageSize("page_size", req.pageSize, limits);
       const fingerprint = filterFingerprint({ namespaces: true });
-      const after = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
+      const after = req.pageToken === "" ? null : decodePageKey(req.pageToken, fingerprint, isNamespaceKey);
       const rows = await listNamespaces(db, after, size + 1);
       const page = rows.slice(0, size);
       const last = page.at(-1);
@@ -97,8 +97,7 @@ export function createAdminHandlers(database: Pick<Database, "db" | "pool">, aut
       const namespace = req.namespace === "" && isOperator(principalOf(ctx)) ? null : targetNamespace(ctx, req.namespace, "reading the audit log of another namespace");
       const size = pageSize("page_size", req.pageSize, limits);
       const fingerprint = filterFingerprint({ audit: namespace });
-      const beforeId = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
-      if (beforeId !== null && !isTaskId(beforeId)) throw invalidArgument("page_token", "is not a token this server issued; pass next_page_token from the previous response");
+      const beforeId = req.pageToken === "" ? null : decodePageKey(req.pageToken, fingerprint, isTaskId);
       const rows = await listAuditEvents(db, { namespace, beforeId, limit: size + 1 });
       const page = rows.slice(0, size);
       const last = page.at(-1);

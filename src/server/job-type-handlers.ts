@@ -9,7 +9,7 @@ import type { JobTypeService } from "../gen/taskwire/v1/job_type_pb.js";
 import { jobTypeToProto } from "./mapping.js";
 import { parseDescriptors, type PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
-import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import { decodePageKey, encodePageToken, filterFingerprint, isNameKey } from "../core/page-token.js";
 import { durationMsInRange, intInRange, messageName, pageSize, rateLimit, requireName, retryPolicy, runningLimit } from "./validation.js";
 import { invalidArgument } from "../core/errors.js";
 
@@ -60,7 +60,7 @@ export function createJobTypeHandlers(engine: Engine, payloads: PayloadTypes, li
       const namespace = namespaceOf(ctx);
       const size = pageSize("page_size", req.pageSize, limits);
       const fingerprint = filterFingerprint({ namespace });
-      const after = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
+      const after = req.pageToken === "" ? null : decodePageKey(req.pageToken, fingerprint, isNameKey);
       const rows = await engine.jobTypes.list(namespace, after, size + 1);
       const page = rows.slice(0, size);
       const last = page.at(-1);

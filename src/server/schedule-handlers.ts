@@ -2,7 +2,7 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../core/errors.js";
 import type { ServerLimits } from "../core/limits.js";
-import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import { decodePageKey, encodePageToken, filterFingerprint, isNameKey } from "../core/page-token.js";
 import { parseCron, type ScheduleRecord } from "../core/schedule.js";
 import type { Engine } from "../engine/engine.js";
 import type { ScheduleService } from "../gen/taskwire/v1/schedule_pb.js";
@@ -74,7 +74,7 @@ export function createScheduleHandlers(engine: Engine, payloads: PayloadTypes, l
       const namespace = namespaceOf(ctx);
       const size = pageSize("page_size", req.pageSize, limits);
       const fingerprint = filterFingerprint({ namespace, kind: "schedules" });
-      const after = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
+      const after = req.pageToken === "" ? null : decodePageKey(req.pageToken, fingerprint, isNameKey);
       const rows = await engine.schedules.list(namespace, after, size + 1);
       const page = rows.slice(0, size);
       await renderable(ctx, page);

@@ -6,6 +6,7 @@ import { checkName, MESSAGE_NAME_PATTERN } from "../core/names.js";
 import { PAYLOAD_KEY_PREFIX, payloadKey } from "../core/payload-hash.js";
 import type { Payload, RateLimit } from "../core/task.js";
 import type { Registry } from "@bufbuild/protobuf";
+import { isTaskId } from "../core/task-id.js";
 
 /** A job type or worker name. */
 export function requireName(field: string, value: string): string {
@@ -22,12 +23,7 @@ export function messageName(field: string, value: string): string {
   return value;
 }
 
-const MAX_BIGINT = 9_223_372_036_854_775_807n;
-
-/** True for a decimal number that can be a task id. */
-export function isTaskId(value: string): boolean {
-  return /^[1-9][0-9]{0,18}$/.test(value) && BigInt(value) <= MAX_BIGINT;
-}
+export { isTaskId };
 
 /** A task id: the decimal number Submit returned. */
 export function taskId(field: string, value: string): string {

@@ -5,7 +5,7 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { invalidArgument, TaskwireError } from "../core/errors.js";
 import { LIMITS, type ServerLimits } from "../core/limits.js";
-import { decodePageToken, encodePageToken, filterFingerprint } from "../core/page-token.js";
+import { decodePageKey, encodePageToken, filterFingerprint, isNameKey } from "../core/page-token.js";
 import type { Assignment, CompletionReport, FailureReport, JobTypeRecord, LeaseRef, ProgressReport, ReleaseReport } from "../core/task.js";
 import type { RevokeReason, WorkerSession } from "../dispatch/dispatcher.js";
 import { taskAdopt } from "../store/sql/task-adopt.js";
@@ -539,7 +539,7 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const namespace = namespaceOf(ctx);
       const size = pageSize("page_size", req.pageSize, limits);
       const fingerprint = filterFingerprint({ namespace, includeDisconnected: req.includeDisconnected });
-      const afterId = req.pageToken === "" ? null : decodePageToken(req.pageToken, fingerprint);
+      const afterId = req.pageToken === "" ? null : decodePageKey(req.pageToken, fingerprint, isNameKey);
       const rows = await engine.tasks.listWorkers({ namespace, includeDisconnected: req.includeDisconnected, afterId, limit: size + 1 });
       const page = rows.slice(0, size);
       const last = page.at(-1);
