@@ -86,13 +86,30 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     inlineMemoryMb: 512,
     inlineGraceMs: 5_000,
     allowUnauthenticatedRemote: false,
-    requireAuth: env.TASKWIRE_REQUIRE_AUTH === "1" || env.TASKWIRE_REQUIRE_AUTH === "true",
+    requireAuth: envFlag(env, "TASKWIRE_REQUIRE_AUTH"),
     tlsCertFile: env.TASKWIRE_TLS_CERT || null,
     tlsKeyFile: env.TASKWIRE_TLS_KEY || null,
     limits: { ...DEFAULT_SERVER_LIMITS },
     keyCacheMs: 5_000,
     keyUsageFlushMs: 60_000,
   };
+}
+
+const FLAG_ON = ["1", "true", "yes", "on"];
+const FLAG_OFF = ["0", "false", "no", "off"];
+
+/**
+ * An on/off environment variable, in any case; unset or empty is off. Any other word is refused
+ * rather than read as off: a security switch (TASKWIRE_REQUIRE_AUTH) set to a word the server did
+ * not know, and silently ignored, would leave it in development mode, open to anyone.
+ */
+export function envFlag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const value = (env[name] ?? "").trim().toLowerCase();
+  if (value === "" || FLAG_OFF.includes(value)) return false;
+  if (FLAG_ON.includes(value)) return true;
+  throw new Error(
+    `${name} is ${JSON.stringify(env[name]!.slice(0, 40))}; allowed, in any case: ${FLAG_ON.join(", ")} (on), ${FLAG_OFF.join(", ")} or empty (off)`,
+  );
 }
 
 /** True for addresses only this machine can reach. */
