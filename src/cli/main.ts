@@ -8,7 +8,15 @@ import { startServer } from "../main.js";
 import { startEmbeddedPostgres } from "../store/embedded-postgres.js";
 import { openDatabase, prepareSchema } from "../store/orm.js";
 
-const defaults = defaultConfig();
+const defaults = (() => {
+  try {
+    return defaultConfig();
+  } catch (error) {
+    // A setting from the environment the server cannot read (e.g. TASKWIRE_REQUIRE_AUTH=maybe): say which, no stack.
+    process.stderr.write(`taskwire: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+})();
 
 function parsePort(value: string): number {
   const port = Number(value);

@@ -140,3 +140,12 @@ t.test("a fresh install: the CLI bootstraps on the embedded data folder, also wh
   r.child.kill("SIGTERM");
   t.equal(await r.exit, 0);
 });
+
+t.test("TASKWIRE_REQUIRE_AUTH set to a word it does not know: the server refuses to start, saying which values it takes", async (t) => {
+  const failure = await execFileAsync(process.execPath, [bin, "server", "start", "--port", "0"], { cwd: repo, env: { ...process.env, TASKWIRE_REQUIRE_AUTH: "maybe" } }).then(
+    () => undefined,
+    (error: { code?: number; stderr?: string }) => error,
+  );
+  t.equal(failure?.code, 2, "exit code 2");
+  t.equal(failure?.stderr, 'taskwire: TASKWIRE_REQUIRE_AUTH is "maybe"; allowed, in any case: 1, true, yes, on (on), 0, false, no, off or empty (off)\n', "one line, no stack trace");
+});
