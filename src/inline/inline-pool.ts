@@ -63,6 +63,21 @@ function ownedBytes(value: Uint8Array): Uint8Array<ArrayBuffer> {
   return owns ? (value as Uint8Array<ArrayBuffer>) : new Uint8Array(value);
 }
 
+/** The pool took no more attempts (every thread busy, the queue full): the attempt never started. */
+export class PoolFullError extends Error {
+  constructor() {
+    super("the inline pool is full");
+    this.name = "PoolFullError";
+  }
+}
+
+// Piscina's own rejections of a task it has no room for (errors.js: NoTaskQueueAvailable, TaskQueueAtLimit).
+const PISCINA_FULL = new Set(["No task queue available and all Workers are busy", "Task queue is at limit"]);
+function isPoolFull(error: unknown): boolean {
+  // Matched by message: Piscina exports no error classes (a handler throwing these very words would match too).
+  return error instanceof Error && PISCINA_FULL.has(error.message);
+}
+
 export class InlinePool {
   /** Created at the first attempt: a server with no inline job types starts no thread. */
   private piscina: Piscina<ThreadTask, ThreadOutput> | undefined;
@@ -133,7 +148,11 @@ export class InlinePool {
       })),
     };
     this.piscina ??= this.createPiscina();
-    return this.piscina.run(task, { transferList: [value.buffer], signal: params.signal });
+    try {
+      return await this.piscina.run(task, { transferList: [value.buffer], signal: params.signal });
+    } catch (error) {
+      throw isPoolFull(error) ? new PoolFullError() : error;
+    }
   }
 
   /** Threads now, attempts waiting, and how busy the pool has been (for metrics and tests). */
