@@ -26,12 +26,18 @@ const longLeased = async (name: string) => {
   return name;
 };
 
-t.test("drain, then the server ends the stream: the worker keeps its lease and adopts it on reconnect", async (t) => {
-  const jobType = await longLeased("ends.server");
-  const worker = openClaimStream(s.workers, { workerId: "w-server-end", jobTypes: [jobType], credits: 1 });
+/** A worker's stream holding one task of a new long-leased job type. */
+async function holdingOne(jobTypeName: string, workerId: string) {
+  const jobType = await longLeased(jobTypeName);
+  const worker = openClaimStream(s.workers, { workerId, jobTypes: [jobType], credits: 1 });
   await worker.next("welcome");
   const task = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
-  const [a] = (await worker.next("assignments")).assignments;
+  const [assignment] = (await worker.next("assignments")).assignments;
+  return { jobType, worker, task, a: assignment!, lease: create(LeaseSchema, { taskId: assignment!.taskId, attempt: assignment!.attempt, leaseToken: assignment!.leaseToken }) };
+}
+
+t.test("drain, then the server ends the stream: the worker keeps its lease and adopts it on reconnect", async (t) => {
+  const { jobType, worker, task, lease } = await holdingOne("ends.server", "w-server-end");
   worker.send(drainMessage);
   // The server ends the stream at its maximum duration; the worker never closed its side.
   const ended = await worker.next("welcome", 5_000).then(() => "a second welcome?", (error: Error) => error.message);
@@ -39,17 +45,13 @@ t.test("drain, then the server ends the stream: the worker keeps its lease and a
   await sleep(300); // the session's close has run
   const held = await get(task.id);
   t.same([held.state, held.attempt], [TaskState.RUNNING, 1], "the task is still the worker's, not lost");
-  const again = openClaimStream(s.workers, { workerId: "w-server-end", jobTypes: [jobType], credits: 1, held: [create(LeaseSchema, { taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken })] });
+  const again = openClaimStream(s.workers, { workerId: "w-server-end", jobTypes: [jobType], credits: 1, held: [lease] });
   t.same((await again.next("welcome")).adopted.map((l) => l.taskId), [task.id], "and its next stream adopts it");
   await again.close();
 });
 
 t.test("drain, then the worker closes its side: what it still holds is given up at once", async (t) => {
-  const jobType = await longLeased("ends.clean");
-  const worker = openClaimStream(s.workers, { workerId: "w-clean", jobTypes: [jobType], credits: 1 });
-  await worker.next("welcome");
-  const task = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
-  await worker.next("assignments");
+  const { worker, task } = await holdingOne("ends.clean", "w-clean");
   worker.send(drainMessage);
   await worker.close();
   const lost = await get(task.id);
@@ -58,18 +60,14 @@ t.test("drain, then the worker closes its side: what it still holds is given up 
 });
 
 t.test("a stream that broke while its last report was being written is assigned nothing more", async (t) => {
-  const jobType = await longLeased("ends.broken");
-  const worker = openClaimStream(s.workers, { workerId: "w-broken", jobTypes: [jobType], credits: 1 });
-  await worker.next("welcome");
-  const first = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
-  const [a] = (await worker.next("assignments")).assignments;
+  const { jobType, worker, task: first, a } = await holdingOne("ends.broken", "w-broken");
   // Hold the first task's row, so the completion's write waits while the stream goes away.
   const locker = new pg.Client({ connectionString: s.databaseUrl });
   await locker.connect();
   t.teardown(() => locker.end());
   await locker.query("BEGIN");
   await locker.query("SELECT id FROM task WHERE id = $1 FOR UPDATE", [first.id]);
-  worker.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: jsonAny("done") } });
+  worker.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, output: jsonAny("done") } });
   await sleep(200); // the completion frees the credit and waits for the row
   worker.abort();
   await sleep(200);
@@ -85,19 +83,15 @@ t.test("a stream that broke while its last report was being written is assigned 
 });
 
 t.test("a lease adopted by the worker's new stream stays with it when the old stream then ends cleanly", async (t) => {
-  const jobType = await longLeased("ends.adopted");
-  const old = openClaimStream(s.workers, { workerId: "w-adopt", jobTypes: [jobType], credits: 1 });
-  await old.next("welcome");
-  const task = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
-  const [a] = (await old.next("assignments")).assignments;
+  const { jobType, worker: old, task, a, lease } = await holdingOne("ends.adopted", "w-adopt");
   old.send(drainMessage);
-  const fresh = openClaimStream(s.workers, { workerId: "w-adopt", jobTypes: [jobType], credits: 1, held: [create(LeaseSchema, { taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken })] });
+  const fresh = openClaimStream(s.workers, { workerId: "w-adopt", jobTypes: [jobType], credits: 1, held: [lease] });
   t.same((await fresh.next("welcome")).adopted.map((l) => l.taskId), [task.id], "the new stream adopted the lease");
   await old.close(); // a clean end of the old stream
   await sleep(200);
   const held = await get(task.id);
   t.same([held.state, held.attempt], [TaskState.RUNNING, 1], "the task is still running, on the new stream");
-  fresh.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: jsonAny("done") } });
+  fresh.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, output: jsonAny("done") } });
   t.equal((await fresh.next("reportResult")).accepted, true, "and the new stream completes it");
   await fresh.close();
 });
