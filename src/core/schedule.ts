@@ -54,7 +54,11 @@ export function parseCron(expression: string, timeZone: string): { times: CronTi
   let cron: Cron;
   try {
     // A job without a function schedules nothing: croner only evaluates the pattern here.
-    cron = new Cron(expression, { timezone: timeZone, mode: "5-or-6-parts" });
+    // "no-wildcard": a time with no * or / in its second, minute and hour fields is a fixed time,
+    // also with several values ("0,30 1 * * *"): it runs once when the clock goes back, and at
+    // the end of the gap when the clock skips it. (Croner's default counts only single values,
+    // so "0,30 1" ran twice in a repeated hour and not at all in a skipped one.)
+    cron = new Cron(expression, { timezone: timeZone, mode: "5-or-6-parts", fixedTimeRule: "no-wildcard" });
   } catch (error) {
     return { field: "cron", problem: `${JSON.stringify(expression)} is not a valid cron expression: ${(error as Error).message.replace(/^CronPattern: /, "")}` };
   }

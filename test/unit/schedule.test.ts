@@ -52,6 +52,15 @@ t.test("time zones and DST", async (t) => {
   t.equal(iso(berlin.lastBefore(new Date("2024-03-31T12:00:00Z"))), "2024-03-31T01:00:00.000Z", "the latest fire before a time agrees with the forward times");
 });
 
+t.test("DST with several fixed times: each runs once when the clock goes back, and the skipped ones once after the gap", async (t) => {
+  const between = (cron: CronTimes, from: string, to: string) => fires(cron, from, 10).filter((at) => at < to);
+  t.same(between(times("0,30 1 * * *", "America/New_York"), "2024-11-03T00:00:00Z", "2024-11-03T12:00:00Z"), ["2024-11-03T05:00:00.000Z", "2024-11-03T05:30:00.000Z"], "01:00 and 01:30 New York occur twice on 3 November: each runs once");
+  t.same(between(times("0 1,2 * * *", "America/New_York"), "2024-11-03T00:00:00Z", "2024-11-03T12:00:00Z"), ["2024-11-03T05:00:00.000Z", "2024-11-03T07:00:00.000Z"], "a list of hours too");
+  t.same(between(times("0,30 2 * * *", "Europe/Berlin"), "2024-10-26T22:00:00Z", "2024-10-27T06:00:00Z"), ["2024-10-27T00:00:00.000Z", "2024-10-27T00:30:00.000Z"], "02:00 and 02:30 Berlin on 27 October: once each");
+  t.same(between(times("0,30 2 * * *", "America/New_York"), "2024-03-10T00:00:00Z", "2024-03-10T12:00:00Z"), ["2024-03-10T07:00:00.000Z"], "02:00 and 02:30 do not exist on 10 March: one run at 03:00, the first time after the gap");
+  t.equal(iso(times("0,30 1 * * *", "America/New_York").lastBefore(new Date("2024-11-03T06:15:00Z"))), "2024-11-03T05:30:00.000Z", "in the repeated hour, the latest fire before is the first pass's 01:30");
+});
+
 t.test("dueFires: on-time fires, downtime under SKIP and RUN_ONCE, the batch cap, and the end of a schedule", async (t) => {
   const everyMinute = times("* * * * *");
   const base = { times: everyMinute, graceMs: 60_000, maxFires: 100 };
