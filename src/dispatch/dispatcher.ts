@@ -180,8 +180,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   /**
-   * Closes a session. After a clean close (the worker ended its side) the attempts it still holds
-   * are recorded as lost at once and retried or dead-lettered. After a broken stream they keep
+   * Closes a session. After a clean close (the worker ended its side) the tasks it still holds go
+   * back to PENDING at once, their attempts not counted (see releaseLeft). After a broken stream they keep
    * their leases: the worker may reconnect (to any replica) and adopt them, and if it does not,
    * the sweeper takes them back when the leases end.
    */
@@ -197,7 +197,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // (same lease token) is that stream's now.
     const own = held.filter((a) => this.holders.get(a.taskId) === session);
     for (const a of own) this.holders.delete(a.taskId);
-    if (how.clean) await Promise.all(own.map((a) => this.failLost(a, session.workerId, how.why)));
+    if (how.clean) await Promise.all(own.map((a) => this.releaseLeft(a, session.workerId, how.why)));
     this.emit("session:closed", session);
   }
 
@@ -499,19 +499,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return { claimed, more };
   }
 
-  private async failLost(a: Assignment, workerId: string, why: string): Promise<void> {
+  /**
+   * What a worker still holds when it ends its stream cleanly goes back to PENDING without counting
+   * the attempt: the protocol has it release what it will not finish before closing, and a task
+   * assigned just before the server read its drain may reach it only after it closed its side, too
+   * late to release.
+   */
+  private async releaseLeft(a: Assignment, workerId: string, why: string): Promise<void> {
     try {
-      await this.options.batcher.fail({
-        namespace: a.namespace,
-        taskId: a.taskId,
-        attempt: a.attempt,
-        leaseToken: a.leaseToken,
-        error: `worker ${workerId} went away: ${why}`,
-        nonRetryable: false,
-        outcome: "lost",
-      });
+      await this.options.batcher.release({ namespace: a.namespace, taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, reason: `worker ${workerId} left: ${why}` });
     } catch (error) {
-      this.options.logger.error({ err: error, taskId: a.taskId }, "could not record a lost attempt");
+      this.options.logger.error({ err: error, taskId: a.taskId }, "could not hand back a task its worker left");
     }
   }
 }

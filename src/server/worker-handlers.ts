@@ -323,7 +323,13 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
         try {
           switch (kind) {
             case ReportKind.COMPLETE: {
-              const report = completionReport(payloads, session.namespace, value, jobTypes.get(value.taskId));
+              let report: CompletionReport;
+              try {
+                report = completionReport(payloads, session.namespace, value, jobTypes.get(value.taskId));
+              } catch (error) {
+                const refused = await failRefusedOutput(leaseRef(session.namespace, value, "completion"), error);
+                return reportResult(kind, value, false, refused);
+              }
               lease = report;
               accepted = (await engine.dispatcher.complete(report)) !== undefined;
               break;
@@ -377,6 +383,21 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       if (record !== undefined) found.set(id, record);
     }
     return found;
+  }
+
+  /**
+   * A completion whose output its job type refuses (another message type, over the size limit)
+   * can never succeed, and the worker is done with the task: the attempt fails with the reason,
+   * so its lease and the worker's credit are freed and the task is retried or dead-lettered,
+   * instead of running on, held, until the lease ends. Rethrows anything but such a refusal
+   * (a malformed lease too); returns what to tell the worker.
+   */
+  async function failRefusedOutput(lease: LeaseRef, error: unknown): Promise<string> {
+    if (!(error instanceof TaskwireError) || (error.code !== "INVALID_ARGUMENT" && error.code !== "RESOURCE_EXHAUSTED")) throw error;
+    await engine.progress.flushBefore(lease.namespace, [lease.taskId]);
+    const failure: FailureReport = { ...lease, error: truncate(`the output was refused: ${error.message}`, LIMITS.maxErrorChars), nonRetryable: false, outcome: "failed" };
+    const failed = (await engine.dispatcher.fail(failure)) !== undefined;
+    return failed ? `${error.message}; the attempt was recorded as failed` : error.message;
   }
 
   async function handleCheckpoint(session: WorkerSession, value: TaskCheckpoint): Promise<ReportResult> {
@@ -484,7 +505,12 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const id = req.completion === undefined ? undefined : taskId("completion.task_id", req.completion.taskId);
       const task = id === undefined ? undefined : await engine.tasks.get(namespace, id).catch(() => undefined);
       const jobType = task === undefined ? undefined : await engine.jobTypes.find(namespace, task.jobType);
-      const report = completionReport(payloads, namespace, req.completion, jobType);
+      let report: CompletionReport;
+      try {
+        report = completionReport(payloads, namespace, req.completion, jobType);
+      } catch (error) {
+        throw new TaskwireError("INVALID_ARGUMENT", await failRefusedOutput(leaseRef(namespace, req.completion, "completion"), error));
+      }
       // Progress is only accepted while the task runs: write what is pending before the outcome.
       await engine.progress.flushBefore(namespace, [report.taskId]);
       if ((await engine.dispatcher.complete(report)) === undefined) throw await engine.tasks.explainRejection(report);

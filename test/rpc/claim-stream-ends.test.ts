@@ -8,7 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
 import t from "tap";
-import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
+import { AttemptOutcome, TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { LeaseSchema } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
 import { jsonAny } from "../helpers/payload.js";
@@ -50,13 +50,16 @@ t.test("drain, then the server ends the stream: the worker keeps its lease and a
   await again.close();
 });
 
-t.test("drain, then the worker closes its side: what it still holds is given up at once", async (t) => {
+t.test("drain, then the worker closes its side: what it still holds goes back at once, its attempt not counted", async (t) => {
+  // E.g. a task assigned just before the server read the drain, which reached the worker only
+  // after it had closed its side, too late to release it.
   const { worker, task } = await holdingOne("ends.clean", "w-clean");
   worker.send(drainMessage);
   await worker.close();
-  const lost = await get(task.id);
-  t.equal(lost.state, TaskState.DEAD, "lost at once (its only attempt), without waiting for the 60 s lease");
-  t.match(lost.attempts[0]?.error ?? "", /closed its stream while holding the task/);
+  const back = await get(task.id);
+  // max_attempts 1: a counted attempt would have made it DEAD; not counted, max_attempts grows by one.
+  t.same([TaskState[back.state], back.maxAttempts], ["PENDING", 2], "PENDING at once, without waiting for the 60 s lease");
+  t.same([AttemptOutcome[back.attempts[0]!.outcome], back.attempts[0]!.error], ["RELEASED", "worker w-clean left: it closed its stream while holding the task"]);
 });
 
 t.test("a stream that broke while its last report was being written is assigned nothing more", async (t) => {
@@ -94,4 +97,32 @@ t.test("a lease adopted by the worker's new stream stays with it when the old st
   fresh.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a.taskId, attempt: a.attempt, leaseToken: a.leaseToken, output: jsonAny("done") } });
   t.equal((await fresh.next("reportResult")).accepted, true, "and the new stream completes it");
   await fresh.close();
+});
+
+t.test("a completion whose output the job type refuses fails the attempt, freeing the lease and the worker's credit", async (t) => {
+  const jobType = "ends.refused";
+  await s.jobTypes.registerJobType({ name: jobType, leaseDuration: durationFromMs(60_000), defaultMaxAttempts: 2, maxPayloadBytes: 100 });
+  const worker = openClaimStream(s.workers, { workerId: "w-refused", jobTypes: [jobType], credits: 1 });
+  await worker.next("welcome");
+  const task = (await s.tasks.submit({ task: { jobType, input: jsonAny(1) } })).task!;
+  const [a] = (await worker.next("assignments")).assignments;
+  worker.send({ case: "complete", value: { $typeName: "taskwire.v1.TaskCompletion", taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: jsonAny("x".repeat(500)) } });
+  const answer = await worker.next("reportResult");
+  t.equal(answer.accepted, false);
+  t.match(answer.error, /completion\.output: is \d+ bytes; the limit is 100 bytes .*; the attempt was recorded as failed$/);
+  const failed = await get(task.id);
+  t.same([AttemptOutcome[failed.attempts[0]!.outcome], failed.state !== TaskState.RUNNING], ["FAILED", true], "the attempt failed; the task is not left RUNNING");
+  t.match(failed.attempts[0]!.error, /^the output was refused: completion\.output: is \d+ bytes/);
+  // The credit came back: the retry (or another task) is assigned to the same one-credit stream.
+  const [next] = (await worker.next("assignments", 5_000)).assignments;
+  t.same([next!.taskId, next!.attempt], [task.id, 2], "the retry reaches the worker, whose credit was freed");
+  await worker.close();
+
+  // The unary call: INVALID_ARGUMENT saying so, and the attempt failed too.
+  const unary = (await s.tasks.submit({ task: { jobType, input: jsonAny(2) } })).task!;
+  const [u] = (await s.workers.claimTasks({ workerId: "w-refused-unary", jobTypes: [jobType], maxTasks: 1 })).assignments;
+  t.equal(u!.taskId, unary.id);
+  const error = await s.workers.completeTask({ completion: { taskId: u!.taskId, attempt: u!.attempt, leaseToken: u!.leaseToken, output: jsonAny("y".repeat(500)) } }).then(() => undefined, (e: unknown) => e as Error);
+  t.match(error?.message, /invalid_argument.*the limit is 100 bytes.*; the attempt was recorded as failed/i);
+  t.equal(AttemptOutcome[(await get(unary.id)).attempts[0]!.outcome], "FAILED");
 });

@@ -101,7 +101,8 @@ t.test("max payload: the server's, and a job type's lower one", async (t) => {
   const [a] = (await c.workers.claimTasks({ workerId: "w", jobTypes: ["small"], maxTasks: 1 })).assignments;
   const out = await rejection(() => c.workers.completeTask({ completion: { taskId: a!.taskId, attempt: a!.attempt, leaseToken: a!.leaseToken, output: payloadOf(2_000) } }));
   t.match(out.rawMessage, /completion\.output: is \d+ bytes; the limit is 1000 bytes/);
-  t.equal((await c.tasks.getTask({ id: a!.taskId })).task?.state, 3, "still RUNNING");
+  t.match(out.rawMessage, /; the attempt was recorded as failed$/);
+  t.equal((await c.tasks.getTask({ id: a!.taskId })).task?.attempts[0]?.outcome, 3 /* FAILED */, "its attempt failed: an output over the limit can never succeed");
 });
 
 t.test("submit rate per key: a token bucket", async (t) => {

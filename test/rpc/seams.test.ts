@@ -10,7 +10,7 @@ import t from "tap";
 import { Dispatcher } from "../../src/dispatch/dispatcher.js";
 import { ReportBatcher } from "../../src/dispatch/report-batcher.js";
 import { JobTypeRegistry } from "../../src/engine/job-type-registry.js";
-import { TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
+import { AttemptOutcome, TaskState } from "../../src/gen/taskwire/v1/task_pb.js";
 import { ReportBatchSchema, ReportKind, WorkerService, type Assignment } from "../../src/gen/taskwire/v1/worker_pb.js";
 import { openClaimStream } from "../helpers/claim-stream.js";
 import { testLogger } from "../helpers/logger.js";
@@ -127,7 +127,12 @@ t.test("a completion sent on a stream that does not hold the task has its output
   w.send({ case: "reports", value: create(ReportBatchSchema, { completions: [{ taskId: b!.taskId, attempt: b!.attempt, leaseToken: b!.leaseToken, output: wrong }, { taskId: "not-an-id", attempt: 1, leaseToken: b!.leaseToken }] }) });
   const { results } = await w.next("reportResults");
   t.match(results, [{ accepted: false, error: /schemaless/ }, { accepted: false, error: /is not a task id/ }], "in a batch too; a malformed id is refused alone");
-  t.same([(await get(a!.taskId)).state, (await get(b!.taskId)).state], [TaskState.RUNNING, TaskState.RUNNING], "nothing was written");
+  // The leases are current, so each refused output fails its attempt (the worker is done with it).
+  for (const id of [a!.taskId, b!.taskId]) {
+    const task = await get(id);
+    t.same([task.state !== TaskState.RUNNING, AttemptOutcome[task.attempts[0]!.outcome]], [true, "FAILED"], `task ${id}: its attempt failed, not left RUNNING`);
+    t.match(task.attempts[0]!.error, /^the output was refused: completion\.output: is a acme\.v1\.NotJson/);
+  }
 });
 
 t.test("a report from another namespace naming a stream's lease leaves that stream's lease and credit alone", async (t) => {
