@@ -10,13 +10,14 @@ import type { EventHub } from "./event-hub.js";
 import { followEvents } from "./status-stream.js";
 
 /**
- * Resolves with the task once it is finished, or as it is when `timeoutMs` passes (timedOut) or
- * `signal` aborts. Undefined when the task does not exist.
+ * Resolves with the task once it is finished, or as it is when `timeoutMs` passes or `signal`
+ * aborts (timedOut: it is unfinished; cutShort as well when `signal` aborted first, so that the
+ * caller can tell a server shutdown from a timeout). Undefined when the task does not exist.
  */
 export async function waitForTask(
   deps: { db: Db; pool: pg.Pool; hub: EventHub },
   params: { namespace: string; id: string; timeoutMs: number; signal: AbortSignal },
-): Promise<{ task: TaskRecord; timedOut: boolean } | undefined> {
+): Promise<{ task: TaskRecord; timedOut: boolean; cutShort: boolean } | undefined> {
   // The task and the sequence it is current at, from one snapshot: no event can fall between.
   const start = await withTransaction(
     deps.pool,
@@ -24,10 +25,14 @@ export async function waitForTask(
     { repeatableRead: true },
   );
   if (start.task === undefined) return undefined;
-  if (isFinished(start.task.state)) return { task: start.task, timedOut: false };
+  if (isFinished(start.task.state)) return { task: start.task, timedOut: false, cutShort: false };
 
   const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), params.timeoutMs);
+  let timerFired = false;
+  const timer = setTimeout(() => {
+    timerFired = true;
+    stop.abort();
+  }, params.timeoutMs);
   const onAbort = () => stop.abort();
   params.signal.addEventListener("abort", onAbort, { once: true });
   const watcher = deps.hub.subscribe(params.namespace, { taskIds: [params.id], jobTypes: [], states: FINISHED_STATES }, start.seq);
@@ -40,7 +45,9 @@ export async function waitForTask(
     params.signal.removeEventListener("abort", onAbort);
     deps.hub.unsubscribe(watcher);
   }
+  const cutShort = params.signal.aborted && !timerFired;
   const task = await taskGet(deps.db, params.namespace, params.id);
   if (task === undefined) return undefined;
-  return { task, timedOut: !isFinished(task.state) };
+  const finished = isFinished(task.state);
+  return { task, timedOut: !finished, cutShort: cutShort && !finished };
 }

@@ -63,7 +63,8 @@ export interface TaskHandle<R = Any> {
    * The task's events from its creation (or after `since`), oldest first, then live ones, ending
    * with the event of the state it finished in: an end state that a Retry later undid does not end
    * the iteration; given a `since` after a finished task's last event, it ends at the stream's first
-   * keep-alive. Reconnects from the last event after a broken stream (up to 5 times in a row).
+   * keep-alive. Reconnects from the last event after a broken stream, or one that ended before the
+   * task finished (a server shutting down), up to 5 times in a row.
    */
   events(options?: EventsOptions): AsyncIterable<TaskEvent>;
   /** Same as events(). */
@@ -128,7 +129,9 @@ export function taskHandle(tasks: Client<typeof TaskService>, id: string, job?: 
           yield event;
           if (isFinishedState(event.state) && (await isLast(event, options.signal))) return;
         }
-        return;
+        // The stream ended, without error, before the task finished (a server that closes its
+        // streams on shutdown without saying so): a break like any other, resumed from the cursor.
+        throw new ConnectError(`the stream of task ${id}'s events ended before the task finished`, Code.Unavailable);
       } catch (error) {
         if (options.signal?.aborted) return;
         // A broken connection surfaces as UNAVAILABLE, or as CANCELED (HTTP/2 RST_STREAM) that we did not ask for.

@@ -80,7 +80,9 @@ async function* mapStream<T>(messages: AsyncIterable<T>, logger: Logger, context
     yield* messages;
   } catch (error) {
     // The client went away mid-stream (e.g. a write to its closed stream failed): nothing to report.
-    if (signal.aborted) {
+    // An UNAVAILABLE the handler raised on purpose is its answer, though: the server's shutdown
+    // aborts the call's signal too, and the client must hear it to resume (StreamStatus).
+    if (signal.aborted && !(error instanceof ConnectError && error.code === Code.Unavailable)) {
       logger.debug({ ...context, err: error }, "stream ended by the client");
       throw new ConnectError("the client cancelled the stream", Code.Canceled);
     }

@@ -27,7 +27,7 @@ export function createRoutes(
   payloads: PayloadTypes,
   probe: () => Promise<boolean>,
   logger: Logger,
-  options: { streamKeepaliveMs: number; limits: ServerLimits; submitLimiter: SubmitLimiter },
+  options: { streamKeepaliveMs: number; limits: ServerLimits; submitLimiter: SubmitLimiter; shutdownSignal: AbortSignal },
 ) {
   return (router: ConnectRouter) => {
     router.service(JobTypeService, createJobTypeHandlers(engine, payloads, options.limits));

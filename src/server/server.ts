@@ -36,7 +36,7 @@ export async function startRpcServer(
   const submitLimiter = new SubmitLimiter({ ratePerSec: limits.submitRatePerSec, burst: limits.submitBurst });
   options.shutdownSignal.addEventListener("abort", () => submitLimiter.stop(), { once: true });
   const handler = createNodeHandler({
-    routes: createRoutes(engine, payloads, probe, logger, { streamKeepaliveMs: options.streamKeepaliveMs, limits, submitLimiter }),
+    routes: createRoutes(engine, payloads, probe, logger, { streamKeepaliveMs: options.streamKeepaliveMs, limits, submitLimiter, shutdownSignal: options.shutdownSignal }),
     // Authentication and role checks run before a request body is read.
     requestGate: createAuthGate(engine.auth, logger),
     // Streams of callers without a key are counted per address (src/auth/principal.ts).

@@ -98,16 +98,27 @@ function eventSelection(req: { taskIds: string[]; jobTypes: string[]; states: Ta
 export function createTaskHandlers(
   engine: Engine,
   payloads: PayloadTypes,
-  options: { streamKeepaliveMs: number; limits: ServerLimits; submitLimiter: SubmitLimiter },
+  options: { streamKeepaliveMs: number; limits: ServerLimits; submitLimiter: SubmitLimiter; shutdownSignal: AbortSignal },
 ): Partial<ServiceImpl<typeof TaskService>> {
   const { limits, submitLimiter } = options;
+  // Connect aborts ctx.signal for the server's shutdown as it does for a client that went away or
+  // a deadline; only the shutdown is answered (UNAVAILABLE), so that the client resumes.
+  const serverShuttingDown = () => options.shutdownSignal.aborted;
   const waitRule = `1 ms to ${limits.maxWaitMs} ms (the server's --max-wait-ms)`;
   const deps = { db: engine.database.db, pool: engine.database.pool, hub: engine.events };
 
-  /** Waits for the task (WaitTask, Submit with wait_timeout). */
-  const wait = async (ctx: HandlerContext, namespace: string, id: string, timeoutMs: number) => {
+  /**
+   * Waits for the task (WaitTask, Submit with wait_timeout). A wait the server's shutdown cut short
+   * is UNAVAILABLE (`retry` says how to go on), never a timeout: the client waits again, on another
+   * replica or on this one once it is back. A wait the client gave up on (cancel, its deadline)
+   * ends as before: the client is not listening for the answer.
+   */
+  const wait = async (ctx: HandlerContext, namespace: string, id: string, timeoutMs: number, retry: string) => {
     const result = await waitForTask(deps, { namespace, id, timeoutMs, signal: ctx.signal });
     if (result === undefined) throw taskNotFound(id);
+    if (result.cutShort && serverShuttingDown()) {
+      throw new ConnectError(`the server is shutting down; task ${id} is still ${result.task.state.toUpperCase()}: ${retry}`, Code.Unavailable);
+    }
     return { ...result, detail: await engine.tasks.get(namespace, id) };
   };
   /** Checks JSON responses can show every task's payloads. */
@@ -127,7 +138,8 @@ export function createTaskHandlers(
       const [created] = await engine.tasks.submit([task], () => "task", (duplicates) => renderable(ctx, duplicates));
       if (waitMs === null) return { task: taskToProto(created!) };
       // The task is committed: a timeout is an answer (wait_timed_out), never an error.
-      const waited = await wait(ctx, namespace, created!.id, waitMs);
+      // The task exists: a Submit sent again without an idempotency key would make another one.
+      const waited = await wait(ctx, namespace, created!.id, waitMs, "it was submitted; wait for it with WaitTask (do not submit it again)");
       await renderable(ctx, [waited.detail]);
       return { task: taskToProto({ ...waited.detail, deduplicated: created!.deduplicated }), waitTimedOut: waited.timedOut };
     },
@@ -137,7 +149,7 @@ export function createTaskHandlers(
       const id = taskId("id", req.id);
       if (req.timeout === undefined) throw invalidArgument("timeout", `is required: how long to wait, ${waitRule}`);
       const timeoutMs = waitDuration("timeout", req.timeout, limits)!;
-      const waited = await wait(ctx, namespace, id, timeoutMs);
+      const waited = await wait(ctx, namespace, id, timeoutMs, "retry the wait (WaitTask)");
       if (waited.timedOut) {
         throw new ConnectError(
           `task ${id} is still ${waited.task.state.toUpperCase()} after ${timeoutMs} ms`,
@@ -171,6 +183,12 @@ export function createTaskHandlers(
       for await (const item of followEvents(deps.db, engine.events, watcher, { keepaliveMs: options.streamKeepaliveMs, signal: ctx.signal })) {
         if (item.kind === "event") yield { message: { case: "event", value: eventToProto(item.event) }, cursor: item.cursor };
         else if (item.kind === "keepalive") yield { message: { case: "keepalive", value: create(StreamKeepAliveSchema) }, cursor: item.cursor };
+      }
+      // followEvents returns once ctx.signal aborts. For the server's shutdown the client must hear
+      // it, or a normal end of stream looks like "nothing more will come"; for a client that went
+      // away (or its deadline) nothing is answered.
+      if (serverShuttingDown()) {
+        throw new ConnectError("the server is shutting down; reconnect to go on (StreamStatus: with since = the last cursor received)", Code.Unavailable);
       }
     },
 
