@@ -36,9 +36,11 @@ async function watchers(s: TestServer, n: number): Promise<void> {
   }
 }
 
-/** Reads a stream to its end: the messages, and the error it ended with (undefined for a normal end). */
-async function drain(stream: AsyncIterable<StreamStatusResponse>): Promise<{ messages: StreamStatusResponse[]; error: ConnectError | undefined }> {
-  const messages: StreamStatusResponse[] = [];
+/**
+ * Reads a stream to its end: the messages, and the error it ended with (undefined for a normal
+ * end). `messages` fills as they arrive.
+ */
+async function drain(stream: AsyncIterable<StreamStatusResponse>, messages: StreamStatusResponse[] = []): Promise<{ messages: StreamStatusResponse[]; error: ConnectError | undefined }> {
   try {
     for await (const message of stream) messages.push(message);
     return { messages, error: undefined };
@@ -51,9 +53,12 @@ t.test("StreamStatus open on a pending task: a graceful shutdown ends it UNAVAIL
   const s = await startTestServer(t, { streamKeepaliveMs: 60_000 });
   const id = await pendingTask(s, "shutdown.stream");
   const json = clientsFor(s.url, undefined, "json");
-  const grpc = drain(s.tasks.streamStatus({ taskIds: [id] }));
-  const curl = drain(json.tasks.streamStatus({ taskIds: [id], since: 0n }));
+  const received: [StreamStatusResponse[], StreamStatusResponse[]] = [[], []];
+  const grpc = drain(s.tasks.streamStatus({ taskIds: [id] }), received[0]);
+  const curl = drain(json.tasks.streamStatus({ taskIds: [id], since: 0n }), received[1]);
   await watchers(s, 2);
+  // Both have had the task's snapshot (or event): what comes before the shutdown is delivered.
+  for (let i = 0; i < 500 && received.some((m) => m.length === 0); i++) await new Promise((r) => setTimeout(r, 10));
   await s.server.stop();
   for (const [name, ended] of [["gRPC", await grpc], ["Connect JSON (HTTP/1.1)", await curl]] as const) {
     t.ok(ended.messages.length > 0, `${name}: the stream delivered the task before the shutdown`);
