@@ -48,7 +48,9 @@ export async function startRpcServer(
     // Gzip only large responses: below this, compressing costs the server more CPU than it saves
     // on the wire (measured: 5% of the server's CPU in W1 went to gzip of ~1 KiB messages).
     compressMinBytes: COMPRESS_MIN_BYTES,
-    jsonOptions: { registry: payloads.jsonRegistry },
+    // Strict JSON: a misspelt field is refused (INVALID_ARGUMENT), not silently dropped, as
+    // Connect's default would (also inside a typed payload's JSON).
+    jsonOptions: { registry: payloads.jsonRegistry, ignoreUnknownFields: false },
     fallback(req, res) {
       if (req.method === "GET" && (req.url === "/healthz" || req.url === "/healthz/")) {
         void probe().then((ok) => {

@@ -83,3 +83,13 @@ t.test("a JSON ClaimTasks whose task's dependency has an output the server canno
   const binary = (await s.workers.claimTasks({ workerId: "bin-worker", jobTypes: ["after.opaque"], maxTasks: 1 })).assignments;
   t.equal(binary[0]!.parents[0]!.output?.typeUrl, "type.googleapis.com/acme.v1.Result", "a binary worker gets it with the output");
 });
+
+t.test("strict JSON: a misspelt or unknown field is refused, naming it, and writes nothing", async (t) => {
+  const count = async () => Number((await s.server.engine.database.db.query<{ n: string }>("SELECT count(*)::text AS n FROM task"))[0]!.n);
+  const before = await count();
+  const typo = await post("taskwire.v1.TaskService/Submit", { task: { jobType: "greet", input: { "@type": "type.googleapis.com/google.protobuf.Value", value: 1 } }, waitTimout: "1s" });
+  t.match(typo, { status: 400, json: { code: "invalid_argument", message: /key "waitTimout" is unknown/ } });
+  const nested = await post("taskwire.v1.TaskService/Submit", { task: { jobType: "greet", colour: "red", input: { "@type": "type.googleapis.com/google.protobuf.Value", value: 1 } } });
+  t.match(nested, { status: 400, json: { code: "invalid_argument", message: /key "colour" is unknown/ } }, "in a nested message too (typed payloads: test/rpc/json-namespaces.test.ts)");
+  t.equal(await count(), before, "nothing was written");
+});
