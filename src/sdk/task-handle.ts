@@ -15,6 +15,9 @@ const MAX_WAIT_PER_CALL_MS = 5 * 60 * 1_000;
 /** Stream reconnects in a row before events() gives up (the delay doubles from 100 ms to 2 s). */
 const MAX_STREAM_RETRIES = 5;
 
+/** The delay before the nth attempt in a row to reach the server again: doubling from 100 ms to 2 s. */
+const retryDelayMs = (failures: number) => Math.min(2_000, 100 * 2 ** (failures - 1));
+
 const FINISHED = new Set([TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED]);
 
 /** True for SUCCEEDED, DEAD and CANCELLED. */
@@ -50,7 +53,8 @@ export interface TaskHandle<R = Any> {
   get(call?: CallOptions): Promise<Task>;
   /**
    * Resolves with the task once it has finished (in any end state). Rejects with a ConnectError
-   * DEADLINE_EXCEEDED if it is still unfinished after `timeoutMs`.
+   * DEADLINE_EXCEEDED if it is still unfinished after `timeoutMs`. Waits on across a server that
+   * is shutting down or out of reach (UNAVAILABLE), within `timeoutMs`.
    */
   wait(options: WaitOptions, call?: CallOptions): Promise<Task>;
   /**
@@ -81,6 +85,7 @@ export function taskHandle(tasks: Client<typeof TaskService>, id: string, job?: 
     }
     const deadline = Date.now() + options.timeoutMs;
     let perCallMs = MAX_WAIT_PER_CALL_MS;
+    let unavailable = 0;
     for (;;) {
       const remaining = Math.max(1, deadline - Date.now());
       try {
@@ -92,6 +97,13 @@ export function taskHandle(tasks: Client<typeof TaskService>, id: string, job?: 
         const serverMax = error instanceof ConnectError && error.code === Code.InvalidArgument ? /allows waits of up to (\d+) ms/.exec(error.rawMessage)?.[1] : undefined;
         if (serverMax !== undefined && Number(serverMax) < perCallMs && Number(serverMax) >= 1) {
           perCallMs = Number(serverMax);
+          continue;
+        }
+        // The server is shutting down or out of reach (a rolling restart, its database down): wait
+        // again, on this replica once it is back or on another, until our own deadline.
+        const transient = error instanceof ConnectError && error.code === Code.Unavailable && call?.signal?.aborted !== true;
+        if (transient && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, Math.min(retryDelayMs(++unavailable), Math.max(0, deadline - Date.now()))));
           continue;
         }
         // The server's per-call limit passed before ours: ask again for the rest.
@@ -137,7 +149,7 @@ export function taskHandle(tasks: Client<typeof TaskService>, id: string, job?: 
         // A broken connection surfaces as UNAVAILABLE, or as CANCELED (HTTP/2 RST_STREAM) that we did not ask for.
         const transient = error instanceof ConnectError && (error.code === Code.Unavailable || error.code === Code.Canceled);
         if (!transient || ++failures > MAX_STREAM_RETRIES) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** (failures - 1))));
+        await new Promise((resolve) => setTimeout(resolve, retryDelayMs(failures)));
       }
     }
   }

@@ -108,6 +108,9 @@ t.test("handle.events() follows a pending task across a restart of the server on
   while (seen.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   t.same(seen, [TaskState.PENDING], "the task's first event, before the restart");
 
+  // And a wait in progress (an SDK wait goes on across the restart, within its own timeout).
+  const waiting = client.handle(id).wait({ timeoutMs: 30_000 }).then((task) => TaskState[task.state], (error: unknown) => `rejected: ${String(error)}`);
+  await watchers(a, 2);
   await a.server.stop();
   const b = await startServer(
     {
@@ -131,6 +134,7 @@ t.test("handle.events() follows a pending task across a restart of the server on
   const finished = await Promise.race([iteration.then(() => "ended"), new Promise((r) => setTimeout(() => r("still iterating after 10 s"), 10_000))]);
   t.equal(finished, "ended", "events() ended with the task");
   t.same(seen, [TaskState.PENDING, TaskState.CANCELLED], "and saw it finish after the restart");
+  t.equal(await waiting, "CANCELLED", "handle.wait() waited on across the restart and saw it finish");
 });
 
 t.test("handle.events(): a stream that ends normally before the task finished is resumed from the last cursor", async (t) => {
