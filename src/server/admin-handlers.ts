@@ -16,7 +16,8 @@ import type { Database } from "../store/orm.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { apiKeyToProto, auditEventToProto, namespaceToProto, roleFromProto } from "./mapping.js";
 import { principalOf } from "./request-context.js";
-import { durationMsInRange, isTaskId, pageSize } from "./validation.js";
+import { durationMsInRange, pageSize } from "./validation.js";
+import { isTaskId } from "../core/task-id.js";
 
 /** The namespace a request is about: the caller's, or another one for an operator. `what` names the act for the refusal. */
 function targetNamespace(ctx: HandlerContext, requested: string, what = "managing the keys of another namespace"): string {

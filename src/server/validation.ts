@@ -23,7 +23,6 @@ export function messageName(field: string, value: string): string {
   return value;
 }
 
-export { isTaskId };
 
 /** A task id: the decimal number Submit returned. */
 export function taskId(field: string, value: string): string {

@@ -41,7 +41,8 @@ import { assignmentToProto } from "./mapping.js";
 import { MessageQueue } from "./message-queue.js";
 import { checkTypeUrl, typeNameOf, type PayloadTypes } from "./payloads.js";
 import { namespaceOf } from "./request-context.js";
-import { intInRange, isTaskId, leaseToken, pageSize, requireName, taskId, truncate } from "./validation.js";
+import { intInRange, leaseToken, pageSize, requireName, taskId, truncate } from "./validation.js";
+import { isTaskId } from "../core/task-id.js";
 import { randomBytes } from "node:crypto";
 
 /** Checks the job types a worker asks for: named well, registered, not too many. */
@@ -390,11 +391,10 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
    * can never succeed, and the worker is done with the task: the attempt fails with the reason,
    * so its lease and the worker's credit are freed and the task is retried or dead-lettered,
    * instead of running on, held, until the lease ends. Rethrows anything but such a refusal
-   * (a malformed lease too); returns what to tell the worker.
+   * (a malformed lease too); returns what to tell the worker. Pending progress is flushed by the caller.
    */
   async function failRefusedOutput(lease: LeaseRef, error: unknown): Promise<string> {
     if (!(error instanceof TaskwireError) || (error.code !== "INVALID_ARGUMENT" && error.code !== "RESOURCE_EXHAUSTED")) throw error;
-    await engine.progress.flushBefore(lease.namespace, [lease.taskId]);
     const failure: FailureReport = { ...lease, error: truncate(`the output was refused: ${error.message}`, LIMITS.maxErrorChars), nonRetryable: false, outcome: "failed" };
     const failed = (await engine.dispatcher.fail(failure)) !== undefined;
     return failed ? `${error.message}; the attempt was recorded as failed` : error.message;
@@ -505,14 +505,15 @@ export function createWorkerHandlers(engine: Engine, payloads: PayloadTypes, log
       const id = req.completion === undefined ? undefined : taskId("completion.task_id", req.completion.taskId);
       const task = id === undefined ? undefined : await engine.tasks.get(namespace, id).catch(() => undefined);
       const jobType = task === undefined ? undefined : await engine.jobTypes.find(namespace, task.jobType);
+      // Progress is only accepted while the task runs: write what is pending before the outcome.
+      if (id !== undefined) await engine.progress.flushBefore(namespace, [id]);
       let report: CompletionReport;
       try {
         report = completionReport(payloads, namespace, req.completion, jobType);
       } catch (error) {
-        throw new TaskwireError("INVALID_ARGUMENT", await failRefusedOutput(leaseRef(namespace, req.completion, "completion"), error));
+        const answer = await failRefusedOutput(leaseRef(namespace, req.completion, "completion"), error);
+        throw new TaskwireError((error as TaskwireError).code, answer);
       }
-      // Progress is only accepted while the task runs: write what is pending before the outcome.
-      await engine.progress.flushBefore(namespace, [report.taskId]);
       if ((await engine.dispatcher.complete(report)) === undefined) throw await engine.tasks.explainRejection(report);
       return {};
     },

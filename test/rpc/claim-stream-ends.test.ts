@@ -118,11 +118,11 @@ t.test("a completion whose output the job type refuses fails the attempt, freein
   t.same([next!.taskId, next!.attempt], [task.id, 2], "the retry reaches the worker, whose credit was freed");
   await worker.close();
 
-  // The unary call: INVALID_ARGUMENT saying so, and the attempt failed too.
+  // The unary call: refused saying so, and the attempt failed too.
   const unary = (await s.tasks.submit({ task: { jobType, input: jsonAny(2) } })).task!;
   const [u] = (await s.workers.claimTasks({ workerId: "w-refused-unary", jobTypes: [jobType], maxTasks: 1 })).assignments;
   t.equal(u!.taskId, unary.id);
   const error = await s.workers.completeTask({ completion: { taskId: u!.taskId, attempt: u!.attempt, leaseToken: u!.leaseToken, output: jsonAny("y".repeat(500)) } }).then(() => undefined, (e: unknown) => e as Error);
-  t.match(error?.message, /invalid_argument.*the limit is 100 bytes.*; the attempt was recorded as failed/i);
+  t.match(error?.message, /resource_exhausted.*the limit is 100 bytes.*; the attempt was recorded as failed/i, "RESOURCE_EXHAUSTED, as for any payload over its limit");
   t.equal(AttemptOutcome[(await get(unary.id)).attempts[0]!.outcome], "FAILED");
 });
